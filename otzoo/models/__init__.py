@@ -1,0 +1,17 @@
+"""otzoo models: registry, constructors, weight loading and saving (timm underneath)."""
+from ._builder import (
+    ChecksumError, CorruptWeightsError, NoPretrainedWeightsError, StateDictMismatchError, UnsafeCheckpointError,
+    create_model, load_weights, read_state_dict, resolve_weight_file,
+)
+from ._hub import WeightsNotFoundError, read_config, save_pretrained
+from ._registry import (
+    UnknownModelError, get_pretrained_cfg, is_model, is_pretrained, list_architectures, list_models,
+    list_pretrained, register_model, register_pretrained, unregister_pretrained,
+)
+from ._transforms import create_transform, resolve_data_config
+from .resnet_cifar import CifarResNet
+from . import resnet_cifar, timm_models
+from ._registry import _load_package_cfgs
+
+_load_package_cfgs()  # every otzoo/pretrained/<name>.json
+del _load_package_cfgs

@@ -1,0 +1,275 @@
+"""``create_model``: name resolution, weight lookup, sha256 verification and checked loading."""
+import hashlib
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple, Union
+
+import safetensors.torch
+import torch
+import torch.nn as nn
+import timm
+from timm.models import build_model_with_cfg, clean_state_dict, resolve_pretrained_cfg
+
+from . import _registry
+from ._registry import get_arch_default_cfg, get_pretrained_cfg, timm_cfg
+
+__all__ = [
+    "create_model", "build_model", "resolve_weight_file", "read_state_dict", "load_weights",
+    "checkout_weights_dir", "NoPretrainedWeightsError", "ChecksumError", "StateDictMismatchError",
+    "UnsafeCheckpointError", "CorruptWeightsError",
+]
+
+_PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".tar")
+
+
+class NoPretrainedWeightsError(ValueError):
+    """``pretrained=True`` for an architecture name: weights have their own names."""
+
+
+class ChecksumError(RuntimeError):
+    """A weight file's sha256 differs from the one recorded in its pretrained cfg."""
+
+
+class StateDictMismatchError(RuntimeError):
+    """A state dict does not fit the model (missing, unexpected or mis-shaped keys)."""
+
+
+class UnsafeCheckpointError(RuntimeError):
+    """A pickle checkpoint that ``torch.load(weights_only=True)`` cannot read."""
+
+
+class CorruptWeightsError(RuntimeError):
+    """A ``.safetensors`` file that cannot be parsed."""
+
+
+def checkout_weights_dir() -> Optional[Path]:
+    """``<checkout>/weights`` when otzoo runs from a source checkout, else None (wheel installs)."""
+    root = Path(__file__).resolve().parents[2]
+    weights = root / "weights"
+    return weights if weights.is_dir() and (root / "pyproject.toml").is_file() else None
+
+
+def resolve_weight_file(cfg: Dict[str, Any]) -> Path:
+    """Path of a registered weight's file: ``$OTZOO_WEIGHTS_DIR/<name>/``, then ``<checkout>/weights/<name>/``,
+    then ``huggingface_hub.hf_hub_download(hf_hub_id, filename, revision)`` (cache / download)."""
+    from ._hub import hub_download
+
+    name, filename = cfg["name"], cfg.get("filename") or "model.safetensors"
+    tried = []
+    roots = [os.environ.get("OTZOO_WEIGHTS_DIR"), checkout_weights_dir()]
+    for root in roots:
+        if root:
+            path = Path(root) / name / filename
+            if path.is_file():
+                return path
+            tried.append(path)
+    return hub_download(cfg.get("hf_hub_id") or f"otzoo/{name}", filename, revision=cfg.get("revision"),
+                        name=name, tried=tuple(tried))
+
+
+def read_state_dict(path: Union[str, Path], sha256: Optional[str] = None) -> Dict[str, torch.Tensor]:
+    """Read a state dict from ``.safetensors`` (or a pickle only ``torch.load(weights_only=True)`` accepts),
+    checking the file's sha256 against ``sha256`` when given."""
+    path = Path(path)
+    data = path.read_bytes()
+    if sha256:
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != sha256.lower():
+            raise ChecksumError(
+                f"sha256 of {path} is {actual}, expected {sha256}. The file is corrupt, truncated or not the "
+                f"published weight: delete it and load again (otzoo re-resolves it from $OTZOO_WEIGHTS_DIR, the "
+                f"checkout's weights/ folder or the Hugging Face Hub).")
+    if path.suffix in _PICKLE_SUFFIXES:
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise UnsafeCheckpointError(
+                f"Refusing to load {path}: it is a pickle that torch.load(weights_only=True) cannot read "
+                f"({type(e).__name__}: {str(e).splitlines()[0]}). Loading it fully could run arbitrary code. If you "
+                f"trust it, convert it once: sd = torch.load(path, weights_only=False); "
+                f"safetensors.torch.save_file(sd, 'model.safetensors'), and pass that file.") from e
+        if isinstance(obj, dict):
+            for key in ("state_dict", "model"):
+                if isinstance(obj.get(key), dict):
+                    obj = obj[key]
+                    break
+        if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+            raise UnsafeCheckpointError(f"{path} does not hold a state dict (name -> tensor); save one with "
+                                        f"otzoo.save_pretrained(model, folder)")
+        return clean_state_dict(obj)
+    try:
+        return safetensors.torch.load(data)
+    except Exception as e:
+        raise CorruptWeightsError(
+            f"{path} is not a readable safetensors file ({type(e).__name__}: {e}). Delete it and download or "
+            f"export it again (otzoo.save_pretrained writes valid files).") from e
+
+
+def _is_features(model: nn.Module) -> bool:
+    return not hasattr(model, "forward_head")  # timm's FeatureListNet / FeatureGetterNet wrappers
+
+
+def load_weights(model: nn.Module, state_dict: Dict[str, torch.Tensor], cfg: Dict[str, Any],
+                 source: str = "state dict") -> nn.Module:
+    """Load ``state_dict`` (published with ``cfg["num_classes"]`` classes) into ``model``, strictly.
+
+    The classifier (``cfg["classifier"]``) is skipped when the model has a different head size
+    (``num_classes=0``: none; ``K``: a fresh, randomly initialised head, with a warning) or is a
+    ``features_only`` wrapper. Raises :class:`StateDictMismatchError` listing missing, unexpected
+    and mis-shaped keys.
+    """
+    classifiers = cfg.get("classifier") or ()
+    classifiers = (classifiers,) if isinstance(classifiers, str) else tuple(classifiers)
+    head_keys = {f"{c}.{p}" for c in classifiers for p in ("weight", "bias")}
+    own = model.state_dict()
+    features = _is_features(model)
+    if features and own and not any(k in own for k in state_dict) and any(f"model.{k}" in own for k in state_dict):
+        state_dict = {f"model.{k}": v for k, v in state_dict.items()}  # FeatureGetterNet wraps the model
+        head_keys = {f"model.{k}" for k in head_keys}
+    published = cfg.get("num_classes")
+    new_head = not features and published is not None and getattr(model, "num_classes", published) != published
+    if features or new_head:
+        state_dict = {k: v for k, v in state_dict.items() if k not in head_keys}
+    missing = [k for k in own if k not in state_dict and not (new_head and k in head_keys)]
+    unexpected = [] if features else [k for k in state_dict if k not in own]  # wrappers prune late layers
+    shapes = [f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+              for k, v in state_dict.items() if k in own and v.shape != own[k].shape]
+    if missing or unexpected or shapes:
+        arch = cfg.get("architecture", type(model).__name__)
+        parts = [f"{label} ({len(keys)}): {', '.join(keys[:20])}{' ...' if len(keys) > 20 else ''}"
+                 for label, keys in (("missing keys", missing), ("unexpected keys", unexpected),
+                                     ("shape mismatches", shapes)) if keys]
+        raise StateDictMismatchError(
+            f"Weights from {source} do not fit {arch}:\n  " + "\n  ".join(parts) +
+            f"\nCheck that the file was saved from a {arch} (otzoo.save_pretrained records the architecture in "
+            f"config.json) and create the model under that architecture name.")
+    empty = any(t.is_meta for t in own.values())
+    if empty:  # built on the meta device: every tensor but a new head comes from the file
+        model.to_empty(device="cpu")
+    model.load_state_dict({k: v for k, v in state_dict.items() if k in own}, strict=False)
+    if empty and new_head and model.num_classes > 0:
+        model.reset_classifier(model.num_classes)  # a fresh, initialised head
+    if new_head and model.num_classes > 0:
+        warnings.warn(
+            f"{cfg.get('name') or arch_name(cfg)}: the published head has {published} classes; created a new, randomly "
+            f"initialised {model.num_classes}-class head ({', '.join(classifiers)}). Train it before use "
+            f"(num_classes=None keeps the published head, num_classes=0 gives pooled features).", stacklevel=3)
+    return model
+
+
+def arch_name(cfg: Dict[str, Any]) -> str:
+    return cfg.get("architecture", "model")
+
+
+def _locate_checkpoint(checkpoint_path: Union[str, Path]) -> Tuple[Path, Optional[Path]]:
+    path = Path(checkpoint_path).expanduser()
+    if path.is_dir():
+        weights = path / "model.safetensors"
+        if not weights.is_file():
+            raise FileNotFoundError(f"No model.safetensors in {path}; write the folder with "
+                                    f"otzoo.save_pretrained(model, folder) or pass the weight file itself")
+        config = path / "config.json"
+        return weights, config if config.is_file() else None
+    if path.is_file():
+        config = path.parent / "config.json"
+        return path, config if config.is_file() else None
+    raise FileNotFoundError(f"checkpoint_path {path} does not exist (expected a model.safetensors file or a "
+                            f"folder written by otzoo.save_pretrained)")
+
+
+def create_model(name: str, pretrained: bool = False, num_classes: Optional[int] = None,
+                 checkpoint_path: Optional[Union[str, Path]] = None, **kwargs: Any) -> nn.Module:
+    """Create an otzoo model.
+
+    Args:
+        name: an architecture (``resnet18_cifar``, ``resnet50_cifar``, ``resnet18``, ``resnet50``,
+            ``vit_base_patch16_224``) or a weight (``<method>_<arch>_<dataset>``, see
+            :func:`otzoo.list_pretrained`; its timm tag ``<arch>.<method>_<dataset>`` works too).
+        pretrained: load the weight's file (``$OTZOO_WEIGHTS_DIR/<name>/``, then the checkout's
+            ``weights/<name>/``, then the Hugging Face Hub), verifying its sha256.
+        num_classes: ``None``: the published head of the weight (a linear probe on the frozen
+            features) or the file's head; ``0``: no head, ``model(x)`` gives pooled features
+            ``(B, num_features)``; ``K``: a new random ``K``-class head for fine-tuning.
+        checkpoint_path: a ``model.safetensors`` file or a folder written by :func:`otzoo.save_pretrained`,
+            loaded instead of the registered file; a ``config.json`` beside it becomes ``model.pretrained_cfg``.
+        **kwargs: passed to the timm model (``features_only``, ``out_indices``, ``drop_path_rate``, ...).
+
+    Returns:
+        An ``nn.Module`` with timm's interface (``forward_features``, ``forward_head``, ...).
+    """
+    weight = _registry.resolve_model_name(name)
+    cfg = get_pretrained_cfg(weight) if weight else get_arch_default_cfg(name)
+    arch = cfg["architecture"]
+    if pretrained and weight is None and checkpoint_path is None:
+        weights = _registry.list_pretrained(f"*_{arch.removesuffix('_cifar')}_*")
+        weights = [w for w in weights if get_pretrained_cfg(w)["architecture"] == arch]
+        hint = (f"Its weights: {', '.join(weights)}." if weights else "No otzoo weights exist for it yet.")
+        raise NoPretrainedWeightsError(
+            f"{name!r} is an architecture; otzoo weights have their own names (<method>_<arch>_<dataset>). "
+            f"{hint} Use create_model(<weight name>, pretrained=True), pretrained=False for random init, or "
+            f"checkpoint_path=... for your own file. All weights: otzoo.list_pretrained().")
+    state_dict, source = None, None
+    if checkpoint_path is not None:
+        file, config = _locate_checkpoint(checkpoint_path)
+        expected_sha = cfg.get("sha256") if weight else None
+        if config is not None:
+            from ._hub import read_config
+
+            file_cfg = read_config(config)
+            if file_cfg.get("architecture", arch) != arch:
+                raise ValueError(f"{config} describes a {file_cfg['architecture']!r} but {name!r} is a {arch!r}; "
+                                 f"use otzoo.create_model({file_cfg['architecture']!r}, checkpoint_path=...)")
+            if Path(file).name == file_cfg.get("filename", "model.safetensors"):
+                expected_sha = file_cfg.get("sha256", expected_sha)
+            cfg = {**cfg, **file_cfg}
+        state_dict, source = read_state_dict(file, expected_sha), str(file)
+        if config is None:  # the file's own head decides the default
+            fc = f"{cfg.get('classifier')}.weight"
+            cfg["num_classes"] = state_dict[fc].shape[0] if fc in state_dict else 0
+    elif pretrained:
+        file = resolve_weight_file(cfg)
+        state_dict, source = read_state_dict(file, cfg["sha256"]), str(file)
+    if num_classes is None:
+        num_classes = cfg.get("num_classes")
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
+    entrypoint = _registry.model_entrypoint(arch)
+    if state_dict is not None and "device" not in kwargs:
+        # the file overwrites every tensor: skip random init by building on the meta device
+        model = entrypoint(pretrained=False, pretrained_cfg=timm_cfg(cfg), device="meta", **kwargs)
+        persistent = set(model.state_dict())
+        if any(n not in persistent for n, _ in model.named_buffers()):  # non-persistent buffers need init
+            model = entrypoint(pretrained=False, pretrained_cfg=timm_cfg(cfg), **kwargs)
+    else:
+        model = entrypoint(pretrained=False, pretrained_cfg=timm_cfg(cfg), **kwargs)
+    if state_dict is not None:
+        load_weights(model, state_dict, cfg, source=source)
+    model.pretrained_cfg = model.default_cfg = cfg
+    return model
+
+
+def build_model(model_cls: type, variant: str, pretrained: bool = False, pretrained_cfg: Any = None,
+                pretrained_cfg_overlay: Optional[Dict[str, Any]] = None, **kwargs: Any) -> nn.Module:
+    """timm's ``build_model_with_cfg`` for otzoo's own architectures.
+
+    When timm asks for a registered otzoo weight (``timm.create_model("<arch>.<tag>", pretrained=True)``
+    or ``"hf-hub:otzoo/<name>"``), the file is resolved and sha256-verified by otzoo; any other
+    source goes through timm's loader.
+    """
+    cfg = resolve_pretrained_cfg(variant, pretrained_cfg, pretrained_cfg_overlay).to_dict()
+    weight = _registry._by_tag_or_hub_id(cfg.get("hf_hub_id") or "") if pretrained else None
+    model = build_model_with_cfg(model_cls, variant, pretrained=pretrained and weight is None,
+                                 pretrained_cfg=cfg, **kwargs)
+    if weight is not None:
+        wcfg = get_pretrained_cfg(weight)
+        load_weights(model, read_state_dict(resolve_weight_file(wcfg), wcfg["sha256"]), wcfg, source=weight)
+    return model
+
+
+def build_timm_model(variant: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
+    """A timm built-in architecture, random init (otzoo loads its weights itself)."""
+    if pretrained:
+        raise NoPretrainedWeightsError(f"use otzoo.create_model(<weight name>, pretrained=True) for {variant} weights")
+    kwargs.setdefault("pretrained_cfg", timm_cfg(get_arch_default_cfg(variant)))
+    return timm.create_model(variant, pretrained=False, **kwargs)

@@ -1,0 +1,121 @@
+"""Writing a weight folder (``model.safetensors`` + timm-style ``config.json``) and Hub downloads."""
+import copy
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Dict, Optional, Union
+
+import torch
+import torch.nn as nn
+from huggingface_hub import constants as hf_constants
+from huggingface_hub import hf_hub_download
+from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
+from timm.models import save_for_hf
+
+from ._registry import timm_cfg
+from ._transforms import resolve_data_config
+
+__all__ = ["save_pretrained", "read_config", "sha256_file", "hub_download", "WeightsNotFoundError"]
+
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+_SOURCE_KEYS = ("url", "file", "state_dict", "hf_hub_id", "hf_hub_filename", "source", "tag")
+
+
+class WeightsNotFoundError(FileNotFoundError):
+    """A weight file is in none of the places otzoo looks (and cannot be downloaded)."""
+
+
+def sha256_file(path: Union[str, Path]) -> str:
+    """Hex sha256 of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_pretrained(model: nn.Module, folder: Union[str, Path], *, dtype: torch.dtype = torch.float16,
+                    **meta: Any) -> Dict[str, Any]:
+    """Write ``folder/model.safetensors`` and ``folder/config.json``; return the complete pretrained cfg.
+
+    Floating-point tensors are cast to ``dtype`` (integer buffers stay int64). ``config.json`` has
+    timm's ``save_for_hf`` layout (architecture, num_classes, num_features, global_pool,
+    model_args, pretrained_cfg) so ``timm.create_model("hf-hub:<repo>")`` reads it, plus the full
+    otzoo cfg under ``"otzoo"``. ``meta`` (name, method, dataset, metrics, label_names, mean, std...)
+    is merged with architecture, num_classes, filename, sha256 and the data config; ``name`` also
+    fills ``hf_hub_id`` (``otzoo/<name>``) and, with ``method`` and ``dataset``, ``tag``.
+    Saving an unchanged model again gives the same file and sha256.
+    """
+    if not hasattr(model, "forward_head") or not hasattr(model, "pretrained_cfg"):
+        raise TypeError("save_pretrained needs a full otzoo/timm model (not a features_only wrapper); "
+                        "create it with otzoo.create_model(arch) and load your state dict into it")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    base = {k: v for k, v in timm_cfg(dict(model.pretrained_cfg)).items() if k not in _SOURCE_KEYS}
+    arch = meta.get("architecture") or model.pretrained_cfg.get("architecture")
+    if not arch:
+        raise ValueError("model.pretrained_cfg has no 'architecture'; pass architecture=... to save_pretrained")
+    label_names = meta.get("label_names", base.get("label_names"))
+    if label_names is not None and len(label_names) != model.num_classes:
+        label_names = None  # the head changed; the old names no longer apply
+    base.pop("label_names", None)
+
+    saved = copy.deepcopy(model).to(dtype=dtype).cpu()  # .to(dtype) leaves integer buffers alone
+    saved.pretrained_cfg = {**base, **timm_cfg(meta), "architecture": arch}
+    saved.pretrained_cfg.pop("label_names", None)
+    data_cfg = resolve_data_config(saved)
+    model_config = {"label_names": list(label_names)} if label_names is not None else None
+    save_for_hf(saved, folder, model_config=model_config, safe_serialization=True)
+
+    cfg: Dict[str, Any] = {**data_cfg, "first_conv": base.get("first_conv"), "classifier": base.get("classifier"),
+                           "license": "apache-2.0"}
+    cfg.update(meta)
+    cfg.update(architecture=arch, num_classes=model.num_classes, num_features=model.num_features,
+               filename=WEIGHTS_NAME, sha256=sha256_file(folder / WEIGHTS_NAME))
+    if label_names is not None:
+        cfg["label_names"] = list(label_names)
+    if cfg.get("name"):
+        cfg.setdefault("hf_hub_id", f"otzoo/{cfg['name']}")
+        if cfg.get("method") and cfg.get("dataset"):
+            cfg.setdefault("tag", f"{arch}.{cfg['method']}_{cfg['dataset']}")
+    cfg = json.loads(json.dumps(cfg))  # exactly what config.json holds (tuples become lists)
+
+    config_path = folder / CONFIG_NAME
+    hf_config = json.loads(config_path.read_text(encoding="utf-8"))
+    hf_config["otzoo"] = cfg
+    config_path.write_text(json.dumps(hf_config, indent=2) + "\n", encoding="utf-8")
+    return cfg
+
+
+def read_config(path: Union[str, Path]) -> Dict[str, Any]:
+    """The pretrained cfg stored in a ``config.json``: otzoo's full cfg, or timm's fields for a plain timm export."""
+    hf_config = json.loads(Path(path).read_text(encoding="utf-8"))
+    cfg = dict(hf_config.get("pretrained_cfg", {}))
+    for k in ("architecture", "num_classes", "label_names", "num_features"):
+        if k in hf_config:
+            cfg[k] = hf_config[k]
+    cfg.update(hf_config.get("otzoo", {}))
+    return cfg
+
+
+def hub_download(repo_id: str, filename: str, revision: Optional[str] = None, name: str = "",
+                 tried: tuple = ()) -> Path:
+    """``hf_hub_download`` (cache, ``HF_HUB_OFFLINE``, revisions) with an error that says how to get the file."""
+    try:
+        return Path(hf_hub_download(repo_id, filename, revision=revision))
+    except (LocalEntryNotFoundError, OfflineModeIsEnabled, HfHubHTTPError, OSError) as e:
+        looked = "".join(f"\n  - {p}" for p in tried)
+        where = f"otzoo looked in:{looked}\n  - the Hugging Face cache ({hf_constants.HF_HUB_CACHE})" if looked else \
+            f"otzoo looked in the Hugging Face cache ({hf_constants.HF_HUB_CACHE})"
+        offline = hf_constants.is_offline_mode()
+        reason = ("HF_HUB_OFFLINE is set and the file is not cached" if offline
+                  else f"the download failed ({type(e).__name__}: {e})")
+        target = f"$OTZOO_WEIGHTS_DIR/{name}/{filename}" if name else "a local folder"
+        raise WeightsNotFoundError(
+            f"Cannot get {filename} of {repo_id} (revision {revision or 'main'}): {reason}.\n{where}\n"
+            f"To fix: go online (unset HF_HUB_OFFLINE) and load it once to fill the cache, or copy the file to "
+            f"{target} (OTZOO_WEIGHTS_DIR={os.environ.get('OTZOO_WEIGHTS_DIR', '<unset>')}), e.g. on a connected "
+            f"machine: `hf download {repo_id} --local-dir <dir>/{name or repo_id.split('/')[-1]}`."
+        ) from e

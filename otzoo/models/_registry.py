@@ -1,0 +1,215 @@
+"""Name registry: otzoo architectures, their pretrained weights, and the mirror in timm's registry.
+
+Architectures are registered with :func:`register_model`; weights with :func:`register_pretrained`
+(import registers every ``otzoo/pretrained/<name>.json``). otzoo's own architectures and their
+weight tags (``<arch>.<method>_<dataset>``) are also registered in timm's registry, so
+``timm.create_model("resnet18_cifar.<method>_<dataset>", pretrained=True)`` works after
+``import otzoo``; timm's built-ins (``resnet18``, ``vit_base_patch16_224``...) are never replaced.
+"""
+import dataclasses
+import difflib
+import fnmatch
+import json
+import sys
+import warnings
+from importlib import resources
+from typing import Any, Callable, Dict, List, Optional, Union
+
+import timm.models
+from timm.models import PretrainedCfg, generate_default_cfgs
+
+__all__ = [
+    "register_model", "register_pretrained", "unregister_pretrained", "list_models",
+    "list_pretrained", "list_architectures", "is_model", "is_pretrained", "get_pretrained_cfg",
+    "get_arch_default_cfg", "model_entrypoint", "resolve_model_name", "UnknownModelError",
+]
+
+_entrypoints: Dict[str, Callable] = {}  # architecture -> constructor fn(pretrained=False, **kwargs)
+_in_timm: Dict[str, Callable] = {}  # otzoo architectures mirrored in timm's registry
+_base_cfgs: Dict[str, Dict[str, Any]] = {}  # architecture -> cfg from its module's default_cfgs
+_pretrained: Dict[str, Dict[str, Any]] = {}  # weight name -> pretrained cfg
+_REQUIRED = ("name", "architecture", "sha256")
+TIMM_CFG_FIELDS = tuple(f.name for f in dataclasses.fields(PretrainedCfg))
+
+
+class UnknownModelError(ValueError):
+    """Raised for a name that is neither an otzoo architecture nor a weight."""
+
+
+def timm_cfg(cfg: Dict[str, Any]) -> Dict[str, Any]:
+    """The subset of an otzoo pretrained cfg that timm's ``PretrainedCfg`` understands (lists as tuples)."""
+    out = {}
+    for k, v in cfg.items():
+        if k in TIMM_CFG_FIELDS and k != "state_dict":
+            out[k] = tuple(v) if isinstance(v, list) else v
+    return out
+
+
+def register_model(fn: Callable) -> Callable:
+    """Decorator: register ``fn(pretrained=False, **kwargs)`` as otzoo architecture ``fn.__name__``.
+
+    Names timm does not already define are registered in timm's registry too, with the tags of
+    every weight registered for them.
+    """
+    name = fn.__name__
+    _entrypoints[name] = fn
+    module_cfgs = getattr(sys.modules[fn.__module__], "default_cfgs", {})
+    if isinstance(module_cfgs.get(name), dict):
+        _base_cfgs[name] = dict(module_cfgs[name])
+    if name in _in_timm or not timm.models.is_model(name):
+        _in_timm[name] = fn
+        _sync_timm(name)
+    return fn
+
+
+def _sync_timm(arch: str) -> None:
+    """(Re)register ``arch`` in timm with its default cfg and one tag per registered weight."""
+    fn = _in_timm.get(arch)
+    if fn is None:
+        return
+    module = sys.modules[fn.__module__]
+    cfgs = {arch: PretrainedCfg(**timm_cfg(_base_cfgs.get(arch, {})))}
+    for cfg in _pretrained.values():
+        if cfg["architecture"] == arch:
+            cfgs[cfg["tag"]] = PretrainedCfg(**timm_cfg(cfg))
+    if not hasattr(module, "default_cfgs"):
+        module.default_cfgs = {}
+    module.default_cfgs[arch] = generate_default_cfgs(cfgs)[arch]  # timm reads this at registration
+    with warnings.catch_warnings():  # re-registering our own name replaces its stale tag list
+        warnings.simplefilter("ignore")
+        timm.models.register_model(fn)
+
+
+def _check_cfg(cfg: Dict[str, Any]) -> Dict[str, Any]:
+    missing = [k for k in _REQUIRED if not cfg.get(k)]
+    if missing:
+        raise ValueError(f"pretrained cfg is missing {missing}; got keys {sorted(cfg)}")
+    cfg = dict(cfg)
+    name, arch = cfg["name"], cfg["architecture"]
+    if arch not in _entrypoints:
+        raise ValueError(f"pretrained cfg {name!r} names unknown architecture {arch!r}; "
+                         f"known architectures: {list_architectures()}")
+    if name in _entrypoints:
+        raise ValueError(f"weight name {name!r} clashes with an architecture name")
+    if "tag" not in cfg:
+        suffix = f"{cfg['method']}_{cfg['dataset']}" if cfg.get("method") and cfg.get("dataset") else name
+        cfg["tag"] = f"{arch}.{suffix}"
+    cfg.setdefault("hf_hub_id", f"otzoo/{name}")
+    cfg.setdefault("filename", "model.safetensors")
+    base = get_arch_default_cfg(arch)
+    for k in ("first_conv", "classifier"):
+        cfg.setdefault(k, base.get(k))
+    return cfg
+
+
+def register_pretrained(cfg: Dict[str, Any]) -> Dict[str, Any]:
+    """Register a weight's pretrained cfg (as read from ``otzoo/pretrained/<name>.json``).
+
+    Needs at least ``name``, ``architecture`` and ``sha256`` (of the weight file); fills ``tag``, ``hf_hub_id``
+    (``otzoo/<name>``), ``filename``, ``first_conv`` and ``classifier`` when absent.
+    Re-registering a name replaces it. Returns the registered cfg.
+    """
+    cfg = _check_cfg(cfg)
+    _pretrained[cfg["name"]] = cfg
+    _sync_timm(cfg["architecture"])
+    return dict(cfg)
+
+
+def unregister_pretrained(name: str) -> None:
+    """Remove a weight registered with :func:`register_pretrained` (and its timm tag)."""
+    cfg = _pretrained.pop(name, None)
+    if cfg is not None:
+        _sync_timm(cfg["architecture"])
+
+
+def _load_package_cfgs() -> None:
+    folder = resources.files("otzoo") / "pretrained"
+    if not folder.is_dir():
+        return
+    for entry in sorted(folder.iterdir(), key=lambda p: p.name):
+        if entry.name.endswith(".json"):
+            register_pretrained(json.loads(entry.read_text(encoding="utf-8")))
+
+
+def list_architectures(filter: str = "") -> List[str]:
+    """Architecture names (random-init models), sorted."""
+    return sorted(n for n in _entrypoints if fnmatch.fnmatch(n, filter or "*"))
+
+
+def list_pretrained(filter: str = "") -> List[str]:
+    """Weight names ``<method>_<arch>_<dataset>``, sorted; ``filter`` is a shell-style pattern."""
+    return sorted(n for n in _pretrained if fnmatch.fnmatch(n, filter or "*"))
+
+
+def list_models(filter: str = "", pretrained: bool = False) -> List[str]:
+    """Every name :func:`otzoo.create_model` accepts: architectures, then weights.
+
+    ``pretrained=True`` lists only the weights. ``filter`` is a shell-style pattern (``"*cifar*"``).
+    """
+    if pretrained:
+        return list_pretrained(filter)
+    return list_architectures(filter) + list_pretrained(filter)
+
+
+def is_model(name: str) -> bool:
+    """True for an otzoo architecture or weight name."""
+    return name in _entrypoints or name in _pretrained
+
+
+def is_pretrained(name: str) -> bool:
+    """True for a weight name."""
+    return name in _pretrained
+
+
+def model_entrypoint(arch: str) -> Callable:
+    return _entrypoints[arch]
+
+
+def get_arch_default_cfg(arch: str) -> Dict[str, Any]:
+    """The cfg a random-init ``arch`` carries (input size, mean/std, classifier...), without weight sources."""
+    if arch in _base_cfgs:
+        cfg = dict(_base_cfgs[arch])
+    else:
+        cfg = timm.models.get_pretrained_cfg(arch).to_dict()
+        for k in ("url", "file", "hf_hub_id", "hf_hub_filename", "source", "tag", "test_input_size",
+                  "test_crop_pct", "origin_url", "paper_ids", "paper_name", "notes", "description"):
+            cfg.pop(k, None)
+    cfg["architecture"] = arch
+    return cfg
+
+
+def get_pretrained_cfg(name: str) -> Dict[str, Any]:
+    """A copy of the pretrained cfg of weight ``name`` (or the default cfg of architecture ``name``)."""
+    if name in _pretrained:
+        return json.loads(json.dumps(_pretrained[name]))
+    if name in _entrypoints:
+        return get_arch_default_cfg(name)
+    raise _unknown(name)
+
+
+def _by_tag_or_hub_id(key: str) -> Optional[str]:
+    for name, cfg in _pretrained.items():
+        if key in (cfg.get("tag"), cfg.get("hf_hub_id")):
+            return name
+    return None
+
+
+def resolve_model_name(name: str) -> Union[str, None]:
+    """Map a weight name, timm tag (``resnet18_cifar.<method>_<dataset>``) or hub id
+    (``otzoo/<name>``) to the otzoo weight name; None for an architecture; raise for unknown names."""
+    if name in _pretrained:
+        return name
+    if name in _entrypoints:
+        return None
+    found = _by_tag_or_hub_id(name.removeprefix("hf-hub:"))
+    if found is None:
+        raise _unknown(name)
+    return found
+
+
+def _unknown(name: str) -> UnknownModelError:
+    names = list_models()
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+    return UnknownModelError(f"Unknown otzoo model {name!r}.{hint} See otzoo.list_models() for all {len(names)} "
+                             f"names (architectures: {list_architectures()}).")

@@ -1,0 +1,23 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_CIFAR10 = REPO_ROOT.parent / "shared" / "data" / "cifar10"
+
+
+@pytest.fixture
+def cifar10_dir() -> Path:
+    """The CIFAR-10 ImageFolder root ($OTZOO_DATA, else ../shared/data/cifar10); skips if absent."""
+    env = os.environ.get("OTZOO_DATA")
+    path = Path(env) if env else SHARED_CIFAR10
+    if not (path / "train").is_dir() or not (path / "test").is_dir():
+        pytest.skip(f"CIFAR-10 ImageFolder tree not found at {path} (set $OTZOO_DATA)")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)

@@ -1,0 +1,59 @@
+"""After `import otzoo`, timm loads otzoo weights by tag and by hf-hub id: the same verified tensors."""
+import pytest
+import timm
+import torch
+
+import otzoo
+from otzoo.models import ChecksumError
+
+from .fakes import FAKE_NAME, FAKE_TAG
+
+
+def same_state(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_timm_tag_loads_same_weights(fake_weight):
+    ours = otzoo.create_model(FAKE_NAME, pretrained=True)
+    theirs = timm.create_model(FAKE_TAG, pretrained=True)
+    assert same_state(ours, theirs) and theirs.num_classes == 10
+    assert theirs.pretrained_cfg["tag"] == FAKE_TAG.split(".", 1)[1]
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(ours.eval()(x), theirs.eval()(x))
+
+
+def test_timm_tag_num_classes_and_features(fake_weight):
+    with pytest.warns(UserWarning, match="new, randomly initialised 4-class head"):
+        model = timm.create_model(FAKE_TAG, pretrained=True, num_classes=4)
+    assert model.num_classes == 4
+    feats = timm.create_model(FAKE_TAG, pretrained=True, features_only=True)
+    assert feats.feature_info.reduction() == [1, 1, 2, 4, 8]
+    ours = otzoo.create_model(FAKE_NAME, pretrained=True)
+    assert torch.equal(feats.state_dict()["layer4.1.conv2.weight"], ours.state_dict()["layer4.1.conv2.weight"])
+
+
+def test_timm_tag_verifies_sha256(fake_weight, tmp_path):
+    path = tmp_path / "weights" / FAKE_NAME / "model.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 1
+    path.write_bytes(bytes(data))
+    with pytest.raises(ChecksumError):
+        timm.create_model(FAKE_TAG, pretrained=True)
+
+
+def test_timm_hf_hub_id(hub_weight):
+    ours = otzoo.create_model(FAKE_NAME, pretrained=True)
+    theirs = timm.create_model(f"hf-hub:otzoo/{FAKE_NAME}", pretrained=True)
+    assert same_state(ours, theirs)
+    assert list(theirs.pretrained_cfg["label_names"]) == hub_weight["label_names"]
+    assert tuple(theirs.pretrained_cfg["mean"]) == tuple(hub_weight["mean"])
+    # otzoo also accepts the hub id / tag
+    assert same_state(otzoo.create_model(f"hf-hub:otzoo/{FAKE_NAME}", pretrained=True), ours)
+
+
+def test_timm_local_dir(fake_weight, tmp_path):
+    ours = otzoo.create_model(FAKE_NAME, pretrained=True)
+    theirs = timm.create_model(f"local-dir:{tmp_path / 'weights' / FAKE_NAME}", pretrained=True)
+    assert same_state(ours, theirs)

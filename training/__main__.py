@@ -1,0 +1,37 @@
+"""``python -m training <command> [args]``: dispatch to ``training.<module>.main(argv)``."""
+import importlib
+import sys
+
+COMMANDS = {
+    "pretrain": ("training.pretrain", "self-supervised pretraining from a YAML recipe"),
+    "knn": ("training.evaluate", "k-NN top-1 of a backbone (k=200, T=0.1, cosine)"),
+    "linear": ("training.evaluate", "linear probe on frozen, precomputed features"),
+    "finetune": ("training.evaluate", "fine-tune backbone + head end to end"),
+    "export": ("training.export", "write weights/, otzoo/pretrained/, model card and results"),
+    "publish": ("training.publish", "upload an exported weight folder to the HF Hub (--dry-run offline)"),
+    "smoke": ("training.smoke", "pretrain -> knn -> linear -> export -> load on a few hundred images"),
+    "readme": ("training.readme", "regenerate the README's table of weights from the registry"),
+}
+
+
+def usage() -> str:
+    lines = ["usage: python -m training <command> [--help]", "", "commands:"]
+    lines += [f"  {name:<10} {doc}" for name, (_, doc) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0
+    cmd, rest = argv[0], argv[1:]
+    if cmd not in COMMANDS:
+        print(f"unknown command {cmd!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[cmd][0])
+    return int(module.main(rest, prog=f"python -m training {cmd}", command=cmd) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""Dataset resolution shared by pretraining and evaluation.
+
+A data directory (``--data-dir`` / ``data.dir`` or ``$OTZOO_DATA``) holding ``train/`` and
+``test/`` ImageFolder trees wins; otherwise the named torchvision dataset is used and
+downloaded into ``root`` when missing.
+"""
+import os
+from pathlib import Path
+from typing import Optional
+
+import torch
+from torch.utils.data import Dataset, Subset
+
+TORCHVISION_DATASETS = ("cifar10", "cifar100", "svhn", "stl10")
+DEFAULT_DOWNLOAD_ROOT = Path(os.environ.get("OTZOO_DOWNLOAD_ROOT", "~/.cache/otzoo/datasets")).expanduser()
+
+
+class DataNotFoundError(FileNotFoundError):
+    """The dataset is neither in a data directory nor downloadable."""
+
+
+def resolve_data_dir(data_dir: Optional[str] = None) -> Optional[Path]:
+    """``data_dir`` if given, else ``$OTZOO_DATA`` if set, else None. Must exist if named."""
+    value = data_dir or os.environ.get("OTZOO_DATA") or None
+    if value is None:
+        return None
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        source = "data dir" if data_dir else "$OTZOO_DATA"
+        raise DataNotFoundError(
+            f"{source} {str(path)!r} is not a directory. Point it at a folder holding "
+            "train/ and test/ ImageFolder trees (e.g. ../shared/data/cifar10), or unset it "
+            "to download the dataset with torchvision."
+        )
+    return path
+
+
+def build_dataset(name: str = "cifar10", split: str = "train", data_dir: Optional[str] = None,
+                  transform=None, download: bool = True, root: Optional[str] = None) -> Dataset:
+    """Return the ``split`` ("train" or "test"; STL-10 also "unlabeled") of dataset ``name``.
+
+    Every returned dataset yields ``(image, label)`` and has ``classes`` (label names).
+    """
+    folder = resolve_data_dir(data_dir)
+    if folder is not None:
+        from torchvision.datasets import ImageFolder
+
+        split_dir = folder / split
+        if not split_dir.is_dir():
+            raise DataNotFoundError(
+                f"{str(split_dir)!r} does not exist: the data dir must hold ImageFolder trees "
+                f"'train/' and 'test/' (one sub-folder per class)."
+            )
+        return ImageFolder(str(split_dir), transform=transform)
+    key = name.lower().replace("-", "")
+    if key not in TORCHVISION_DATASETS:
+        raise DataNotFoundError(
+            f"unknown dataset {name!r} and no data dir given: use one of {TORCHVISION_DATASETS} "
+            "or pass an ImageFolder root with --data-dir / $OTZOO_DATA."
+        )
+    import torchvision.datasets as tvd
+
+    root_path = Path(root).expanduser() if root else DEFAULT_DOWNLOAD_ROOT
+    try:
+        if key in ("cifar10", "cifar100"):
+            cls = tvd.CIFAR10 if key == "cifar10" else tvd.CIFAR100
+            return cls(str(root_path), train=(split == "train"), transform=transform, download=download)
+        if key == "svhn":
+            ds = tvd.SVHN(str(root_path), split=split, transform=transform, download=download)
+            ds.classes = [str(i) for i in range(10)]
+            return ds
+        return tvd.STL10(str(root_path), split=split, transform=transform, download=download)
+    except (RuntimeError, OSError) as err:  # not found and download off, or no network
+        raise DataNotFoundError(
+            f"could not load {name} ({split}) from {str(root_path)!r} nor download it ({err}). "
+            f"Offline, set $OTZOO_DATA (or --data-dir) to a folder holding train/ and test/ "
+            f"ImageFolder trees, e.g. OTZOO_DATA=../shared/data/cifar10."
+        ) from err
+
+
+def evenly_spaced_subset(dataset: Dataset, n: Optional[int]) -> Dataset:
+    """The ``n`` items at evenly spaced indices (class-balanced for sorted ImageFolders)."""
+    if n is None or n >= len(dataset):
+        return dataset
+    idx = torch.linspace(0, len(dataset) - 1, n).round().long().unique().tolist()
+    sub = Subset(dataset, idx)
+    sub.classes = getattr(dataset, "classes", None)
+    return sub
+
+
+def labels_of(dataset: Dataset) -> torch.Tensor:
+    """Labels of every item as a LongTensor (N,), without decoding images where possible."""
+    if isinstance(dataset, Subset):
+        return labels_of(dataset.dataset)[torch.as_tensor(dataset.indices)]
+    for attr in ("targets", "labels"):
+        if hasattr(dataset, attr):
+            return torch.as_tensor(getattr(dataset, attr), dtype=torch.long)
+    return torch.as_tensor([y for _, y in dataset], dtype=torch.long)
