@@ -1,0 +1,179 @@
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import training.methods
+from training.pretrain import main
+
+REPO = Path(__file__).resolve().parents[2]
+SMOKE = str(REPO / "training" / "configs" / "smoke.yaml")
+RUN_KEYS = {"method", "arch", "dataset", "data_dir", "data_variant", "epochs", "steps", "views_seen",
+            "batch_size", "world_size", "seed", "wall_time_s", "hardware", "otzoo_version", "torch_version",
+            "command", "config", "final_loss"}
+
+
+class TinyNet(nn.Module):
+    """A few-thousand-parameter backbone with otzoo's interface (num_features, pooled output)."""
+
+    def __init__(self, bn=True):
+        super().__init__()
+        self.num_features = 16
+        self.body = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1), nn.BatchNorm2d(16) if bn else nn.Identity(),
+                                  nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+
+    def forward(self, x):
+        return self.body(x)
+
+
+TINY = ["dataset=synthetic", "data.subset=32", "data.decode_size=16", "aug.size=16", "batch_size=16", "epochs=1", "model.proj_hidden=32",
+        "model.proj_dim=8", "model.byol_proj_hidden=32", "model.byol_proj_dim=8", "model.byol_pred_hidden=32",
+        "engine.progress=false", "engine.log_every=1"]
+
+
+@pytest.fixture
+def tiny(monkeypatch):
+    monkeypatch.setattr(training.methods, "create_backbone", lambda arch: TinyNet())
+
+
+def test_help_lists_the_options(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"], prog="python -m training pretrain")
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    for opt in ("--config", "--resume", "--time-budget", "--output-dir", "--data-dir", "key=value"):
+        assert opt in text
+
+
+def test_bad_config_exits_2_with_message(tmp_path, capsys):
+    assert main(["--config", SMOKE, "optim.lrr=1", "--output-dir", str(tmp_path / "r")]) == 2
+    assert "optim.lrr" in capsys.readouterr().err
+    assert main(["--config", SMOKE, "--time-budget", "soon", "--output-dir", str(tmp_path / "r")]) == 2
+
+
+def _methods():
+    from otzoo.losses import list_losses
+
+    return list_losses()
+
+
+@pytest.mark.parametrize("method", _methods())
+def test_every_method_trains(method, tiny, tmp_path):
+    out = tmp_path / method
+    assert main(["--config", SMOKE, f"method={method}", *TINY, "--output-dir", str(out)]) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert run["method"] == method and run["steps"] == 2 and run["views_seen"] == 64
+    losses = [json.loads(l)["loss"] for l in (out / "metrics.jsonl").read_text().splitlines()]
+    assert all(torch.isfinite(torch.tensor(losses)))
+    from safetensors.torch import load_file
+
+    trained = load_file(str(out / "backbone.safetensors"))
+    torch.manual_seed(0)
+    init = TinyNet().state_dict()
+    assert set(trained) == set(init)
+    assert not torch.equal(trained["body.0.weight"], init["body.0.weight"])  # parameters moved
+
+
+def test_nan_guard_stops_without_a_broken_checkpoint(tiny, monkeypatch, tmp_path, capsys):
+    real = training.methods.create_loss
+    calls = {"n": 0}
+
+    def nan_on_third_call(name, **kw):
+        loss = real(name, **kw)
+        fwd = loss.forward
+
+        def forward(*a, **k):
+            calls["n"] += 1
+            value = fwd(*a, **k)
+            return value * float("nan") if calls["n"] == 3 else value
+        loss.forward = forward
+        return loss
+
+    monkeypatch.setattr(training.methods, "create_loss", nan_on_third_call)
+    out = tmp_path / "nan"
+    assert main(["--config", SMOKE, *TINY, "epochs=2", "--output-dir", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "loss is nan at step 2" in err and "epoch 2" in err
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 2 - 0 and state["data"]["epoch"] == 1  # the epoch-1 checkpoint, untouched
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    assert not (out / "run.json").exists() and not (out / "backbone.safetensors").exists()
+
+
+def test_time_budget_stops_cleanly_then_resume_finishes(tiny, tmp_path, capsys):
+    out = tmp_path / "budget"
+    args = ["--config", SMOKE, *TINY, "epochs=2", "--output-dir", str(out)]
+    assert main(args + ["--time-budget", "0s"]) == 3
+    assert "--resume" in capsys.readouterr().err
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 1
+    assert not (out / "run.json").exists()
+    assert main(args) == 2  # an unfinished run is never silently overwritten
+    assert main(args + ["--resume"]) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert run["steps"] == 4
+    assert "--time-budget" not in run["command"] and "--resume" not in run["command"]
+    assert main(args + ["--resume", "epochs=3"]) == 2  # resuming with a different recipe is refused
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_smoke_recipe_end_to_end(cifar10_dir, tmp_path):
+    """The smoke recipe on ~256 real images: the run directory contract, loadable by otzoo."""
+    import otzoo
+    from safetensors.torch import load_file
+
+    out = tmp_path / "smoke"
+    assert main(["--config", SMOKE, "--data-dir", str(cifar10_dir), "--output-dir", str(out),
+                 "engine.knn_every=2", "engine.knn_train=256", "engine.knn_test=100"]) == 0
+    for name in ("config.yaml", "checkpoint.pt", "metrics.jsonl", "curves.png", "backbone.safetensors", "run.json"):
+        assert (out / name).is_file(), name
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    run = json.loads((out / "run.json").read_text())
+    assert set(run) == RUN_KEYS
+    assert run["command"].startswith("python -m training pretrain --config ")
+    assert run["steps"] == 8 and run["views_seen"] == 8 * 128 and run["world_size"] == 1
+    model = otzoo.create_model(run["arch"], num_classes=0)
+    model.load_state_dict(load_file(str(out / "backbone.safetensors")), strict=True)
+    records = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    knn = [r["knn_top1"] for r in records if "knn_top1" in r]
+    assert len(knn) == 1 and 0.0 <= knn[0] <= 100.0
+
+
+@pytest.mark.parametrize("extra", [["optim.name=lars", "optim.lr=1.0"], ["aug.policy=large_erase"],
+                                   ["aug.policy=brightness"], ["aug.policy=strong_crop"],
+                                   ["engine.precision=fp32", "engine.channels_last=false"]],
+                         ids=["lars", "large_erase", "brightness", "strong_crop", "fp32"])
+def test_recipe_variants_train(extra, tiny, tmp_path):
+    out = tmp_path / "run"
+    assert main(["--config", SMOKE, *TINY, *extra, "--output-dir", str(out)]) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert torch.isfinite(torch.tensor(run["final_loss"]))
+    assert ("fp32" in run["hardware"]) == ("engine.precision=fp32" in extra)
+
+
+def test_schedule_and_durations():
+    from training.engine import parse_duration, warmup_cosine
+
+    f = warmup_cosine(warmup_steps=4, total_steps=20, min_ratio=0.1)
+    assert [f(i) for i in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert f(4) == pytest.approx(1.0) and f(12) == pytest.approx(0.55) and f(20) == pytest.approx(0.1)
+    assert all(f(i) >= f(i + 1) for i in range(4, 20))
+    assert parse_duration("150m") == 9000 and parse_duration("1h30m") == 5400 and parse_duration("90") == 90
+    with pytest.raises(ValueError, match="150m"):
+        parse_duration("later")
+
+
+def test_byol_target_follows_cosine_ema():
+    from training.methods import BYOLMethod
+
+    m = BYOLMethod(TinyNet(), nn.Identity(), proj_hidden=8, proj_dim=4, pred_hidden=8, tau=0.9)
+    assert m.tau(0, 10) == pytest.approx(0.9) and m.tau(5, 10) == pytest.approx(0.95) and m.tau(10, 10) == 1.0
+    online, target = m.backbone.body[0].weight, m.target_backbone.body[0].weight
+    with torch.no_grad():
+        online.add_(1.0)
+    before = target.clone()
+    m.update_target(0, 10)  # tau = 0.9: target moves 10% of the way to the online weights
+    torch.testing.assert_close(target, before + 0.1 * (online - before))
+    assert not target.requires_grad

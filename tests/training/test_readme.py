@@ -1,0 +1,62 @@
+import csv
+import io
+import shutil
+
+import pytest
+
+from training import readme
+
+CFG = {"name": "gca_uot_resnet18_cifar10", "architecture": "resnet18_cifar", "method": "gca_uot",
+       "dataset": "cifar10", "hf_hub_id": "otzoo/gca_uot_resnet18_cifar10", "sha256": "ab" * 32,
+       "budget": {"epochs": 30, "views_seen": 3000000, "batch_size": 256, "hardware": "cpu", "wall_time_s": 7200},
+       "metrics": {"knn_top1": 80.123, "linear_top1": 84.5, "subset_top1": 90.0,
+                   "dataset_variant": "CIFAR-10 (JPEG q75 copy)"}}
+
+
+def test_render_table():
+    assert readme.render_table([]) == readme.NO_WEIGHTS and "No weights have been released yet" in readme.NO_WEIGHTS
+    table = readme.render_table([CFG])
+    row = table.splitlines()[2]
+    assert "`gca_uot_resnet18_cifar10`" in row and "| 30 |" in row and "80.12" in row and "84.50" in row
+    assert "https://huggingface.co/otzoo/gca_uot_resnet18_cifar10" in row
+
+
+def test_update_and_check_on_a_temp_readme(tmp_path, capsys):
+    text = f"# otzoo\n\nintro\n\n{readme.START}\nhand-typed\n{readme.END}\n\nmore\n"
+    path = tmp_path / "README.md"
+    path.write_text(text)
+    assert readme.main(["--check", "--root", str(tmp_path)]) == 1  # stale (no weights in that root)
+    assert path.read_text() == text  # --check writes nothing
+    assert readme.main(["--root", str(tmp_path)]) == 0
+    new = path.read_text()
+    assert readme.NO_WEIGHTS in new and "hand-typed" not in new and new.startswith("# otzoo\n\nintro")
+    assert new.endswith("\n\nmore\n")
+    assert readme.main(["--check", "--root", str(tmp_path)]) == 0
+    assert readme.update_readme(path, [CFG]) is False and "`gca_uot_resnet18_cifar10`" in path.read_text()
+    assert readme.update_readme(path, [CFG], check=True) is True
+
+
+def test_missing_markers_is_a_clear_error(tmp_path, capsys):
+    (tmp_path / "README.md").write_text("# no markers\n")
+    assert readme.main(["--root", str(tmp_path)]) == 2
+    assert readme.START in capsys.readouterr().err
+
+
+def test_results_csv():
+    rows = list(csv.DictReader(io.StringIO(readme.results_csv([CFG]))))
+    assert len(rows) == 1 and rows[0]["name"] == CFG["name"] and rows[0]["linear_top1"] == "84.5"
+    assert rows[0]["wall_time_h"] == "2.0" and rows[0]["dataset_variant"] == "CIFAR-10 (JPEG q75 copy)"
+
+
+def test_real_readme_is_up_to_date():
+    real = readme.REPO_ROOT / "README.md"
+    if not readme.has_markers(real):
+        pytest.skip("README.md has no weights-table markers yet")
+    assert readme.main(["--check"]) == 0, "run `python -m training readme`"
+
+
+def test_repo_cfgs_are_the_registry():
+    import otzoo
+
+    names = [c["name"] for c in readme.cfgs_from_root(readme.REPO_ROOT)]
+    assert set(names) <= set(otzoo.list_pretrained())

@@ -1,0 +1,286 @@
+"""Model cards (the Hub README of each weight), rendered from its pretrained cfg.
+
+Every number in a card comes from the cfg that ``training export`` measured and wrote; the
+paper's reference numbers are the GCA paper's Table 2 (Chen et al., NeurIPS 2024).
+"""
+import json
+from typing import Optional
+
+import yaml
+
+METHOD_NAMES = {
+    "simclr": "SimCLR (InfoNCE)", "gca_ince": "GCA-INCE", "gca_rince": "GCA-RINCE", "gca_uot": "GCA-UOT",
+    "rince": "RINCE", "iot": "IOT", "iot_uni": "IOT-uni", "sinsim": "SinSim", "matching_gap": "Matching Gap",
+    "otco": "OTCO", "byol": "BYOL",
+}
+
+GCA_PAPER = {
+    "title": "Your contrastive learning problem is secretly a distribution alignment problem",
+    "authors": "Zihao Chen, Chi-Heng Lin, Ran Liu, Jingyun Xiao, Eva L. Dyer",
+    "venue": "NeurIPS 2024",
+    "bibtex": ("@inproceedings{chen2024gca,\n"
+               "  title     = {Your contrastive learning problem is secretly a distribution alignment problem},\n"
+               "  author    = {Chen, Zihao and Lin, Chi-Heng and Liu, Ran and Xiao, Jingyun and Dyer, Eva L.},\n"
+               "  booktitle = {Advances in Neural Information Processing Systems (NeurIPS)},\n"
+               "  year      = {2024}\n}"),
+}
+
+PAPERS = {
+    "gca_ince": GCA_PAPER, "gca_rince": GCA_PAPER, "gca_uot": GCA_PAPER,
+    "simclr": {
+        "title": "A Simple Framework for Contrastive Learning of Visual Representations",
+        "authors": "Ting Chen, Simon Kornblith, Mohammad Norouzi, Geoffrey Hinton", "venue": "ICML 2020",
+        "url": "https://arxiv.org/abs/2002.05709",
+        "bibtex": ("@inproceedings{chen2020simclr,\n"
+                   "  title     = {A Simple Framework for Contrastive Learning of Visual Representations},\n"
+                   "  author    = {Chen, Ting and Kornblith, Simon and Norouzi, Mohammad and Hinton, Geoffrey},\n"
+                   "  booktitle = {International Conference on Machine Learning (ICML)},\n"
+                   "  year      = {2020}\n}"),
+    },
+    "iot": {
+        "title": "Understanding and Generalizing Contrastive Learning from the Inverse Optimal Transport Perspective",
+        "authors": "Liangliang Shi, Gu Zhang, Haoyu Zhen, Jintao Fan, Junchi Yan", "venue": "ICML 2023",
+        "bibtex": ("@inproceedings{shi2023iot,\n"
+                   "  title     = {Understanding and Generalizing Contrastive Learning from the Inverse Optimal Transport Perspective},\n"
+                   "  author    = {Shi, Liangliang and Zhang, Gu and Zhen, Haoyu and Fan, Jintao and Yan, Junchi},\n"
+                   "  booktitle = {International Conference on Machine Learning (ICML)},\n"
+                   "  year      = {2023}\n}"),
+    },
+    "sinsim": {"title": "SinSim: Sinkhorn-Regularized SimCLR", "authors": "M. Hadi Sepanj, Paul Fieguth",
+               "venue": "preprint"},
+    "matching_gap": {"title": "Self-Supervised Learning with the Matching Gap", "authors": "anonymous",
+                     "venue": "ICLR 2024 submission"},
+    "otco": {"title": "Enhancing Contrastive Learning using Optimal Transport",
+             "authors": "Aishwarya Kumaran, Akash Mittal, Stephen Owsesney", "venue": "slides"},
+    "byol": {
+        "title": "Bootstrap Your Own Latent: A New Approach to Self-Supervised Learning",
+        "authors": "Jean-Bastien Grill et al.", "venue": "NeurIPS 2020", "url": "https://arxiv.org/abs/2006.07733",
+    },
+    "rince": {"title": "Robust Contrastive Learning against Noisy Views",
+              "authors": "Ching-Yao Chuang, R Devon Hjelm, Xin Wang, Vibhav Vineet, Neel Joshi, Antonio Torralba, "
+                         "Stefanie Jegelka, Yale Song", "venue": "CVPR 2022"},
+}
+PAPERS["iot_uni"] = PAPERS["iot"]
+
+# GCA paper, Table 2, "Standard Setting": linear top-1 (%) mean +- std over 5 seeds, ResNet-18.
+PAPER_TABLE2 = {
+    "cifar10": {"simclr": (92.16, 0.16), "gca_ince": (92.36, 0.24), "rince": (91.05, 0.50),
+                "gca_rince": (92.09, 0.22), "byol": (90.56, 0.59), "iot": (90.99, 0.54),
+                "iot_uni": (90.89, 0.57), "gca_uot": (92.61, 0.32)},
+    "cifar100": {"simclr": (69.95, 0.14), "gca_ince": (70.11, 0.45), "rince": (69.06, 0.64),
+                 "gca_rince": (69.72, 0.27), "byol": (69.75, 0.37), "iot": (67.19, 0.21),
+                 "iot_uni": (67.03, 0.40), "gca_uot": (71.45, 0.37)},
+}
+PRETTY = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
+HF_DATASETS = {"cifar10": "uoft-cs/cifar10", "cifar100": "uoft-cs/cifar100"}
+METRIC_NAMES = {"linear_top1": "Linear probe top-1", "knn_top1": "k-NN top-1 (k=200, T=0.1)",
+                "subset_top1": "Top-1 on the first 500 test images"}
+
+
+def method_name(method: str) -> str:
+    return METHOD_NAMES.get(method, method)
+
+
+def front_matter(cfg: dict) -> dict:
+    """The YAML metadata block of the Hub README."""
+    m = cfg["metrics"]
+    dataset_id = HF_DATASETS.get(cfg["dataset"], cfg["dataset"])
+    names = dict(METRIC_NAMES, subset_top1=f"Top-1 on the first {m.get('subset_size', 500)} test images")
+    metrics = [{"type": "accuracy", "name": names[k], "value": m[k]}
+               for k in ("linear_top1", "knn_top1", "subset_top1") if k in m]
+    return {
+        "license": cfg.get("license", "apache-2.0"),
+        "library_name": "otzoo",
+        "pipeline_tag": "image-feature-extraction",
+        "tags": ["image-feature-extraction", "image-classification", "self-supervised-learning",
+                 "optimal-transport", "contrastive-learning", "timm", "otzoo", cfg["method"].replace("_", "-"),
+                 cfg["architecture"]],
+        "datasets": [dataset_id],
+        "metrics": ["accuracy"],
+        "model-index": [{
+            "name": cfg["name"],
+            "results": [{
+                "task": {"type": "image-classification", "name": "Image Classification"},
+                "dataset": {"type": dataset_id, "name": m.get("dataset_variant", cfg["dataset"]), "split": "test"},
+                "metrics": metrics,
+            }],
+        }],
+    }
+
+
+def parse_front_matter(text: str) -> dict:
+    """The YAML front matter of a card (``---`` delimited); raises ValueError if absent."""
+    if not text.startswith("---\n"):
+        raise ValueError("model card does not start with a '---' YAML front matter block")
+    end = text.find("\n---\n", 4)
+    if end < 0:
+        raise ValueError("model card front matter is not closed by '---'")
+    return yaml.safe_load(text[4:end])
+
+
+def _fmt_hours(seconds) -> str:
+    if seconds is None:
+        return "n/a"
+    return f"{seconds / 3600:.2f} h ({seconds / 60:.0f} min)"
+
+
+def _num(v) -> str:
+    return f"{v:,}" if isinstance(v, int) else str(v)
+
+
+def render_card(cfg: dict, figures: Optional[list] = None, repo_url: str = "<path-or-url-of-otzoo-checkout>") -> str:
+    """Markdown model card (front matter + body) of the weight described by ``cfg``."""
+    name, method, arch, ds = cfg["name"], cfg["method"], cfg["architecture"], cfg["dataset"]
+    m, budget, recipe = cfg["metrics"], cfg.get("budget", {}), cfg.get("recipe", {})
+    proto = m.get("protocol", {})
+    probe = m.get("linear_probe", {})
+    variant = m.get("dataset_variant", ds)
+    paper = PAPERS.get(method, {})
+    figures = figures if figures is not None else cfg.get("figures", [])
+    subsampled = m.get("subsampled", False)
+    lines = ["---", yaml.safe_dump(front_matter(cfg), sort_keys=False).rstrip(), "---", ""]
+    lines += [
+        f"# {name}",
+        "",
+        f"A `{arch}` backbone pretrained with **{method_name(method)}** self-supervised learning on "
+        f"{variant}, shipped with a linear-probe classification head ({cfg['num_classes']} classes) "
+        f"trained on its frozen features. Part of [otzoo](https://huggingface.co/otzoo): backbones pretrained "
+        f"with optimal-transport contrastive losses.",
+        "",
+    ]
+    if subsampled:
+        lines += ["> **Warning:** the metrics below were measured on a subsample of the dataset "
+                  f"({m.get('num_train')} train / {m.get('num_test')} test images); they are not comparable to "
+                  "published numbers.", ""]
+    lines += [
+        "## Model details",
+        "",
+        "| | |", "|---|---|",
+        f"| Architecture | `{arch}` ({cfg.get('num_features', 'n/a')}-d pooled features) |",
+        f"| Pretraining method | {method_name(method)} (`{method}` in `otzoo.losses`) |",
+        f"| Paper | {paper.get('title', 'n/a')} ({paper.get('venue', '')}) |",
+        f"| Pretraining data | {budget.get('data_variant') or variant}, train split, no labels |",
+        f"| Head | linear probe (standardisation folded in), {cfg['num_classes']} classes |",
+        f"| Input | {tuple(cfg.get('input_size', ()))}, mean {tuple(cfg.get('mean', ()))}, std {tuple(cfg.get('std', ()))} |",
+        f"| Weights | `{cfg.get('filename', 'model.safetensors')}` (float16), sha256 `{cfg.get('sha256', '')}` |",
+        f"| timm tag | `{cfg.get('tag', '')}` |",
+        f"| License | {cfg.get('license', 'apache-2.0')} |",
+        "",
+        "## Results",
+        "",
+        f"Measured by `training export` on the exported weight, loaded back through `otzoo.create_model` + "
+        f"`otzoo.create_transform` (fp32), on {variant}, test split ({_num(m.get('num_test'))} images):",
+        "",
+        "| Metric | Top-1 (%) | Protocol |", "|---|---|---|",
+        f"| Linear probe | {m['linear_top1']:.2f} | {proto.get('linear', '')} |",
+        f"| k-NN | {m['knn_top1']:.2f} | {proto.get('knn', '')} |",
+        f"| First {m.get('subset_size', 500)} test images | {m['subset_top1']:.2f} | {proto.get('subset', '')} |",
+        "",
+    ]
+    ref = PAPER_TABLE2.get(ds, {}).get(method)
+    lines += ["## Comparison with the paper", ""]
+    if ref:
+        others = PAPER_TABLE2[ds]
+        base = [k for k in ("simclr", "gca_uot") if k != method and k in others]
+        extra = "; ".join(f"{method_name(k)} {others[k][0]:.2f} ± {others[k][1]:.2f}" for k in base)
+        jpeg = " and a JPEG re-encoding of the data" if "JPEG" in variant else ""
+        lines += [
+            f"The GCA paper (Chen et al., NeurIPS 2024), Table 2, standard setting ({PRETTY.get(ds, ds)}, ResNet-18, "
+            f"linear evaluation, mean ± std over 5 seeds, the paper's own full training schedule), reports "
+            f"**{ref[0]:.2f} ± {ref[1]:.2f}** top-1 for {method_name(method)}"
+            + (f" ({extra})." if extra else "."),
+            f"This weight reaches **{m['linear_top1']:.2f}** linear top-1 after {budget.get('epochs', 'n/a')} "
+            f"pretraining epochs on {budget.get('hardware', 'n/a')} ({_fmt_hours(budget.get('wall_time_s'))}). "
+            f"The gap reflects the much smaller compute budget{jpeg}; it is not a comparison of methods.",
+            "",
+        ]
+    else:
+        lines += ["The GCA paper's Table 2 has no number for this method/dataset pair.", ""]
+    lines += [
+        "## Pretraining recipe and budget",
+        "",
+        "| | |", "|---|---|",
+        f"| Epochs | {budget.get('epochs', 'n/a')} ({_num(budget.get('steps', 'n/a'))} steps) |",
+        f"| Views seen | {_num(budget.get('views_seen', 'n/a'))} |",
+        f"| Batch size | {budget.get('batch_size', 'n/a')} x {budget.get('world_size', 1)} process(es) |",
+        f"| Hardware | {budget.get('hardware', 'n/a')} |",
+        f"| Wall time | {_fmt_hours(budget.get('wall_time_s'))} |",
+        f"| Seed | {recipe.get('seed', 'n/a')} |",
+        f"| Final loss | {budget.get('final_loss', 'n/a')} |",
+        f"| otzoo / torch | {cfg.get('otzoo_version', 'n/a')} / {cfg.get('torch_version', 'n/a')} |",
+        "",
+    ]
+    if recipe.get("config"):
+        lines += ["<details><summary>Resolved training config</summary>", "", "```yaml",
+                  yaml.safe_dump(recipe["config"], sort_keys=False).rstrip(), "```", "", "</details>", ""]
+    lines += [
+        "## Evaluation protocol",
+        "",
+        f"- **k-NN**: {proto.get('knn', '')}.",
+        f"- **Linear probe**: {proto.get('linear', '')}. Optimiser: {probe.get('optimizer', 'n/a')}; "
+        f"{probe.get('epochs', 'n/a')} iterations on all of train; chosen weight decay "
+        f"{probe.get('weight_decay', 'n/a')} (held-out top-1 per candidate: {json.dumps(probe.get('val_top1', {}))}).",
+        f"- **Subset**: {proto.get('subset', '')}; lets a fast test reproduce the number exactly.",
+        "- Every evaluation runs the model in eval mode (BatchNorm running statistics), without augmentation.",
+        "",
+        "## Limitations",
+        "",
+        f"- Trained on a small compute budget ({budget.get('epochs', 'n/a')} epochs on {budget.get('hardware', 'n/a')}); "
+        "expect lower accuracy than long GPU schedules.",
+    ]
+    if "JPEG" in variant:
+        lines += ["- Trained and evaluated on a JPEG (quality 75) re-encoding of the dataset, not the original "
+                  "files; numbers on the original release will differ slightly."]
+    lines += [
+        f"- The head only knows the {cfg['num_classes']} classes of {ds}; the backbone is meant as a feature "
+        "extractor for small (32x32) images." if arch.endswith("_cifar") else
+        f"- The head only knows the {cfg['num_classes']} classes of {ds}.",
+        "- A research artifact: not evaluated for robustness, fairness or any deployment use.",
+        "",
+        "## How to reproduce",
+        "",
+        "```bash",
+        cfg.get("reproduce", {}).get("pretrain", "# pretraining command not recorded"),
+        cfg.get("reproduce", {}).get("export", ""),
+        "```",
+        "",
+        "## Usage",
+        "",
+        "```python",
+        "import torch, otzoo",
+        "from PIL import Image",
+        "",
+        f'model = otzoo.create_model("{name}", pretrained=True).eval()',
+        "transform = otzoo.create_transform(otzoo.resolve_data_config(model))",
+        'x = transform(Image.open("image.png").convert("RGB")).unsqueeze(0)',
+        "with torch.inference_mode():",
+        "    logits = model(x)                                              # (1, num_classes)",
+        "    feats = model.forward_head(model.forward_features(x), pre_logits=True)  # (1, num_features)",
+        f'label = model.pretrained_cfg["label_names"][logits.argmax(1).item()]',
+        "```",
+        "",
+        "torch.hub, from a checkout of otzoo:",
+        "",
+        "```python",
+        f'model = torch.hub.load("{repo_url}", "{name}", source="local", pretrained=True)',
+        "```",
+        "",
+        "timm (importing otzoo registers its architectures and tags with timm):",
+        "",
+        "```python",
+        "import otzoo, timm",
+        f'model = timm.create_model("{cfg.get("tag", "")}", pretrained=True)',
+        f'model = timm.create_model("hf-hub:{cfg.get("hf_hub_id", "")}", pretrained=True)',
+        "```",
+        "",
+    ]
+    if figures:
+        lines += ["## Plots", ""] + [f"![{f}]({f})" for f in figures] + [""]
+    lines += ["## Citation", "", "```bibtex", GCA_PAPER["bibtex"]]
+    if paper and paper is not GCA_PAPER and paper.get("bibtex"):
+        lines += ["", paper["bibtex"]]
+    lines += ["```", ""]
+    if paper and paper is not GCA_PAPER and not paper.get("bibtex"):
+        lines += [f"Method: {paper['authors']}, *{paper['title']}*, {paper['venue']}"
+                  + (f", {paper['url']}" if paper.get("url") else "") + ".", ""]
+    return "\n".join(lines)

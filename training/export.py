@@ -1,0 +1,246 @@
+"""Export a finished pretraining run as an otzoo weight, measuring every number it ships.
+
+``python -m training export --run runs/<x> [--name <method>_<arch>_<dataset>] [--root DIR]``
+
+1. backbone + a linear-probe head -> ``weights/<name>/`` through ``otzoo.save_pretrained`` (fp16);
+2. the probe is trained on features of the exported (fp16-rounded) backbone, loaded back
+   through ``otzoo.create_model(arch, checkpoint_path=folder)`` + its ``create_transform``;
+3. ``knn_top1``, ``linear_top1`` and ``subset_top1`` (first 500 test images, sorted file
+   order, full forward of the reloaded weight) are measured in fp32 on that loaded weight;
+4. writes ``otzoo/pretrained/<name>.json``, ``config.json`` (with the metrics),
+   ``model_cards/<name>.md``, ``results/results-<dataset>.csv`` and the README table, and
+   registers the cfg with ``otzoo.models.register_pretrained``.
+"""
+import argparse
+import json
+import shlex
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+import otzoo
+from training import cards, readme
+from training.datasets import DataNotFoundError, build_dataset, evenly_spaced_subset
+from training.evaluate import (KNN_K, KNN_T, WEIGHT_DECAYS, dataset_variant, eval_transform, extract_features,
+                               first_n, knn_top1, linear_top1, load_run_model, read_run,
+                               resolve_eval_data_dir, train_linear_probe)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SUBSET_SIZE = 500
+
+
+def default_name(method: str, arch: str, dataset: str) -> str:
+    """``<method>_<arch>_<dataset>``; the ``_cifar`` stem suffix is implied by the dataset."""
+    return f"{method}_{arch.removesuffix('_cifar')}_{dataset}"
+
+
+def _backbone_state(model) -> dict:
+    skip = {n for n in _clf_names(model)}
+    return {k: v for k, v in model.state_dict().items() if k not in skip}
+
+
+def _clf_names(model) -> set:
+    from training.evaluate import classifier_param_names
+    return classifier_param_names(model)
+
+
+def _with_transform(dataset, transform):
+    base = dataset.dataset if isinstance(dataset, torch.utils.data.Subset) else dataset
+    base.transform = transform
+    return dataset
+
+
+@torch.inference_mode()
+def forward_top1(model, dataset, batch_size: int = 250) -> tuple:
+    """Top-1 (percent) of ``model(x)`` over ``dataset`` and the predictions, model in eval mode."""
+    model.eval()
+    preds, labels = [], []
+    for x, y in torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        preds.append(model(x).argmax(1))
+        labels.append(torch.as_tensor(y))
+    preds, labels = torch.cat(preds), torch.cat(labels)
+    return 100.0 * (preds == labels).float().mean().item(), preds
+
+
+def export_run(run_dir, name: Optional[str] = None, root=REPO_ROOT, data_dir=None, batch_size: int = 256,
+               num_workers: int = 0, train_subset: Optional[int] = None, test_subset: Optional[int] = None,
+               subset_size: int = SUBSET_SIZE, max_iter: int = 300, figures=(), command: Optional[str] = None,
+               progress: bool = True) -> dict:
+    """Export ``run_dir`` into ``root`` and return the written pretrained cfg (see module doc)."""
+    run_dir, root = Path(run_dir), Path(root)
+    info = read_run(run_dir)
+    method, arch, dataset = info["method"], info["arch"], info["dataset"]
+    name = name or default_name(method, arch, dataset)
+    data_dir = resolve_eval_data_dir(data_dir, info.get("data_dir"))
+    say = print if progress else (lambda *a, **k: None)
+    t0 = time.time()
+
+    train_set = build_dataset(dataset, "train", data_dir=data_dir)
+    test_set = build_dataset(dataset, "test", data_dir=data_dir)
+    label_names = list(train_set.classes)
+    num_train_full, num_test_full = len(train_set), len(test_set)
+    if train_subset:
+        train_set = evenly_spaced_subset(train_set, train_subset)
+    if test_subset:
+        test_set = evenly_spaced_subset(test_set, test_subset)
+    subset_set = first_n(build_dataset(dataset, "test", data_dir=data_dir), subset_size)
+
+    # 1. backbone with a K-way head, written in float16 (the head is replaced below).
+    folder = root / "weights" / name
+    model = load_run_model(run_dir, num_classes=len(label_names))
+    otzoo.save_pretrained(model, folder, name=name)
+
+    # 2. features of the exported-equivalent backbone, through the transform that ships with it.
+    loaded = otzoo.create_model(arch, checkpoint_path=str(folder))
+    tf = eval_transform(loaded)
+    say(f"[export] features of {len(train_set)} train + {len(test_set)} test images (fp32)")
+    tr_f, tr_y = extract_features(loaded, _with_transform(train_set, tf), batch_size, num_workers, progress=progress)
+    te_f, te_y = extract_features(loaded, _with_transform(test_set, tf), batch_size, num_workers, progress=progress)
+    knn = knn_top1(tr_f, tr_y, te_f, te_y, k=KNN_K, t=KNN_T)
+    say(f"[export] knn_top1 = {knn:.2f}; training the linear probe")
+    head, probe = train_linear_probe(tr_f, tr_y, len(label_names), max_iter=max_iter)
+    with torch.no_grad():
+        clf = loaded.get_classifier()
+        clf.weight.copy_(head.weight)
+        clf.bias.copy_(head.bias)
+    otzoo.save_pretrained(loaded, folder, name=name)
+
+    # 3. measure on the weight as a user loads it.
+    final = otzoo.create_model(arch, checkpoint_path=str(folder)).eval()
+    ref_state, new_state = _backbone_state(loaded), _backbone_state(final)
+    if ref_state.keys() != new_state.keys() or any(not torch.equal(ref_state[k], new_state[k]) for k in ref_state):
+        raise RuntimeError("the reloaded backbone differs from the one the features came from")
+    with torch.inference_mode():
+        lin = linear_top1(final.get_classifier(), te_f, te_y)
+    final_tf = eval_transform(final)
+    sub, _ = forward_top1(final, _with_transform(subset_set, final_tf))
+    say(f"[export] linear_top1 = {lin:.2f}, subset_top1 = {sub:.2f} (first {len(subset_set)} test images)")
+
+    variant = dataset_variant(dataset, data_dir)
+    subsampled = bool(train_subset or test_subset)
+    metrics = {
+        "knn_top1": round(knn, 2),
+        "linear_top1": round(lin, 2),
+        "subset_top1": round(sub, 2),
+        "subset_size": len(subset_set),
+        "split": "test",
+        "dataset_variant": variant,
+        "num_train": len(train_set),
+        "num_test": len(test_set),
+        "subsampled": subsampled,
+        "protocol": {
+            "knn": f"k={KNN_K}, T={KNN_T}, cosine similarity on L2-normalised pooled features, exp(sim/T) "
+                   f"weighted vote, train split ({len(train_set)} images) as memory bank, no augmentation",
+            "linear": "linear classifier on frozen precomputed pooled features of the un-augmented train split, "
+                      f"standardised (folded into the shipped head), weight decay from {list(WEIGHT_DECAYS)} "
+                      "chosen on a held-out 10% of train (seed 0), retrained on all of train",
+            "subset": f"full forward of the loaded weight on the first {len(subset_set)} test images in sorted "
+                      "file order (ImageFolder order), fp32",
+            "precision": "fp32, model.eval() (BatchNorm running statistics)",
+        },
+        "linear_probe": probe,
+    }
+    if subsampled:
+        metrics["num_train_full"], metrics["num_test_full"] = num_train_full, num_test_full
+
+    budget = {k: info.get(k) for k in ("epochs", "steps", "views_seen", "batch_size", "world_size", "hardware",
+                                       "wall_time_s", "final_loss", "data_variant")}
+    config = info.get("config") or {}
+    recipe = {"method": method, "arch": arch, "seed": info.get("seed"), "epochs": info.get("epochs"),
+              "batch_size": info.get("batch_size"), "config": config}
+    export_cmd = command or f"python -m training export --run {shlex.quote(str(run_dir))} --name {name}"
+    paper = cards.PAPERS.get(method, {})
+    meta = {
+        "name": name,
+        "tag": f"{arch}.{method}_{dataset}",
+        "hf_hub_id": f"otzoo/{name}",
+        "label_names": label_names,
+        "method": method,
+        "dataset": dataset,
+        "dataset_variant": variant,
+        "recipe": recipe,
+        "budget": budget,
+        "metrics": metrics,
+        "paper": {k: paper[k] for k in ("title", "authors", "venue", "url") if k in paper},
+        "license": "apache-2.0",
+        "otzoo_version": otzoo.__version__,
+        "torch_version": torch.__version__,
+        "pretrain_otzoo_version": info.get("otzoo_version"),
+        "reproduce": {"pretrain": info.get("command"), "export": export_cmd},
+    }
+    cfg = otzoo.save_pretrained(final, folder, **meta)
+    for key in ("first_conv", "classifier", "num_features"):
+        if key not in cfg and key in (final.pretrained_cfg or {}):
+            cfg[key] = final.pretrained_cfg[key]
+    cfg.setdefault("num_features", final.num_features)
+    if cfg["sha256"] != _sha256(folder / cfg["filename"]):
+        raise RuntimeError("save_pretrained returned a sha256 that does not match the file it wrote")
+
+    # 4. plots, cfg json, card, results, README.
+    pngs = sorted(run_dir.glob("*.png")) + [Path(f) for f in figures]
+    for png in pngs:
+        shutil.copy2(png, folder / png.name)
+    cfg["figures"] = sorted(p.name for p in folder.glob("*.png"))
+    cfg = json.loads(json.dumps(cfg))  # plain JSON types (tuples -> lists)
+    cfg_path = root / "otzoo" / "pretrained" / f"{name}.json"
+    cfg_path.parent.mkdir(parents=True, exist_ok=True)
+    cfg_path.write_text(json.dumps(cfg, indent=2) + "\n")
+    card_path = root / "model_cards" / f"{name}.md"
+    card_path.parent.mkdir(parents=True, exist_ok=True)
+    card_path.write_text(cards.render_card(cfg))
+    readme.write_results(root)
+    if readme.has_markers(root / "README.md"):
+        readme.update_readme(root / "README.md", readme.cfgs_from_root(root))
+    else:
+        say(f"[export] {root / 'README.md'} has no weights-table markers; table not updated")
+    otzoo.models.register_pretrained(cfg)
+    say(f"[export] wrote {folder}, {cfg_path}, {card_path} in {time.time() - t0:.0f} s")
+    return cfg
+
+
+def _sha256(path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def main(argv=None, prog: str = "python -m training export", command: str = "export") -> int:
+    p = argparse.ArgumentParser(prog=prog, description="Export a pretraining run as an otzoo weight: linear "
+                                "head, weights/<name>/, measured metrics, cfg json, model card, results CSV.")
+    p.add_argument("--run", required=True, help="finished pretraining run dir (backbone.safetensors + run.json)")
+    p.add_argument("--name", help="weight name (default <method>_<arch>_<dataset>)")
+    p.add_argument("--root", default=str(REPO_ROOT), help="repo root to write into (default: this checkout)")
+    p.add_argument("--data-dir", help="train/ + test/ ImageFolder root (default $OTZOO_DATA, then the run's)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--max-iter", type=int, default=300, help="L-BFGS iterations per linear-probe fit")
+    p.add_argument("--figure", action="append", default=[], help="extra PNG to ship and link (repeatable)")
+    p.add_argument("--train-subset", type=int, help="quick checks only: N evenly spaced train images")
+    p.add_argument("--test-subset", type=int, help="quick checks only: N evenly spaced test images")
+    p.add_argument("--subset-size", type=int, default=SUBSET_SIZE, help="images behind subset_top1")
+    args = p.parse_args(argv)
+    root = Path(args.root).resolve()
+    if (args.train_subset or args.test_subset or args.subset_size != SUBSET_SIZE) and root == REPO_ROOT:
+        print("error: subsampled metrics never go into the repo: use --root <temp dir> with --train-subset/"
+              "--test-subset/--subset-size", file=sys.stderr)
+        return 2
+    cmd = "python -m training export " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    try:
+        export_run(args.run, args.name, root, args.data_dir, args.batch_size, args.workers, args.train_subset,
+                   args.test_subset, args.subset_size, args.max_iter, args.figure, command=cmd)
+    except (DataNotFoundError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
