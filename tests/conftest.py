@@ -19,5 +19,9 @@ def cifar10_dir() -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _seed():
+def _seed_and_threads():
+    """Seed every test, and undo any torch.set_num_threads a test (or the engine) made."""
+    threads = torch.get_num_threads()
     torch.manual_seed(0)
+    yield
+    torch.set_num_threads(threads)

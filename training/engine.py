@@ -31,9 +31,10 @@ from .augment import TwoViewAugment, normalize, slice_params
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import dump_config
 from .data import EpochShuffler, load_images, shard
+from .evaluate import knn_top1
 from .methods import BYOLMethod, build_method
 
-__all__ = ["train", "parse_duration", "NonFiniteLossError", "TimeBudgetReached", "knn_top1",
+__all__ = ["train", "parse_duration", "NonFiniteLossError", "TimeBudgetReached",
            "setup_distributed", "resolve_precision", "build_optimizer", "warmup_cosine", "EXIT_TIME_BUDGET"]
 
 EXIT_TIME_BUDGET = 3
@@ -164,19 +165,6 @@ def _features(backbone, images, mean, std, device, autocast, batch=512):
         with autocast():
             feats.append(backbone(x).float().cpu())
     return torch.nn.functional.normalize(torch.cat(feats), dim=1)
-
-
-def knn_top1(train_feats, train_labels, test_feats, test_labels, k: int = 200, t: float = 0.1) -> float:
-    """Weighted kNN top-1 (%) on L2-normalised features: cosine sims, weights exp(sim / t)."""
-    k = min(k, len(train_feats))
-    n_cls = int(max(train_labels.max(), test_labels.max())) + 1
-    correct = 0
-    for i in range(0, len(test_feats), 1024):
-        sim = test_feats[i:i + 1024] @ train_feats.T
-        w, idx = sim.topk(k, dim=1)
-        votes = torch.zeros(len(sim), n_cls).scatter_add_(1, train_labels[idx], (w / t).exp())
-        correct += (votes.argmax(1) == test_labels[i:i + 1024]).sum().item()
-    return 100.0 * correct / len(test_feats)
 
 
 def plot_curves(records, path: Path) -> None:

@@ -23,6 +23,7 @@ from typing import Optional
 import torch
 
 import otzoo
+from otzoo.models import sha256_file
 from training import cards, readme
 from training.datasets import DataNotFoundError, build_dataset, evenly_spaced_subset
 from training.evaluate import (KNN_K, KNN_T, WEIGHT_DECAYS, dataset_variant, eval_transform, extract_features,
@@ -177,7 +178,7 @@ def export_run(run_dir, name: Optional[str] = None, root=REPO_ROOT, data_dir=Non
         if key not in cfg and key in (final.pretrained_cfg or {}):
             cfg[key] = final.pretrained_cfg[key]
     cfg.setdefault("num_features", final.num_features)
-    if cfg["sha256"] != _sha256(folder / cfg["filename"]):
+    if cfg["sha256"] != sha256_file(folder / cfg["filename"]):
         raise RuntimeError("save_pretrained returned a sha256 that does not match the file it wrote")
 
     # 4. plots, cfg json, card, results, README.
@@ -200,16 +201,6 @@ def export_run(run_dir, name: Optional[str] = None, root=REPO_ROOT, data_dir=Non
     otzoo.models.register_pretrained(cfg)
     say(f"[export] wrote {folder}, {cfg_path}, {card_path} in {time.time() - t0:.0f} s")
     return cfg
-
-
-def _sha256(path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def main(argv=None, prog: str = "python -m training export", command: str = "export") -> int:

@@ -10,13 +10,13 @@ matter parses and carries the cfg's metrics); ``--dry-run`` stops there. Otherwi
 ``huggingface-cli login``).
 """
 import argparse
-import hashlib
 import json
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
+from otzoo.models import sha256_file
 from training.cards import parse_front_matter
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -49,14 +49,6 @@ def stage(name: str, root=REPO_ROOT, out=None) -> Path:
     return out
 
 
-def _sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def validate(folder, cfg: dict) -> list:
     """Check the staged folder against ``cfg``; returns the file names, raises PublishError."""
     folder = Path(folder)
@@ -64,7 +56,7 @@ def validate(folder, cfg: dict) -> list:
     for f in (filename, "config.json", "README.md"):
         if not (folder / f).is_file():
             raise PublishError(f"upload folder is missing {f}")
-    sha = _sha256(folder / filename)
+    sha = sha256_file(folder / filename)
     if sha != cfg.get("sha256"):
         raise PublishError(f"{filename} has sha256 {sha}, the cfg says {cfg.get('sha256')}: re-run export")
     try:
