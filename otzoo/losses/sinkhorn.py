@@ -141,7 +141,7 @@ def row_logsumexp(log_kernel: Tensor, g: Tensor, kernel: Optional[Tensor] = None
 
 
 def _converged(tol, new, old) -> bool:
-    return tol is not None and max(float((n - o).abs().amax()) for n, o in zip(new, old)) <= tol
+    return tol is not None and max(float((n - o).detach().abs().amax()) for n, o in zip(new, old)) <= tol
 
 
 def _sinkhorn_log(lk, steps, log_a, log_b, k1, k2, f, g, tol):
