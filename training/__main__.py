@@ -9,6 +9,7 @@ COMMANDS = {
     "finetune": ("training.evaluate", "fine-tune backbone + head end to end"),
     "export": ("training.export", "write weights/, otzoo/pretrained/, model card and results"),
     "publish": ("training.publish", "upload an exported weight folder to the HF Hub (--dry-run offline)"),
+    "plan": ("training.plot_plan", "heat map of a trained run's transport plan on one test batch"),
     "smoke": ("training.smoke", "pretrain -> knn -> linear -> export -> load on a few hundred images"),
     "readme": ("training.readme", "regenerate the README's table of weights from the registry"),
 }

@@ -1,0 +1,48 @@
+"""The plan plot of a trained run: the run's own loss plan on a class-sorted test batch."""
+from pathlib import Path
+
+import pytest
+import torch
+
+import training.methods
+from tests.training.test_pretrain import TinyNet
+from training.__main__ import main as training_main
+from training.plot_plan import compute_plan
+from training.pretrain import main as pretrain
+
+SMOKE = str(Path(__file__).resolve().parents[2] / "training" / "configs" / "smoke.yaml")
+TINY = ["dataset=synthetic", "data.subset=32", "data.decode_size=16", "aug.size=16", "batch_size=16", "epochs=1",
+        "model.proj_hidden=32", "model.proj_dim=8", "model.byol_proj_hidden=32", "model.byol_proj_dim=8",
+        "model.byol_pred_hidden=32", "engine.progress=false"]
+
+
+def _run(tmp_path, monkeypatch, method, *extra):
+    monkeypatch.setattr(training.methods, "create_backbone", lambda arch: TinyNet())
+    out = tmp_path / method
+    assert pretrain(["--config", SMOKE, f"method={method}", *TINY, *extra,
+                     "--output-dir", str(out)]) == 0
+    return out
+
+
+def test_balanced_plan_of_a_trained_run_has_unit_marginals(tmp_path, monkeypatch):
+    run = _run(tmp_path, monkeypatch, "gca_ince", "loss.iters=200")
+    plan, cfg = compute_plan(run, batch=12)
+    assert plan.shape == (24, 24) and cfg["method"] == "gca_ince"
+    torch.testing.assert_close(plan.sum(0), torch.ones(24), atol=1e-3, rtol=0)
+    torch.testing.assert_close(plan.sum(1), torch.ones(24), atol=1e-3, rtol=0)
+    assert torch.all(plan.diagonal() == 0)
+    again, _ = compute_plan(run, batch=12)
+    assert torch.equal(plan, again)  # fixed seed: the same views
+    assert not torch.equal(plan, compute_plan(run, batch=12, seed=1)[0])
+
+
+@pytest.mark.parametrize("method", ["gca_uot", "byol"])
+def test_plan_command_writes_a_png(method, tmp_path, monkeypatch):
+    run = _run(tmp_path, monkeypatch, method)
+    assert training_main(["plan", "--run", str(run), "--batch", "8"]) == 0
+    assert (run / "plan.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plan_command_without_a_run_fails_clearly(tmp_path, capsys):
+    assert training_main(["plan", "--run", str(tmp_path / "nope")]) == 2
+    assert "no checkpoint" in capsys.readouterr().err

@@ -1,0 +1,84 @@
+"""``python -m training plan``: the transport plan of a trained run on one test batch, as a PNG.
+
+Loads the run's ``checkpoint.pt`` (backbone + projector, as trained), takes ``--batch``
+evenly spaced test images (class-sorted, so same-class blocks line up), draws two views with
+the run's augmentation and a fixed seed, and plots ``loss.plan(z1, z2)`` with
+:func:`otzoo.viz.plot_plan` (the stacked ``2B x 2B`` coupling for the GCA / IOT losses).
+"""
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from .augment import TwoViewAugment
+from .checkpoint import load_checkpoint
+from .data import load_images
+from .methods import BYOLMethod, build_method
+
+__all__ = ["compute_plan", "run_plan", "main"]
+
+
+@torch.no_grad()
+def compute_plan(run_dir, data_dir=None, batch: int = 64, seed: int = 0):
+    """``(plan, cfg)``: the run's loss plan on ``batch`` class-sorted test images (two views)."""
+    run_dir = Path(run_dir)
+    state = load_checkpoint(run_dir / "checkpoint.pt")
+    cfg = state["config"]
+    method = build_method(cfg)
+    method.load_state_dict(state["model"])
+    method.eval()
+    d = cfg["data"]
+    test = load_images(cfg["dataset"], "test", data_dir or d["dir"], batch, d["decode_size"], d["cache_dir"])
+    order = torch.argsort(test.labels, stable=True)
+    aug = TwoViewAugment.from_config(cfg["aug"], d["mean"], d["std"])
+    v1, v2 = aug(test.images[order], torch.Generator().manual_seed(seed))
+    h = method.backbone(torch.cat([v1, v2])).float()
+    if isinstance(method, BYOLMethod):
+        p1, p2 = method.predictor(method.projector(h)).chunk(2)
+        t1, t2 = method.target_projector(method.target_backbone(torch.cat([v1, v2]))).float().chunk(2)
+        plan = method.loss_fn.plan(p1, p2, t1=t1, t2=t2)
+    else:
+        z1, z2 = method.projector(h).float().chunk(2)
+        extras = dict(zip(("h1", "h2"), h.chunk(2))) if method.pass_features else {}
+        plan = method.loss_fn.plan(z1, z2, **extras)
+    return plan, cfg
+
+
+def run_plan(run_dir, out=None, data_dir=None, batch: int = 64, seed: int = 0, log: bool = True) -> Path:
+    """Write the plan plot of ``run_dir`` (default ``<run_dir>/plan.png``); returns its path."""
+    run_dir = Path(run_dir)
+    plan, cfg = compute_plan(run_dir, data_dir, batch, seed)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from otzoo.viz import plot_plan
+
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    plot_plan(plan, ax=ax, log=log, title=f"{cfg['method']} plan, {batch} test images x 2 views "
+                                            f"(class-sorted){', log10' if log else ''}")
+    out = Path(out) if out else run_dir / "plan.png"
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def main(argv=None, prog: str = "python -m training plan", command: str = "plan") -> int:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    p.add_argument("--run", required=True, help="pretraining run directory (holds checkpoint.pt)")
+    p.add_argument("--out", help="PNG path (default <run>/plan.png, which export ships with the weight)")
+    p.add_argument("--data-dir", help="ImageFolder root with test/ (default: the run's data.dir, $OTZOO_DATA)")
+    p.add_argument("--batch", type=int, default=64, help="test images in the batch (default 64)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the two views' augmentation (default 0)")
+    p.add_argument("--linear", action="store_true", help="plot plan entries, not log10 of them")
+    args = p.parse_args(argv)
+    try:
+        out = run_plan(args.run, args.out, args.data_dir, args.batch, args.seed, log=not args.linear)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2
+    print(out)
+    return 0
