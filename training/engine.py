@@ -27,6 +27,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from otzoo.losses import NonFiniteInputError
+
 from .augment import TwoViewAugment, normalize, slice_params
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import dump_config
@@ -337,16 +339,20 @@ def train(cfg: dict, output_dir, *, resume: bool = False, time_budget_s: Optiona
             v1, v2 = aug.apply(data.images[idx[lo:hi]], slice_params(params, lo, hi))
             v1 = v1.to(info.device, non_blocking=True).contiguous(memory_format=memory_format)
             v2 = v2.to(info.device, non_blocking=True).contiguous(memory_format=memory_format)
-            with autocast():
-                loss, _ = net(v1, v2)
-            value = float(loss.detach())
+            why = ""
+            try:
+                with autocast():
+                    loss, _ = net(v1, v2)
+                value = float(loss.detach())
+            except NonFiniteInputError:  # the embeddings themselves are NaN/inf: the model diverged
+                value, why = float("nan"), " (the model's embeddings are NaN/inf)"
             if not math.isfinite(value):
                 bar.close()
                 if metrics_file is not None:
                     metrics_file.close()
                 good = f"the last good checkpoint is {ckpt_path}" if ckpt_path.is_file() else "no checkpoint was written yet"
                 raise NonFiniteLossError(
-                    f"loss is {value} at step {step} (epoch {epoch + 1}, batch {shuffler.position}/{spe}) with "
+                    f"loss is {value}{why} at step {step} (epoch {epoch + 1}, batch {shuffler.position}/{spe}) with "
                     f"method {cfg['method']!r}; stopped without saving this state ({good}). Lower optim.lr, add "
                     f"warmup (optim.warmup_epochs) or use engine.precision=fp32, then resume or restart.")
             lr = optimizer.param_groups[0]["lr"]  # the rate this step uses

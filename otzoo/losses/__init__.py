@@ -6,7 +6,7 @@
 >>> plan = loss_fn.plan(z1, z2)               # the coupling it used, (2B, 2B)
 """
 from .registry import create_loss, get_loss_class, list_losses, register_loss
-from ._base import ContrastiveLoss
+from ._base import ContrastiveLoss, NonFiniteInputError
 from .infonce import InfoNCELoss
 from .rince import RINCELoss
 from .gca import GCAINCELoss, GCARINCELoss, GCAUOTLoss
@@ -19,7 +19,7 @@ from .sinkhorn import sinkhorn, log_plan, uot_kappa, entropic_log_plan
 from .targets import domain_target
 
 __all__ = [
-    "create_loss", "list_losses", "register_loss", "get_loss_class", "ContrastiveLoss",
+    "create_loss", "list_losses", "register_loss", "get_loss_class", "ContrastiveLoss", "NonFiniteInputError",
     "InfoNCELoss", "RINCELoss", "GCAINCELoss", "GCARINCELoss", "GCAUOTLoss", "IOTLoss",
     "IOTUniformLoss", "SinSimLoss", "MatchingGapLoss", "OTCOLoss", "BYOLLoss",
     "sinkhorn", "log_plan", "uot_kappa", "entropic_log_plan", "domain_target",

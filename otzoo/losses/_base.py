@@ -10,8 +10,12 @@ from torch import Tensor, nn
 
 from ._distributed import gather
 
-__all__ = ["ContrastiveLoss", "stacked_similarity", "positives", "check_positive",
+__all__ = ["ContrastiveLoss", "NonFiniteInputError", "stacked_similarity", "positives", "check_positive",
            "check_int", "check_unit_interval", "check_choice"]
+
+
+class NonFiniteInputError(ValueError):
+    """An input embedding holds NaN or inf (typically a diverged model)."""
 
 
 def check_positive(loss: str, name: str, value, allow_zero: bool = False) -> float:
@@ -93,7 +97,7 @@ class ContrastiveLoss(nn.Module):
                 raise ValueError(f"{name}: {key} has batch size {x.shape[0]} but {ref_key} has "
                                  f"{ref.shape[0]}; row k of every input must be image k")
             if not bool(torch.isfinite(x).all()):
-                raise ValueError(f"{name}: {key} contains NaN or inf; check the model outputs "
+                raise NonFiniteInputError(f"{name}: {key} contains NaN or inf; check the model outputs "
                                  "(e.g. lower the learning rate or enable gradient clipping)")
         if ref.shape[0] < 2:
             raise ValueError(f"{name}: needs a batch of B >= 2 pairs, got B = {ref.shape[0]}")

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from otzoo.losses import create_loss, list_losses
+from otzoo.losses import NonFiniteInputError, create_loss, list_losses
 
 from .common import NEEDS_CONVERGENCE, extras_for, make, swap_extras, temperature_names
 
@@ -48,7 +48,7 @@ def test_bad_inputs_give_clear_errors(name):
         loss(z, torch.randn(b, d + 1), **ex)
     with pytest.raises(ValueError, match=name):
         loss(z, torch.randn(b + 1, d), **ex)
-    with pytest.raises(ValueError, match=rf"{name}: .*NaN or inf"):
+    with pytest.raises(NonFiniteInputError, match=rf"{name}: .*NaN or inf"):
         loss(z, torch.full((b, d), float("nan")), **ex)
     with pytest.raises(ValueError, match=rf"{name}: .*device"):
         loss(z, torch.randn(b, d, device="meta"), **ex)

@@ -102,6 +102,23 @@ def test_nan_guard_stops_without_a_broken_checkpoint(tiny, monkeypatch, tmp_path
     assert not (out / "run.json").exists() and not (out / "backbone.safetensors").exists()
 
 
+def test_nan_embeddings_stop_the_run_with_the_same_guard(monkeypatch, tmp_path, capsys):
+    class DivergesAtThirdCall(TinyNet):
+        calls = 0
+
+        def forward(self, x):
+            DivergesAtThirdCall.calls += 1
+            out = super().forward(x)
+            return out * float("nan") if DivergesAtThirdCall.calls == 3 else out
+
+    monkeypatch.setattr(training.methods, "create_backbone", lambda arch: DivergesAtThirdCall())
+    out = tmp_path / "nan_z"
+    assert main(["--config", SMOKE, *TINY, "epochs=2", "--output-dir", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "embeddings are NaN/inf" in err and "at step 2" in err
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 2
+
+
 def test_time_budget_stops_cleanly_then_resume_finishes(tiny, tmp_path, capsys):
     out = tmp_path / "budget"
     args = ["--config", SMOKE, *TINY, "epochs=2", "--output-dir", str(out)]
