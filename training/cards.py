@@ -128,7 +128,7 @@ def _num(v) -> str:
     return f"{v:,}" if isinstance(v, int) else str(v)
 
 
-def render_card(cfg: dict, figures: Optional[list] = None, repo_url: str = "<path-or-url-of-otzoo-checkout>") -> str:
+def render_card(cfg: dict, figures: Optional[list] = None, hub_repo: str = "org/otzoo") -> str:
     """Markdown model card (front matter + body) of the weight described by ``cfg``."""
     name, method, arch, ds = cfg["name"], cfg["method"], cfg["architecture"], cfg["dataset"]
     m, budget, recipe = cfg["metrics"], cfg.get("budget", {}), cfg.get("recipe", {})
@@ -259,10 +259,11 @@ def render_card(cfg: dict, figures: Optional[list] = None, repo_url: str = "<pat
         f'label = model.pretrained_cfg["label_names"][logits.argmax(1).item()]',
         "```",
         "",
-        "torch.hub, from a checkout of otzoo:",
+        "torch.hub (GitHub, or a local checkout with `source=\"local\"`):",
         "",
         "```python",
-        f'model = torch.hub.load("{repo_url}", "{name}", source="local", pretrained=True)',
+        f'model = torch.hub.load("{hub_repo}", "{name}")',
+        f'model = torch.hub.load("path/to/otzoo", "{name}", source="local")',
         "```",
         "",
         "timm (importing otzoo registers its architectures and tags with timm):",
