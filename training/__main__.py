@@ -11,6 +11,7 @@ COMMANDS = {
     "publish": ("training.publish", "upload an exported weight folder to the HF Hub (--dry-run offline)"),
     "plan": ("training.plot_plan", "heat map of a trained run's transport plan on one test batch"),
     "smoke": ("training.smoke", "pretrain -> knn -> linear -> export -> load on a few hundred images"),
+    "verify": ("training.verify", "load a released weight, classify test images, reproduce its card's numbers"),
     "readme": ("training.readme", "regenerate the README's table of weights from the registry"),
 }
 

@@ -191,12 +191,8 @@ def export_run(run_dir, name: Optional[str] = None, root=REPO_ROOT, data_dir=Non
     cfg_path.parent.mkdir(parents=True, exist_ok=True)
     cfg_path.write_text(json.dumps(cfg, indent=2) + "\n")
     card_path = root / "model_cards" / f"{name}.md"
-    card_path.parent.mkdir(parents=True, exist_ok=True)
-    card_path.write_text(cards.render_card(cfg))
-    readme.write_results(root)
-    if readme.has_markers(root / "README.md"):
-        readme.update_readme(root / "README.md", readme.cfgs_from_root(root))
-    else:
+    readme.sync_generated(root)  # card, results CSV and README table, from the cfg json files
+    if not readme.has_markers(root / "README.md"):
         say(f"[export] {root / 'README.md'} has no weights-table markers; table not updated")
     otzoo.models.register_pretrained(cfg)
     say(f"[export] wrote {folder}, {cfg_path}, {card_path} in {time.time() - t0:.0f} s")

@@ -1,9 +1,9 @@
-"""Generated tables: the README's weights table and ``results/results-<dataset>.csv``.
+"""Files generated from the pretrained cfgs: README table, results CSVs, model cards.
 
-``python -m training readme [--check] [--root DIR]`` rewrites the table between
-``<!-- weights-table:start -->`` and ``<!-- weights-table:end -->`` in README.md from the
-pretrained cfgs in ``otzoo/pretrained/*.json`` (what ``otzoo.list_pretrained()`` lists); ``--check`` only reports (exit 1)
-when it is out of date.
+``python -m training readme [--check] [--root DIR]`` rewrites, from ``otzoo/pretrained/*.json``
+(what ``otzoo.list_pretrained()`` lists): the table between ``<!-- weights-table:start -->`` and
+``<!-- weights-table:end -->`` in README.md, ``results/results-<dataset>.csv`` and
+``model_cards/<name>.md``. ``--check`` writes nothing and exits 1 when any of them is stale.
 """
 import argparse
 import csv
@@ -68,18 +68,6 @@ def has_markers(readme) -> bool:
     return readme.is_file() and START in readme.read_text() and END in readme.read_text()
 
 
-def update_readme(readme, cfgs: list, check: bool = False) -> bool:
-    """Rewrite (or with ``check`` only compare) the table; returns True if it was up to date."""
-    readme = Path(readme)
-    text = readme.read_text()
-    new = replace_table(text, render_table(cfgs))
-    if new == text:
-        return True
-    if not check:
-        readme.write_text(new)
-    return False
-
-
 def results_csv(cfgs: list) -> str:
     """CSV text with one row per weight in ``cfgs``."""
     out = io.StringIO()
@@ -100,46 +88,61 @@ def results_csv(cfgs: list) -> str:
     return out.getvalue()
 
 
-def write_results(root) -> list:
-    """Write ``<root>/results/results-<dataset>.csv`` (always cifar10) from the root's cfgs."""
+def generated_files(root) -> dict:
+    """``{path: text}`` of every file generated from ``<root>/otzoo/pretrained/*.json``."""
+    from training.cards import render_card
+
+    root = Path(root)
     cfgs = cfgs_from_root(root)
-    datasets = sorted({c.get("dataset") for c in cfgs} | {"cifar10"})
-    out_dir = Path(root) / "results"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for ds in datasets:
-        path = out_dir / f"results-{ds}.csv"
-        path.write_text(results_csv([c for c in cfgs if c.get("dataset") == ds]))
-        paths.append(path)
-    return paths
+    out = {}
+    for ds in sorted({c.get("dataset") for c in cfgs} | {"cifar10"}):
+        out[root / "results" / f"results-{ds}.csv"] = results_csv([c for c in cfgs if c.get("dataset") == ds])
+    for c in cfgs:
+        out[root / "model_cards" / f"{c['name']}.md"] = render_card(c)
+    if has_markers(root / "README.md"):
+        out[root / "README.md"] = replace_table((root / "README.md").read_text(), render_table(cfgs))
+    return out
+
+
+def sync_generated(root, check: bool = False) -> list:
+    """Write (or with ``check`` only compare) the generated files; returns the stale paths."""
+    stale = [p for p, text in generated_files(root).items() if not p.is_file() or p.read_text() != text]
+    if not check:
+        for path, text in generated_files(root).items():
+            if path in stale:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text)
+    return stale
 
 
 def main(argv=None, prog: str = "python -m training readme", command: str = "readme") -> int:
-    p = argparse.ArgumentParser(prog=prog, description="Regenerate the README's table of released weights "
-                                "from the pretrained registry.")
-    p.add_argument("--check", action="store_true", help="exit 1 if the table is out of date; write nothing")
+    p = argparse.ArgumentParser(prog=prog, description="Regenerate the README's table of released weights, "
+                                "results/*.csv and model_cards/*.md from otzoo/pretrained/*.json.")
+    p.add_argument("--check", action="store_true", help="exit 1 if any generated file is stale; write nothing")
     p.add_argument("--root", default=str(REPO_ROOT), help="repo root holding README.md and otzoo/pretrained/")
     args = p.parse_args(argv)
     root = Path(args.root).resolve()
     # the json files are exactly what the registry loads at import (otzoo.list_pretrained()); reading them
-    # directly keeps weights registered at runtime (tests, notebooks) out of the table
-    cfgs = cfgs_from_root(root)
+    # directly keeps weights registered at runtime (tests, notebooks) out of the generated files
     readme = root / "README.md"
     if not readme.is_file():
         print(f"error: {readme} does not exist", file=sys.stderr)
         return 2
     try:
-        fresh = update_readme(readme, cfgs, check=args.check)
+        replace_table(readme.read_text(), "")
+        stale = sync_generated(root, check=args.check)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    n = len(cfgs_from_root(root))
+    names = ", ".join(str(p.relative_to(root)) for p in stale)
     if args.check:
-        if not fresh:
-            print("README.md's weights table is out of date: run `python -m training readme`", file=sys.stderr)
+        if stale:
+            print(f"out of date: {names}; run `python -m training readme`", file=sys.stderr)
             return 1
-        print(f"README.md's weights table is up to date ({len(cfgs)} weights)")
+        print(f"README table, results and model cards are up to date ({n} weights)")
     else:
-        print(f"README.md: weights table {'unchanged' if fresh else 'rewritten'} ({len(cfgs)} weights)")
+        print(f"rewrote {names} ({n} weights)" if stale else f"all generated files up to date ({n} weights)")
     return 0
 
 

@@ -1,13 +1,14 @@
 import csv
 import io
+import json
 import shutil
 
 import pytest
 
-from training import readme
+from training import cards, readme
 
 CFG = {"name": "gca_uot_resnet18_cifar10", "architecture": "resnet18_cifar", "method": "gca_uot",
-       "dataset": "cifar10", "hf_hub_id": "otzoo/gca_uot_resnet18_cifar10", "sha256": "ab" * 32,
+       "dataset": "cifar10", "num_classes": 10, "hf_hub_id": "otzoo/gca_uot_resnet18_cifar10", "sha256": "ab" * 32,
        "budget": {"epochs": 30, "views_seen": 3000000, "batch_size": 256, "hardware": "cpu", "wall_time_s": 7200},
        "metrics": {"knn_top1": 80.123, "linear_top1": 84.5, "subset_top1": 90.0,
                    "dataset_variant": "CIFAR-10 (JPEG q75 copy)"}}
@@ -21,19 +22,30 @@ def test_render_table():
     assert "https://huggingface.co/otzoo/gca_uot_resnet18_cifar10" in row
 
 
-def test_update_and_check_on_a_temp_readme(tmp_path, capsys):
+def test_update_and_check_on_a_temp_root(tmp_path, capsys):
     text = f"# otzoo\n\nintro\n\n{readme.START}\nhand-typed\n{readme.END}\n\nmore\n"
     path = tmp_path / "README.md"
     path.write_text(text)
     assert readme.main(["--check", "--root", str(tmp_path)]) == 1  # stale (no weights in that root)
-    assert path.read_text() == text  # --check writes nothing
+    assert path.read_text() == text and not (tmp_path / "results").exists()  # --check writes nothing
     assert readme.main(["--root", str(tmp_path)]) == 0
     new = path.read_text()
     assert readme.NO_WEIGHTS in new and "hand-typed" not in new and new.startswith("# otzoo\n\nintro")
     assert new.endswith("\n\nmore\n")
     assert readme.main(["--check", "--root", str(tmp_path)]) == 0
-    assert readme.update_readme(path, [CFG]) is False and "`gca_uot_resnet18_cifar10`" in path.read_text()
-    assert readme.update_readme(path, [CFG], check=True) is True
+
+    (tmp_path / "otzoo" / "pretrained").mkdir(parents=True)
+    (tmp_path / "otzoo" / "pretrained" / f"{CFG['name']}.json").write_text(json.dumps(CFG))
+    assert sorted(p.name for p in readme.sync_generated(tmp_path, check=True)) == [
+        "README.md", f"{CFG['name']}.md", "results-cifar10.csv"]
+    assert readme.main(["--root", str(tmp_path)]) == 0
+    assert "`gca_uot_resnet18_cifar10`" in path.read_text()
+    card = (tmp_path / "model_cards" / f"{CFG['name']}.md").read_text()
+    assert card == cards.render_card(CFG) and "| 84.50 |" in card
+    assert readme.main(["--check", "--root", str(tmp_path)]) == 0
+    (tmp_path / "model_cards" / f"{CFG['name']}.md").write_text(card.replace("84.50", "99.00"))  # hand edit
+    assert readme.main(["--check", "--root", str(tmp_path)]) == 1
+    assert f"model_cards/{CFG['name']}.md" in capsys.readouterr().err
 
 
 def test_missing_markers_is_a_clear_error(tmp_path, capsys):
