@@ -98,7 +98,7 @@ def generated_files(root) -> dict:
     for ds in sorted({c.get("dataset") for c in cfgs} | {"cifar10"}):
         out[root / "results" / f"results-{ds}.csv"] = results_csv([c for c in cfgs if c.get("dataset") == ds])
     for c in cfgs:
-        out[root / "model_cards" / f"{c['name']}.md"] = render_card(c)
+        out[root / "model_cards" / f"{c['name']}.md"] = render_card(c, siblings=cfgs)
     if has_markers(root / "README.md"):
         out[root / "README.md"] = replace_table((root / "README.md").read_text(), render_table(cfgs))
     return out

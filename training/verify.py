@@ -10,7 +10,8 @@
    test split (compared with ``linear_top1``, measured by export on precomputed features:
    the same computation batched differently, so it may move by a few images).
 
-Exit status: 0 all checks pass, 1 a number does not reproduce, 2 bad name or missing data.
+Exit status: 0 all checks pass, 1 a number does not reproduce or the file fails its sha256 / is
+corrupt, 2 unknown name, weights not found (offline, not cached) or missing data.
 Checks are only enforced on the dataset copy the weight was measured on (``dataset_variant``).
 """
 import argparse
@@ -89,9 +90,12 @@ def main(argv=None, prog: str = "python -m training verify", command: str = "ver
         return 2
     try:
         res = verify(args.name, args.data_dir, args.subset_only)
-    except (otzoo.models.UnknownModelError, DataNotFoundError) as err:
+    except (otzoo.models.UnknownModelError, otzoo.models.WeightsNotFoundError, DataNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except (otzoo.models.ChecksumError, otzoo.models.CorruptWeightsError, otzoo.models.StateDictMismatchError) as err:
+        print(f"NOT verified: {args.name}: {err}", file=sys.stderr)
+        return 1
     for what, got, want, ok in res["checks"]:
         status = {True: "OK", False: "FAIL", None: "n/a"}[ok]
         shown = f"{got:.2f}" if isinstance(got, float) else got

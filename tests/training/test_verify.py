@@ -43,3 +43,16 @@ def test_verify_unknown_name_suggests(weights_dir, capsys):
     assert verify.main([NAME.replace("uot", "out"), "--data-dir", str(data)]) == 2
     assert NAME in capsys.readouterr().err
     assert otzoo.list_pretrained(NAME) == [NAME]
+
+
+def test_verify_tampered_file_fails(exported, monkeypatch, tmp_path, capsys):  # noqa: F811
+    import shutil
+
+    _, root, data, _ = exported
+    shutil.copytree(root / "weights" / NAME, tmp_path / NAME)
+    blob = bytearray((tmp_path / NAME / "model.safetensors").read_bytes())
+    blob[-100] ^= 0xFF  # one flipped byte inside a tensor
+    (tmp_path / NAME / "model.safetensors").write_bytes(bytes(blob))
+    monkeypatch.setenv("OTZOO_WEIGHTS_DIR", str(tmp_path))
+    assert verify.main([NAME, "--data-dir", str(data), "--subset-only"]) == 1
+    assert "sha256" in capsys.readouterr().err
