@@ -74,7 +74,10 @@ def _sync_timm(arch: str) -> None:
             cfgs[cfg["tag"]] = PretrainedCfg(**timm_cfg(cfg))
     if not hasattr(module, "default_cfgs"):
         module.default_cfgs = {}
-    module.default_cfgs[arch] = generate_default_cfgs(cfgs)[arch]  # timm reads this at registration
+    default = generate_default_cfgs(cfgs)[arch]
+    default.tags.remove("")  # timm would make the first weight the arch's default; a bare arch name
+    default.tags.appendleft("")  # stays random-init, as in otzoo.create_model
+    module.default_cfgs[arch] = default  # timm reads this at registration
     with warnings.catch_warnings():  # re-registering our own name replaces its stale tag list
         warnings.simplefilter("ignore")
         timm.models.register_model(fn)

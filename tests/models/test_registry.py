@@ -48,6 +48,9 @@ def test_register_pretrained_everywhere(fake_weight):
     assert cfg["classifier"] == "fc" and cfg["first_conv"] == "conv1"
     assert FAKE_TAG in timm.list_pretrained("resnet18_cifar*")
     assert timm.models.get_pretrained_cfg(FAKE_TAG).hf_hub_id == f"otzoo/{FAKE_NAME}"
+    assert timm.models.get_pretrained_cfg("resnet18_cifar").hf_hub_id is None  # a bare arch stays random-init
+    with pytest.raises(RuntimeError, match="No pretrained weights"):  # never silently one of the weights
+        timm.create_model("resnet18_cifar", pretrained=True)
     assert otzoo.create_model(FAKE_TAG).pretrained_cfg["name"] == FAKE_NAME  # the timm tag is an alias
     cfg["metrics"] = {"changed": 1.0}
     assert otzoo.get_pretrained_cfg(FAKE_NAME)["metrics"] != cfg["metrics"]  # a copy
