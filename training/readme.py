@@ -106,12 +106,11 @@ def generated_files(root) -> dict:
 
 def sync_generated(root, check: bool = False) -> list:
     """Write (or with ``check`` only compare) the generated files; returns the stale paths."""
-    stale = [p for p, text in generated_files(root).items() if not p.is_file() or p.read_text() != text]
-    if not check:
-        for path, text in generated_files(root).items():
-            if path in stale:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(text)
+    files = generated_files(root)
+    stale = [p for p, text in files.items() if not p.is_file() or p.read_text() != text]
+    for path in [] if check else stale:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(files[path])
     return stale
 
 
