@@ -76,9 +76,14 @@ HF_DATASETS = {"cifar10": "uoft-cs/cifar10", "cifar100": "uoft-cs/cifar100"}
 FIGURE_CAPTIONS = {
     "curves.png": "*curves.png*: training loss and learning rate per step, and the k-NN monitor during "
                   "pretraining (5,000 train / 1,000 test images, evenly spaced; not the release metric).",
-    "plan.png": "*plan.png*: the {method} transport plan of this model on one batch of 64 class-sorted test "
+    "plan.png": "*plan.png*: the {method} {plan_kind} of this model on one batch of 64 class-sorted test "
                 "images x 2 views (log10 scale; `python -m training plan`). Positives sit on the off-diagonals; "
                 "mass inside the class blocks is what the plan learned without labels.",
+}
+PLAN_KINDS = {  # what ``loss.plan`` returns, where it is not a two-sided transport plan
+    "simclr": "coupling (row-wise softmax of the 2B x 2B similarities / tau, i.e. one Sinkhorn row "
+              "normalisation: rows sum to 1, columns do not)",
+    "rince": "coupling (row-wise softmax of the 2B x 2B similarities / tau: rows sum to 1, columns do not)",
 }
 METRIC_NAMES = {"linear_top1": "Linear probe top-1", "knn_top1": "k-NN top-1 (k=200, T=0.1)",
                 "subset_top1": "Top-1 on the first 500 test images"}
@@ -341,7 +346,9 @@ def render_card(cfg: dict, figures: Optional[list] = None, hub_repo: str = "org/
     if figures:
         lines += ["## Plots", ""]
         for f in figures:
-            lines += [f"![{f}]({f})", "", FIGURE_CAPTIONS.get(f, f).format(method=method_name(method)), ""]
+            caption = FIGURE_CAPTIONS.get(f, f).format(method=method_name(method),
+                                                      plan_kind=PLAN_KINDS.get(method, "transport plan"))
+            lines += [f"![{f}]({f})", "", caption, ""]
     lines += ["## Citation", "", "```bibtex", GCA_PAPER["bibtex"]]
     if paper and paper is not GCA_PAPER and paper.get("bibtex"):
         lines += ["", paper["bibtex"]]

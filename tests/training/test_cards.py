@@ -26,3 +26,11 @@ def test_same_recipe_siblings_are_listed():
     assert "| `simclr_resnet18_cifar10` | SimCLR (InfoNCE) | 66.50 |" in section
     assert "simclr_long" not in section
     assert "## Same recipe" not in cards.render_card(gca, siblings=[longer])
+
+
+def test_plan_caption_names_what_the_loss_plan_is():
+    gca = dict(with_recipe("gca_uot_resnet18_cifar10", "gca_uot", 67.24), figures=["plan.png"])
+    sim = dict(with_recipe("simclr_resnet18_cifar10", "simclr", 66.5), figures=["plan.png"])
+    assert "the GCA-UOT transport plan of this model" in cards.render_card(gca)
+    sim_card = cards.render_card(sim)
+    assert "transport plan" not in sim_card and "rows sum to 1, columns do not" in sim_card
