@@ -80,11 +80,9 @@ FIGURE_CAPTIONS = {
                 "images x 2 views (log10 scale; `python -m training plan`). Positives sit on the off-diagonals; "
                 "mass inside the class blocks is what the plan learned without labels.",
 }
-PLAN_KINDS = {  # what ``loss.plan`` returns, where it is not a two-sided transport plan
-    "simclr": "coupling (row-wise softmax of the 2B x 2B similarities / tau, i.e. one Sinkhorn row "
-              "normalisation: rows sum to 1, columns do not)",
-    "rince": "coupling (row-wise softmax of the 2B x 2B similarities / tau: rows sum to 1, columns do not)",
-}
+_ROW_SOFTMAX = ("coupling (row-wise softmax of the 2B x 2B similarities / tau, i.e. one Sinkhorn row "
+                "normalisation: rows sum to 1, columns do not)")
+PLAN_KINDS = {"simclr": _ROW_SOFTMAX, "rince": _ROW_SOFTMAX}  # where ``loss.plan`` is not a transport plan
 METRIC_NAMES = {"linear_top1": "Linear probe top-1", "knn_top1": "k-NN top-1 (k=200, T=0.1)",
                 "subset_top1": "Top-1 on the first 500 test images"}
 
