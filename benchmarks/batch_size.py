@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.train_throughput import RECIPE, bench_raw, make_raw  # noqa: E402
 from training.config import load_config  # noqa: E402
-from training.engine import resolve_precision  # noqa: E402
+from training.device import resolve_precision  # noqa: E402
 
 
 def main(argv=None):

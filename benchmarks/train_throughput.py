@@ -1,21 +1,28 @@
-"""Pretraining throughput (views/s), side by side in one run.
+"""Pretraining throughput (views/s), side by side in one run, on a CPU or a CUDA GPU.
 
-1. ``pretrain``: the real engine (``training.engine.train``: decoded uint8 data, batched
-   per-image augmentation, method + loss, optimizer, logging) for simclr and gca_uot;
-2. ``raw``: the same backbone + projector, forward + backward + SGD step on random tensors
-   with the same precision / memory format and a trivial loss (the ceiling);
-3. ``plain``: a plain fp32 PyTorch loop: ImageFolder/torchvision dataset + PIL transforms
-   per image (two views) in a DataLoader, contiguous fp32, simclr loss.
+1. ``pretrain``: the real engine (``python -m training pretrain`` in a subprocess: decoded
+   uint8 data on the device, batched per-image augmentation, method + loss, optimizer,
+   logging) for simclr and gca_uot;
+2. ``baseline`` (with ``--baseline REV``): the same command from git revision REV of this
+   repository (extracted to a temp dir), e.g. the previous engine, to check it did not regress;
+3. ``raw``: the same backbone + projector, forward + backward + SGD step on random tensors
+   on the device with the same precision / memory format and a trivial loss (the ceiling);
+4. ``plain``: a plain fp32 PyTorch loop: ImageFolder/torchvision dataset + PIL transforms
+   per image (two views) in a DataLoader, contiguous fp32, simclr loss (CPU only).
 
-Prints views/s, the ratios pretrain/raw (target >= 0.90) and pretrain/plain (target >= 3.5)
-and the peak RSS. Example::
+Prints views/s, the ratios pretrain/raw (target >= 0.90), pretrain/baseline (target >= 0.95)
+and pretrain/plain (target >= 3.5), and the peak RSS. Examples::
 
     python benchmarks/train_throughput.py --data-dir ../shared/data/cifar10 --steps 5
+    python benchmarks/train_throughput.py --data-dir DATA --baseline 72e7f4d --skip-plain
+    python benchmarks/train_throughput.py --device cuda --batch 512 --steps 50 --log-every 50 --skip-plain
 """
 import argparse
 import json
+import os
 import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -26,54 +33,73 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from training.config import load_config  # noqa: E402
-from training.engine import resolve_precision, train  # noqa: E402
+from training.device import autocast, resolve_device, resolve_precision  # noqa: E402
 from training.methods import build_method  # noqa: E402
 
-RECIPE = Path(__file__).resolve().parents[1] / "training" / "configs" / "cifar10_cpu.yaml"
+REPO = Path(__file__).resolve().parents[1]
+RECIPE = "training/configs/cifar10_cpu.yaml"
 
 
-def bench_pretrain(method, args, n_images, cache_dir):
+def extract_revision(rev: str, dest: Path) -> Path:
+    """The tree of git revision ``rev`` of this repository, written under ``dest``."""
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", rev], check=True, capture_output=True).stdout
+    dest.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    return dest
+
+
+def bench_pretrain(src: Path, method, args, n_images, cache_dir, device_override=True):
+    """views/s of the log records of ``python -m training pretrain`` run from checkout ``src``."""
     with tempfile.TemporaryDirectory() as tmp:
         overrides = [f"method={method}", f"arch={args.arch}", f"batch_size={args.batch}", "epochs=1",
-                     f"data.subset={n_images}", "engine.log_every=1", "engine.progress=false",
+                     f"data.subset={n_images}", f"engine.log_every={args.log_every}", "engine.progress=false",
                      f"data.cache_dir={cache_dir}", "engine.knn_every=0", f"engine.compile={args.compile}",
                      "engine.checkpoint_minutes=1000", f"engine.precision={args.precision}"]
-        if args.data_dir:
-            overrides.append(f"data.dir={args.data_dir}")
-        else:
-            overrides.append("dataset=synthetic")
-        cfg = load_config(str(RECIPE), overrides)
-        train(cfg, Path(tmp) / "run", command="benchmark")
+        if device_override:
+            overrides.append(f"engine.device={args.device}")
+        overrides.append(f"data.dir={args.data_dir}" if args.data_dir else "dataset=synthetic")
+        cmd = [sys.executable, "-m", "training", "pretrain", "--config", RECIPE, *overrides,
+               "--output-dir", str(Path(tmp) / "run")]
+        env = {**os.environ, "PYTHONPATH": str(src)}
+        subprocess.run(cmd, cwd=src, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         recs = [json.loads(l) for l in (Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()]
-    return [r["views_per_s"] for r in recs if r.get("event") == "step"][1:]  # first step: warmup
+    return [r["views_per_s"] for r in recs if r.get("event") == "step"][1:]  # first record: warmup
 
 
-def make_raw(args, precision):
+def make_raw(args, precision, device):
     cfg = load_config(None, [f"arch={args.arch}", "method=simclr"])
-    model = build_method(cfg).to(memory_format=torch.channels_last)
+    model = build_method(cfg).to(device, memory_format=torch.channels_last)
     if args.compile:
         model.backbone.compile()
         model.projector.compile()
     net = torch.nn.Sequential(model.backbone, model.projector)
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
-    x = torch.randn(2 * args.batch, 3, 32, 32).contiguous(memory_format=torch.channels_last)
-    dtype = torch.bfloat16 if precision == "bf16" else None
-    return net, opt, x, dtype
+    x = torch.randn(2 * args.batch, 3, 32, 32, device=device).contiguous(memory_format=torch.channels_last)
+    return net, opt, x, precision, device
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def bench_raw(args, state, steps):
-    net, opt, x, dtype = state
-    times = []
-    for i in range(steps):
+    """views/s per block of ``log_every`` steps (the pretrain records' granularity)."""
+    net, opt, x, precision, device = state
+    rates = []
+    for _ in range(max(1, steps // args.log_every)):
+        _sync(device)
         t = time.perf_counter()
-        with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
-            z = net(x)
-        loss = z.float().pow(2).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        times.append(time.perf_counter() - t)
-    return [2 * args.batch / t for t in times]
+        for _ in range(args.log_every):
+            with autocast(device, precision):
+                z = net(x)
+            loss = z.float().pow(2).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        _sync(device)
+        rates.append(2 * args.batch * args.log_every / (time.perf_counter() - t))
+    return rates
 
 
 def bench_plain(args, n_images):
@@ -128,6 +154,11 @@ def main(argv=None):
     p.add_argument("--rounds", type=int, default=3,
                    help="the settings run in turn, this many times, so that a shared CPU's load hits all alike")
     p.add_argument("--methods", nargs="+", default=["simclr", "gca_uot"])
+    p.add_argument("--device", default="auto", help="auto (the GPU when there is one), cpu, cuda or cuda:N")
+    p.add_argument("--log-every", type=int, default=1,
+                   help="steps per views/s record (on a GPU use --steps: a record reads the loss back)")
+    p.add_argument("--baseline", metavar="REV",
+                   help="also run the pretrain engine of git revision REV side by side (e.g. the previous one)")
     p.add_argument("--precision", default="auto")
     p.add_argument("--plain-workers", type=int, default=0,
                    help="DataLoader workers of the plain loop (0: on 2 cores workers only steal compute)")
@@ -136,23 +167,33 @@ def main(argv=None):
                    help="torch.compile backbone + projector in pretrain and raw (default: the recipe's engine.compile)")
     args = p.parse_args(argv)
     if args.compile is None:
-        args.compile = load_config(str(RECIPE))["engine"]["compile"]
-    precision = resolve_precision(args.precision, torch.device("cpu"))
-    n_images = args.batch * (args.steps + 1)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, precision {precision}, compile {args.compile}, "
+        args.compile = load_config(str(REPO / RECIPE))["engine"]["compile"]
+    device = resolve_device(args.device)
+    precision = resolve_precision(args.precision, device)
+    if device.type == "cuda":
+        args.skip_plain = True
+    n_images = args.batch * (args.steps + args.log_every)
+    print(f"torch {torch.__version__}, {device}, {torch.get_num_threads()} threads, precision {precision}, compile {args.compile}, "
           f"batch {args.batch} ({2 * args.batch} views/step), {args.rounds} rounds x {args.steps} measured steps "
           f"per setting (+1 warmup step per pretrain/plain block, 1 raw warmup step)")
     runs = {"raw": []}
     runs.update({f"pretrain[{m}]": [] for m in args.methods})
+    if args.baseline:
+        runs.update({f"baseline[{m}]": [] for m in args.methods})
     if not args.skip_plain:
         runs["plain fp32 + PIL"] = []
-    raw_state = make_raw(args, precision)
-    bench_raw(args, raw_state, 1)
-    with tempfile.TemporaryDirectory() as cache:
+    raw_state = make_raw(args, precision, device)
+    bench_raw(args, raw_state, args.log_every)
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = Path(tmp) / "cache"
+        base = extract_revision(args.baseline, Path(tmp) / "baseline") if args.baseline else None
+        has_device = base is not None and "device" in (base / "training" / "config.py").read_text()
         for r in range(args.rounds):
             runs["raw"] += bench_raw(args, raw_state, args.steps)
             for m in args.methods:
-                runs[f"pretrain[{m}]"] += bench_pretrain(m, args, n_images, cache)
+                runs[f"pretrain[{m}]"] += bench_pretrain(REPO, m, args, n_images, cache)
+                if base is not None:
+                    runs[f"baseline[{m}]"] += bench_pretrain(base, m, args, n_images, cache, has_device)
             if not args.skip_plain:
                 runs["plain fp32 + PIL"] += bench_plain(args, n_images)
     results = {k: (statistics.median(v), v) for k, v in runs.items()}
@@ -163,6 +204,8 @@ def main(argv=None):
     for m in args.methods:
         v = results[f"pretrain[{m}]"][0]
         line = f"pretrain[{m}] / raw = {v / raw:.3f} (target >= 0.90)"
+        if args.baseline:
+            line += f";  / baseline {args.baseline} = {v / results[f'baseline[{m}]'][0]:.3f} (target >= 0.95)"
         if "plain fp32 + PIL" in results:
             line += f";  / plain = {v / results['plain fp32 + PIL'][0]:.2f}x (target >= 3.5x)"
         print(line)

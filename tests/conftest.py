@@ -18,6 +18,14 @@ def cifar10_dir() -> Path:
     return path
 
 
+@pytest.fixture
+def cuda_device() -> torch.device:
+    """The first CUDA GPU; skips when torch sees none (tests marked ``cuda``)."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU (torch sees none)")
+    return torch.device("cuda", 0)
+
+
 @pytest.fixture(autouse=True)
 def _seed_and_threads():
     """Seed every test, and undo any torch.set_num_threads a test (or the engine) made."""

@@ -24,8 +24,8 @@ public code, at its severity 5:
 Usage::
 
     aug = TwoViewAugment.from_config(cfg["aug"], mean, std)
-    params = aug.sample(len(x), generator)        # per-view, per-image parameters (cheap)
-    v1, v2 = aug.apply(x_uint8, params)            # (B, 3, size, size) float32, normalised
+    params = aug.sample(len(x), generator)        # per-view, per-image parameters (cheap, on the host)
+    v1, v2 = aug.apply(x_uint8, params)            # (B, 3, size, size) float32, normalised, on x's device
 
 Sampling is separate from application so that a distributed rank can draw the parameters of
 the whole global batch and apply its own slice (:func:`slice_params`): results then do not
@@ -81,7 +81,8 @@ def _sample_boxes(n, height, width, scale, ratio, g, attempts=10):
 
 def _crop_resize(x: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
     """Per-image crop (boxes in pixel edges, (n, 4)) resized to size x size; float in, float out."""
-    rois = torch.cat([torch.arange(len(x), dtype=x.dtype)[:, None], boxes.to(x.dtype)], 1)
+    index = torch.arange(len(x), dtype=x.dtype, device=x.device)[:, None]
+    rois = torch.cat([index, boxes.to(x.device, x.dtype, non_blocking=True)], 1)
     return roi_align(x, rois, output_size=(size, size), spatial_scale=1.0, sampling_ratio=-1, aligned=True)
 
 
@@ -147,8 +148,8 @@ def _add_value(x: torch.Tensor, c: float) -> torch.Tensor:
 
 
 def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    m = torch.tensor(mean, dtype=x.dtype).view(1, -1, 1, 1)
-    s = torch.tensor(std, dtype=x.dtype).view(1, -1, 1, 1)
+    m = torch.tensor(mean, dtype=x.dtype).view(1, -1, 1, 1).to(x.device, non_blocking=True)
+    s = torch.tensor(std, dtype=x.dtype).view(1, -1, 1, 1).to(x.device, non_blocking=True)
     return (x - m) / s
 
 
@@ -196,24 +197,35 @@ class ViewAugment:
         return p
 
     def apply(self, x: torch.Tensor, p: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """Augment ``x`` (uint8, on any device) with parameters ``p`` from :meth:`sample`.
+
+        ``p`` stays on the host: which images each jitter op and the grayscale touch is
+        decided there, and only index and factor tensors travel to ``x.device``, so a CUDA
+        batch is augmented without reading anything back from the device."""
         if x.dtype != torch.uint8 or x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"expected a uint8 batch (B, 3, H, W), got {tuple(x.shape)} {x.dtype}")
         if len(x) != len(p["box"]):
             raise ValueError(f"{len(x)} images but parameters for {len(p['box'])}")
+        dev = x.device
+
+        def to_dev(t):
+            return t.to(dev, non_blocking=True)
+
         out = _crop_resize(x.float().div_(255.0), p["box"], self.size)
-        out = torch.where(p["flip"].view(-1, 1, 1, 1), out.flip(-1), out)
-        jit = p["jitter"]
-        if jit.any():
-            for pos in range(4):
-                for op in range(4):
-                    sel = (jit & (p["order"][:, pos] == op)).nonzero().squeeze(1)
-                    if len(sel):
-                        out[sel] = _adjust(out[sel], op, p["factors"][sel, op])
-        if p["gray"].any():
-            out = torch.where(p["gray"].view(-1, 1, 1, 1), _grayscale(out).expand_as(out), out)
+        out = torch.where(to_dev(p["flip"]).view(-1, 1, 1, 1), out.flip(-1), out)
+        for pos in range(4):  # the jitter ops in each image's own order, each on the images it selects
+            for op in range(4):
+                sel = (p["jitter"] & (p["order"][:, pos] == op)).nonzero().squeeze(1)
+                if len(sel):  # a host-side shape: no sync
+                    sel_dev = to_dev(sel)
+                    out[sel_dev] = _adjust(out[sel_dev], op, to_dev(p["factors"][sel, op]))
+        gray = p["gray"].nonzero().squeeze(1)
+        if len(gray):
+            gray_dev = to_dev(gray)
+            out[gray_dev] = _grayscale(out[gray_dev]).expand(-1, 3, -1, -1)
         if self.policy == "large_erase":
-            ar = torch.arange(self.size, dtype=out.dtype)
-            e = p["erase"].to(out.dtype)
+            ar = torch.arange(self.size, dtype=out.dtype, device=dev)
+            e = to_dev(p["erase"]).to(out.dtype)
             rows = (ar[None] >= e[:, 1:2]) & (ar[None] < e[:, 3:4])
             cols = (ar[None] >= e[:, 0:1]) & (ar[None] < e[:, 2:3])
             out = out.masked_fill((rows[:, :, None] & cols[:, None, :])[:, None], 0.0)

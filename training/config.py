@@ -66,6 +66,7 @@ DEFAULTS: Dict[str, Any] = {
         "min_lr_ratio": 0.0,        # cosine decays to lr * min_lr_ratio
     },
     "engine": {
+        "device": "auto",           # auto | cpu | cuda | cuda:N (auto: the GPU when there is one; torchrun: cuda:LOCAL_RANK)
         "precision": "auto",        # auto | bf16 | fp16 | fp32 (auto: bf16 on capable CPUs/GPUs, else fp16 AMP on CUDA, else fp32)
         "channels_last": True,
         "compile": False,           # torch.compile backbone and heads (Module.compile, in place)
@@ -172,6 +173,9 @@ def validate(cfg: dict, _defaults: dict = DEFAULTS, _prefix: str = "") -> dict:
             raise ConfigError(f"aug.policy must be one of {policies}, got {out['aug']['policy']!r}")
         if out["optim"]["name"] not in ("sgd", "lars"):
             raise ConfigError(f"optim.name must be 'sgd' or 'lars', got {out['optim']['name']!r}")
+        device = out["engine"]["device"]
+        if not (device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit())):
+            raise ConfigError(f"engine.device must be auto, cpu, cuda or cuda:N, got {device!r}")
         if out["engine"]["precision"] not in ("auto", "bf16", "fp16", "fp32"):
             raise ConfigError(f"engine.precision must be auto, bf16, fp16 or fp32, got {out['engine']['precision']!r}")
     return out

@@ -1,10 +1,21 @@
-"""The pretraining loop: one code path for 1 CPU process and N torchrun/DDP processes.
+"""The pretraining loop: one code path for a CPU, a CUDA GPU and N torchrun/DDP processes.
 
-``train(cfg, output_dir, ...)`` builds data, augmentation, method, optimizer and schedule
-from a resolved config (``training.config``), trains for ``cfg["epochs"]`` epochs and writes
-the run directory: ``config.yaml``, ``checkpoint.pt`` (every ``engine.checkpoint_minutes`` and
-each epoch end, atomic), ``metrics.jsonl``, ``curves.png`` and, once complete,
+``train(cfg, output_dir, ...)`` runs a :class:`Trainer`: setup (device, data, augmentation,
+method, optimizer, schedule, restored state), one training step at a time, checkpoints and
+the time budget, the end of each epoch, and the run's artifacts. It writes the run
+directory: ``config.yaml``, ``checkpoint.pt`` (every ``engine.checkpoint_minutes`` and each
+epoch end, atomic), ``metrics.jsonl``, ``curves.png`` and, once complete,
 ``backbone.safetensors`` and ``run.json``. Only rank 0 writes.
+
+Device: ``engine.device`` (auto | cpu | cuda | cuda:N). The decoded uint8 images live on
+that device and are augmented there, batched; only the small per-step augmentation
+parameters (drawn on the host from the per-step seed) travel. A step never reads a value
+back from the device: the loss and a finiteness flag stay there and are checked every
+``engine.log_every`` steps, at checkpoints and at epoch ends (a non-finite loss stops the
+run naming its step; no checkpoint of that state is written). The time budget is read from
+the host clock (under DDP rank 0's clock decides, at log steps). On CUDA: TF32 matmuls,
+cudnn.benchmark, channels_last, bf16 autocast, ``torch.compile`` of fixed-shape batches
+(the last ragged batch is dropped; the kNN monitor runs the uncompiled modules).
 
 Distributed: when ``WORLD_SIZE > 1`` the process group is initialised from the environment
 (gloo on CPU, nccl on CUDA); each rank takes its slice of every global batch, augmentation
@@ -33,21 +44,18 @@ from .augment import TwoViewAugment, normalize, slice_params
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import dump_config
 from .data import EpochShuffler, load_images, shard
-from .evaluate import knn_top1
-from .methods import BYOLMethod, build_method
+from .device import autocast, resolve_device, resolve_precision
+from .protocols.knn import knn_top1
+from .methods import build_method
 
-__all__ = ["train", "parse_duration", "NonFiniteLossError", "TimeBudgetReached",
-           "setup_distributed", "resolve_precision", "build_optimizer", "warmup_cosine", "EXIT_TIME_BUDGET"]
+__all__ = ["train", "Trainer", "parse_duration", "NonFiniteLossError", "setup_distributed",
+           "build_optimizer", "warmup_cosine", "EXIT_TIME_BUDGET"]
 
 EXIT_TIME_BUDGET = 3
 
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or inf; training stopped without checkpointing that state."""
-
-
-class TimeBudgetReached(Exception):
-    pass
 
 
 def parse_duration(text) -> Optional[float]:
@@ -84,31 +92,18 @@ class DistInfo:
         return self.rank == 0
 
 
-def setup_distributed() -> DistInfo:
+def setup_distributed(device: str = "auto") -> DistInfo:
     """Init from torchrun's env vars when WORLD_SIZE > 1 (nccl on CUDA, gloo on CPU)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    cuda = torch.cuda.is_available()
+    rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    dev = resolve_device(device, local if world > 1 else 0)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
     if world <= 1:
-        return DistInfo(device=torch.device("cuda", 0) if cuda else torch.device("cpu"))
-    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    if cuda:
-        torch.cuda.set_device(local)
+        return DistInfo(device=dev)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if cuda else "gloo")
-    return DistInfo(rank, world, local, torch.device("cuda", local) if cuda else torch.device("cpu"))
-
-
-def resolve_precision(name: str, device: torch.device) -> str:
-    """auto -> bf16 on CUDA with bf16 or CPUs with AVX-512 bf16/AMX, fp16 on other CUDA, else fp32."""
-    if name != "auto":
-        return name
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    cpu = torch.backends.cpu
-    caps = getattr(cpu, "get_cpu_capability", lambda: "")()
-    amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
-    bf16 = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
-    return "bf16" if (amx or bf16 or caps == "AVX512_BF16") else "fp32"
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    return DistInfo(rank, world, local, dev)
 
 
 def hardware_string(info: DistInfo, precision: str) -> str:
@@ -160,13 +155,14 @@ def warmup_cosine(warmup_steps: int, total_steps: int, min_ratio: float = 0.0):
 # ---------------------------------------------------------------- monitoring
 
 @torch.no_grad()
-def _features(backbone, images, mean, std, device, autocast, batch=512):
+def _features(forward, images, mean, std, device, autocast, batch=512):
+    """L2-normalised ``forward`` outputs of uint8 ``images``, moved to ``device`` as uint8."""
     feats = []
     for i in range(0, len(images), batch):
-        x = normalize(images[i:i + batch].float().div_(255.0), mean, std).to(device)
+        x = normalize(images[i:i + batch].to(device, non_blocking=True).float().div_(255.0), mean, std)
         with autocast():
-            feats.append(backbone(x).float().cpu())
-    return torch.nn.functional.normalize(torch.cat(feats), dim=1)
+            feats.append(forward(x).float())
+    return torch.nn.functional.normalize(torch.cat(feats), dim=1).cpu()
 
 
 def plot_curves(records, path: Path) -> None:
@@ -198,247 +194,331 @@ def _step_generator(seed: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed((seed % (1 << 20)) * (1 << 40) + step)
 
 
+def _seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed % (1 << 32))
+
+
+def _configure_backends(e: dict, device: torch.device) -> None:
+    if e["deterministic"]:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = not e["deterministic"]
+        torch.backends.cuda.matmul.allow_tf32 = True  # fp32 matmuls outside autocast (losses)
+        torch.backends.cudnn.allow_tf32 = True
+    if e["threads"]:
+        torch.set_num_threads(int(e["threads"]))
+
+
+class Trainer:
+    """One pretraining run; :meth:`run` returns 0 when complete, EXIT_TIME_BUDGET when stopped.
+
+    Parts, in the order :meth:`run` uses them: setup (``__init__``: device, data, model,
+    optimizer, restored state), :meth:`train_step` (no host sync), :meth:`log_step`,
+    :meth:`checkpoint` / :meth:`out_of_time`, :meth:`end_epoch`, :meth:`write_artifacts`.
+    Raises :class:`NonFiniteLossError` when the loss is NaN/inf (no checkpoint of that state).
+    """
+
+    def __init__(self, cfg: dict, output_dir, *, resume: bool = False, time_budget_s: Optional[float] = None,
+                 command: Optional[str] = None):
+        self.session_start = time.time()
+        self.cfg, self.out, self.time_budget_s, self.command = cfg, Path(output_dir), time_budget_s, command
+        self.e, self.seed = cfg["engine"], int(cfg["seed"])
+        self.info = setup_distributed(self.e["device"])
+        self.device = self.info.device
+        _seed_everything(self.seed)
+        _configure_backends(self.e, self.device)
+        self.precision = resolve_precision(self.e["precision"], self.device)
+        self._setup_data()
+        self._setup_model()
+        self.step, self.wall_prev, self.records = 0, 0.0, []
+        if resume:
+            self._restore()
+        self._open_metrics()
+        self._reset_trackers()
+        self.knn_data, self.lr = None, self.optimizer.param_groups[0]["lr"]
+        self.t_log, self.s_log, self.last_ckpt = time.time(), self.step, time.time()
+
+    # ------------------------------------------------------------ setup
+    def autocast(self):
+        return autocast(self.device, self.precision)
+
+    def _setup_data(self) -> None:
+        cfg, d = self.cfg, self.cfg["data"]
+        self.data = load_images(cfg["dataset"], "train", d["dir"], d["subset"], d["decode_size"], d["cache_dir"])
+        self.images = self.data.images.to(self.device)  # uint8; augmented on the device
+        self.global_batch = int(cfg["batch_size"])
+        self.local_slice = shard(self.global_batch, self.info.rank, self.info.world_size)
+        self.shuffler = EpochShuffler(len(self.data), self.global_batch, self.seed)
+        self.spe, self.epochs = self.shuffler.steps_per_epoch, int(cfg["epochs"])
+        self.total_steps = self.spe * self.epochs
+        self.aug = TwoViewAugment.from_config(cfg["aug"], d["mean"], d["std"])
+        self.height, self.width = self.data.images.shape[-2:]
+
+    def _setup_model(self) -> None:
+        cfg, e, o, info = self.cfg, self.e, self.cfg["optim"], self.info
+        method = build_method(cfg, gather_distributed=info.world_size > 1).to(self.device)
+        method.loss_fn.check_finite = False  # the step's finiteness flag replaces the loss's host-side check
+        if cfg["model"]["sync_bn"] and info.world_size > 1 and self.device.type == "cuda":
+            method = nn.SyncBatchNorm.convert_sync_batchnorm(method)
+        self.memory_format = torch.channels_last if e["channels_last"] else torch.contiguous_format
+        self.method = method.to(memory_format=self.memory_format)
+        self.optimizer = build_optimizer(self.method, o, self.global_batch)
+        warmup = int(round(o["warmup_epochs"] * self.spe))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, warmup_cosine(warmup, self.total_steps, o["min_lr_ratio"]))
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+        self.net = self.method
+        if info.world_size > 1:
+            ids = [info.local_rank] if self.device.type == "cuda" else None
+            self.net = nn.parallel.DistributedDataParallel(self.method, device_ids=ids)
+        if e["compile"]:  # in place (state-dict keys unchanged); the loss stays eager
+            for name in self.method.compiled_parts:
+                getattr(self.method, name).compile()
+
+    def _restore(self) -> None:
+        state = load_checkpoint(self.out / "checkpoint.pt")
+        self.method.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.shuffler.load_state_dict(state["data"])
+        set_rng_state(state["rng"])
+        self.step, self.wall_prev = int(state["step"]), float(state["wall_time_s"])
+        self.command = state.get("command") or self.command
+        metrics = self.out / "metrics.jsonl"
+        if self.info.main and metrics.is_file():  # drop records written after the checkpoint
+            records = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+            self.records = [r for r in records if r.get("step", 0) <= self.step]
+
+    def _open_metrics(self) -> None:
+        self.metrics_file = None
+        if self.info.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            dump_config(self.cfg, self.out / "config.yaml")
+            with open(self.out / "metrics.jsonl", "w") as f:
+                f.writelines(json.dumps(r) + "\n" for r in self.records)
+            self.metrics_file = open(self.out / "metrics.jsonl", "a")
+
+    def _reset_trackers(self) -> None:
+        """Device-side running values: loss sum of the epoch, last loss, first non-finite step."""
+        zero = torch.zeros((), device=self.device)
+        self.loss_sum, self.loss_count, self.last_loss = zero.clone(), 0, zero.clone()
+        self.bad_step = torch.full((), -1, dtype=torch.long, device=self.device)
+        self.bad_value, self.bad_embedding = zero.clone(), torch.zeros((), dtype=torch.bool, device=self.device)
+
+    # ------------------------------------------------------------ one step
+    def train_step(self) -> None:
+        """One optimizer step on the next global batch; reads nothing back from the device."""
+        idx = self.shuffler.next_batch()
+        params = self.aug.sample(self.global_batch, self.height, self.width, _step_generator(self.seed, self.step))
+        lo, hi = self.local_slice
+        x = self.images[idx[lo:hi].to(self.device, non_blocking=True)]
+        v1, v2 = (v.contiguous(memory_format=self.memory_format)
+                  for v in self.aug.apply(x, slice_params(params, lo, hi)))
+        with self.autocast():
+            loss, out = self.net(v1, v2)
+        self._track(loss.detach(), out)
+        self.lr = self.optimizer.param_groups[0]["lr"]  # the rate this step uses
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        self.step += 1
+        self.method.after_step(self.step, self.total_steps)
+
+    def _track(self, loss: torch.Tensor, out: dict) -> None:
+        embedding_ok = torch.isfinite(out["z1"]).all() & torch.isfinite(out["z2"]).all()
+        fresh = ~(torch.isfinite(loss) & embedding_ok) & (self.bad_step < 0)
+        self.bad_step = torch.where(fresh, self.step, self.bad_step)
+        self.bad_value = torch.where(fresh, loss.float(), self.bad_value)
+        self.bad_embedding = torch.where(fresh, ~embedding_ok, self.bad_embedding)
+        self.loss_sum += loss.float()
+        self.loss_count += 1
+        self.last_loss = loss.float()
+
+    def raise_if_nonfinite(self) -> None:
+        """Host sync: raise :class:`NonFiniteLossError` naming the first non-finite step."""
+        bad = int(self.bad_step)
+        if bad < 0:
+            return
+        if self.metrics_file is not None:
+            self.metrics_file.close()
+        why = " (the model's embeddings are NaN/inf)" if bool(self.bad_embedding) else ""
+        ckpt = self.out / "checkpoint.pt"
+        good = f"the last good checkpoint is {ckpt}" if ckpt.is_file() else "no checkpoint was written yet"
+        raise NonFiniteLossError(
+            f"loss is {float(self.bad_value)}{why} at step {bad} (epoch {bad // self.spe + 1}, batch "
+            f"{bad % self.spe + 1}/{self.spe}) with method {self.cfg['method']!r}; stopped without saving this "
+            f"state ({good}). Lower optim.lr, add warmup (optim.warmup_epochs) or use engine.precision=fp32, "
+            "then resume or restart.")
+
+    # ------------------------------------------------------------ logging, checkpoints, time budget
+    def elapsed(self) -> float:
+        return self.wall_prev + time.time() - self.session_start
+
+    def log(self, record: dict) -> None:
+        self.records.append(record)
+        if self.metrics_file is not None:
+            self.metrics_file.write(json.dumps(record) + "\n")
+            self.metrics_file.flush()
+
+    def log_step(self, epoch: int, bar) -> None:
+        """Host sync every ``log_every`` steps: finiteness check, then a metrics record."""
+        self.raise_if_nonfinite()
+        now = time.time()
+        vps = 2 * self.global_batch * (self.step - self.s_log) / max(now - self.t_log, 1e-9)
+        self.t_log, self.s_log = now, self.step
+        value = float(self.last_loss)
+        self.log({"event": "step", "step": self.step, "epoch": epoch + 1, "loss": value, "lr": self.lr,
+                  "views_per_s": round(vps, 1), "elapsed_s": round(self.elapsed(), 1)})
+        eta = (self.total_steps - self.step) * 2 * self.global_batch / max(vps, 1e-9)
+        bar.set_postfix(loss=f"{value:.4f}", views_s=f"{vps:.0f}", lr=f"{self.lr:.3g}",
+                        eta=time.strftime("%H:%M:%S", time.gmtime(eta)), refresh=False)
+
+    def checkpoint(self) -> None:
+        self.raise_if_nonfinite()
+        self.last_ckpt = time.time()
+        if not self.info.main:
+            return
+        save_checkpoint({
+            "format": 1, "model": self.method.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+            "data": self.shuffler.state_dict(), "rng": rng_state(), "step": self.step,
+            "wall_time_s": self.elapsed(), "config": self.cfg, "command": self.command,
+            "last_loss": float(self.last_loss),
+        }, self.out / "checkpoint.pt")
+
+    def out_of_time(self) -> bool:
+        """Host clock; under DDP rank 0's decision is broadcast so every rank stops at one step."""
+        if self.time_budget_s is None:
+            return False
+        stop = time.time() - self.session_start >= self.time_budget_s
+        if self.info.world_size > 1:
+            flag = torch.tensor([float(stop)], device=self.device)
+            dist.broadcast(flag, src=0)
+            stop = bool(flag.item())
+        return stop
+
+    # ------------------------------------------------------------ end of epoch
+    def knn_monitor(self) -> float:
+        """kNN top-1 on a subset, through the uncompiled backbone (no recompiles, any batch size)."""
+        cfg, d, e = self.cfg, self.cfg["data"], self.e
+        if self.knn_data is None:
+            idx = torch.linspace(0, len(self.data) - 1, min(e["knn_train"], len(self.data))).round().long()
+            test = load_images(cfg["dataset"], "test", d["dir"], e["knn_test"], d["decode_size"], d["cache_dir"])
+            self.knn_data = (self.data.images[idx], self.data.labels[idx], test.images, test.labels)
+        bank, bank_y, test_x, test_y = self.knn_data
+        backbone = self.method.backbone
+        backbone.eval()
+        try:
+            fb = _features(backbone.forward, bank, d["mean"], d["std"], self.device, self.autocast)
+            ft = _features(backbone.forward, test_x, d["mean"], d["std"], self.device, self.autocast)
+        finally:
+            backbone.train()
+        return knn_top1(fb, bank_y, ft, test_y, e["knn_k"], e["knn_t"])
+
+    def end_epoch(self, epoch: int) -> None:
+        self.raise_if_nonfinite()
+        self.shuffler.epoch, self.shuffler.position = epoch + 1, 0
+        mean_loss = float(self.loss_sum) / self.loss_count if self.loss_count else None
+        self.loss_sum.zero_()
+        self.loss_count = 0
+        record = {"event": "epoch", "step": self.step, "epoch": epoch + 1, "loss": mean_loss,
+                  "elapsed_s": round(self.elapsed(), 1)}
+        if self.e["knn_every"] and (epoch + 1) % self.e["knn_every"] == 0 and self.info.main:
+            record["knn_top1"] = round(self.knn_monitor(), 2)
+        self.log(record)
+        self.checkpoint()
+        if self.info.main:
+            plot_curves(self.records, self.out / "curves.png")
+            print(f"epoch {epoch + 1}/{self.epochs}: loss {record['loss']:.4f}"
+                  + (f", kNN top-1 {record['knn_top1']:.2f}%" if "knn_top1" in record else ""), file=sys.stderr)
+
+    # ------------------------------------------------------------ the loop
+    def run(self) -> int:
+        try:
+            status = self._loop()
+        finally:
+            if self.metrics_file is not None and not self.metrics_file.closed:
+                self.metrics_file.close()
+        if status == EXIT_TIME_BUDGET and self.info.main:
+            plot_curves(self.records, self.out / "curves.png")
+            print(f"time budget reached after step {self.step}/{self.total_steps}; state saved to "
+                  f"{self.out / 'checkpoint.pt'}. Continue with the same command plus --resume.", file=sys.stderr)
+        elif status == 0 and self.info.main:
+            self.write_artifacts()
+        if self.info.world_size > 1:
+            dist.barrier()
+        return status
+
+    def _loop(self) -> int:
+        from tqdm.auto import tqdm
+
+        sh, spe, e = self.shuffler, self.spe, self.e
+        self.method.train()
+        if sh.position >= spe:
+            sh.epoch, sh.position = sh.epoch + 1, 0
+        for epoch in range(sh.epoch, self.epochs):
+            self.t_log, self.s_log = time.time(), self.step
+            with tqdm(total=spe, initial=sh.position, desc=f"epoch {epoch + 1}/{self.epochs}", unit="step",
+                      disable=not (self.info.main and e["progress"]), dynamic_ncols=True, mininterval=1.0,
+                      file=sys.stderr) as bar:
+                while sh.position < spe:
+                    self.train_step()
+                    bar.update(1)
+                    logged = self.step % e["log_every"] == 0 or sh.position == spe
+                    if logged:
+                        self.log_step(epoch, bar)
+                    if sh.position == spe:
+                        break
+                    if time.time() - self.last_ckpt >= 60.0 * e["checkpoint_minutes"]:
+                        self.checkpoint()
+                    if (logged or self.info.world_size == 1) and self.out_of_time():
+                        self.checkpoint()
+                        return EXIT_TIME_BUDGET
+            self.end_epoch(epoch)
+            if epoch + 1 < self.epochs and self.out_of_time():
+                return EXIT_TIME_BUDGET
+        return 0
+
+    # ------------------------------------------------------------ artifacts
+    def write_artifacts(self) -> None:
+        """``backbone.safetensors`` (fp32) and ``run.json`` of a complete run."""
+        import otzoo
+        from safetensors.torch import save_file
+
+        cfg, info = self.cfg, self.info
+        sd = {k: (v.detach().float() if v.is_floating_point() else v.detach()).contiguous().cpu()
+              for k, v in self.method.backbone.state_dict().items()}
+        tmp = self.out / "backbone.safetensors.tmp"
+        save_file(sd, str(tmp), metadata={"arch": cfg["arch"], "method": cfg["method"], "format": "pt"})
+        os.replace(tmp, self.out / "backbone.safetensors")
+        source = self.data.source
+        local = not source.startswith(("torchvision:", "synthetic"))
+        variant = cfg["data"]["variant"] or (f"ImageFolder at {source.rsplit('/', 1)[0]}" if local
+                                             else source.split("/")[0])
+        run = {
+            "method": cfg["method"], "arch": cfg["arch"], "dataset": cfg["dataset"],
+            "data_dir": str(Path(source).parent) if local else None,
+            "data_variant": variant, "epochs": cfg["epochs"], "steps": self.step,
+            "views_seen": 2 * self.global_batch * self.step, "batch_size": self.global_batch,
+            "world_size": info.world_size, "seed": cfg["seed"], "wall_time_s": round(self.elapsed(), 1),
+            "hardware": hardware_string(info, self.precision), "otzoo_version": otzoo.__version__,
+            "torch_version": torch.__version__, "command": self.command, "config": cfg,
+            "final_loss": float(self.last_loss),
+        }
+        tmp = self.out / "run.json.tmp"
+        tmp.write_text(json.dumps(run, indent=2) + "\n")
+        os.replace(tmp, self.out / "run.json")
+
+
 def train(cfg: dict, output_dir, *, resume: bool = False, time_budget_s: Optional[float] = None,
           command: Optional[str] = None) -> int:
     """Run (or resume) pretraining; returns 0 when complete, EXIT_TIME_BUDGET when stopped by the budget.
 
     Raises :class:`NonFiniteLossError` when the loss is NaN/inf (no checkpoint of that state).
     """
-    session_start = time.time()
-    info = setup_distributed()
-    out = Path(output_dir)
-    e, o = cfg["engine"], cfg["optim"]
-    seed = int(cfg["seed"])
-    torch.manual_seed(seed)
-    random.seed(seed)
-    np.random.seed(seed % (1 << 32))
-    if e["deterministic"]:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        if info.device.type == "cuda":
-            torch.backends.cudnn.benchmark = False
-    elif info.device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    if e["threads"]:
-        torch.set_num_threads(int(e["threads"]))
-    precision = resolve_precision(e["precision"], info.device)
-    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-
-    def autocast():
-        return torch.autocast(info.device.type, dtype=amp_dtype, enabled=amp_dtype is not None)
-
-    # data
-    d = cfg["data"]
-    data = load_images(cfg["dataset"], "train", d["dir"], d["subset"], d["decode_size"], d["cache_dir"])
-    global_batch = int(cfg["batch_size"])
-    shard(global_batch, info.rank, info.world_size)  # validates divisibility
-    shuffler = EpochShuffler(len(data), global_batch, seed)
-    spe, epochs = shuffler.steps_per_epoch, int(cfg["epochs"])
-    total_steps = spe * epochs
-    aug = TwoViewAugment.from_config(cfg["aug"], d["mean"], d["std"])
-    height, width = data.images.shape[-2:]
-
-    # model, optimizer, schedule
-    method = build_method(cfg, gather_distributed=info.world_size > 1).to(info.device)
-    if cfg["model"]["sync_bn"] and info.world_size > 1 and info.device.type == "cuda":
-        method = nn.SyncBatchNorm.convert_sync_batchnorm(method)
-    memory_format = torch.channels_last if e["channels_last"] else torch.contiguous_format
-    method = method.to(memory_format=memory_format)
-    optimizer = build_optimizer(method, o, global_batch)
-    warmup_steps = int(round(o["warmup_epochs"] * spe))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(warmup_steps, total_steps, o["min_lr_ratio"]))
-    scaler = torch.amp.GradScaler(info.device.type, enabled=precision == "fp16")
-
-    ckpt_path = out / "checkpoint.pt"
-    metrics_path = out / "metrics.jsonl"
-    step, wall_prev, records = 0, 0.0, []
-    if resume:
-        state = load_checkpoint(ckpt_path)
-        method.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        shuffler.load_state_dict(state["data"])
-        set_rng_state(state["rng"])
-        step, wall_prev = int(state["step"]), float(state["wall_time_s"])
-        command = state.get("command") or command
-        if info.main and metrics_path.is_file():  # drop records written after the checkpoint
-            records = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
-            records = [r for r in records if r.get("step", 0) <= step]
-    if info.main:
-        out.mkdir(parents=True, exist_ok=True)
-        dump_config(cfg, out / "config.yaml")
-        with open(metrics_path, "w") as f:
-            f.writelines(json.dumps(r) + "\n" for r in records)
-    metrics_file = open(metrics_path, "a") if info.main else None
-
-    net = method
-    if info.world_size > 1:
-        net = nn.parallel.DistributedDataParallel(method, device_ids=[info.local_rank] if info.device.type == "cuda" else None)
-    if e["compile"]:  # in place (state-dict keys unchanged); the loss stays eager
-        for name in ("backbone", "projector", "predictor", "target_backbone", "target_projector"):
-            if hasattr(method, name):
-                getattr(method, name).compile()
-
-    knn_data = None
-
-    def log(record):
-        records.append(record)
-        if metrics_file is not None:
-            metrics_file.write(json.dumps(record) + "\n")
-            metrics_file.flush()
-
-    def checkpoint(last_loss):
-        if not info.main:
-            return
-        save_checkpoint({
-            "format": 1, "model": method.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "data": shuffler.state_dict(),
-            "rng": rng_state(), "step": step, "wall_time_s": wall_prev + time.time() - session_start,
-            "config": cfg, "command": command, "last_loss": last_loss,
-        }, ckpt_path)
-
-    def run_knn():
-        nonlocal knn_data
-        if knn_data is None:
-            idx = torch.linspace(0, len(data) - 1, min(e["knn_train"], len(data))).round().long()
-            test = load_images(cfg["dataset"], "test", d["dir"], e["knn_test"], d["decode_size"], d["cache_dir"])
-            knn_data = (data.images[idx], data.labels[idx], test.images, test.labels)
-        bank, bank_y, test_x, test_y = knn_data
-        method.eval()
-        fb = _features(method.backbone, bank, d["mean"], d["std"], info.device, autocast)
-        ft = _features(method.backbone, test_x, d["mean"], d["std"], info.device, autocast)
-        method.train()
-        return knn_top1(fb, bank_y, ft, test_y, e["knn_k"], e["knn_t"])
-
-    def out_of_time() -> bool:
-        if time_budget_s is None:
-            return False
-        stop = torch.tensor([float(time.time() - session_start >= time_budget_s)], device=info.device)
-        if info.world_size > 1:  # rank 0's clock decides, so every rank stops at the same step
-            dist.broadcast(stop, src=0)
-        return stop.item() > 0
-
-    from tqdm.auto import tqdm
-
-    method.train()
-    start_epoch = shuffler.epoch
-    if shuffler.position >= spe:
-        start_epoch, shuffler.epoch, shuffler.position = shuffler.epoch + 1, shuffler.epoch + 1, 0
-    last_ckpt = time.time()
-    last_loss = float("nan")
-    views_per_step = 2 * global_batch
-    status = 0
-    for epoch in range(start_epoch, epochs):
-        bar = tqdm(total=spe, initial=shuffler.position, desc=f"epoch {epoch + 1}/{epochs}", unit="step",
-                   disable=not (info.main and e["progress"]), dynamic_ncols=True, mininterval=1.0, file=sys.stderr)
-        epoch_losses, t_log, s_log = [], time.time(), step
-        while shuffler.position < spe:
-            idx = shuffler.next_batch()
-            params = aug.sample(global_batch, height, width, _step_generator(seed, step))
-            lo, hi = shard(global_batch, info.rank, info.world_size)
-            v1, v2 = aug.apply(data.images[idx[lo:hi]], slice_params(params, lo, hi))
-            v1 = v1.to(info.device, non_blocking=True).contiguous(memory_format=memory_format)
-            v2 = v2.to(info.device, non_blocking=True).contiguous(memory_format=memory_format)
-            why = ""
-            try:
-                with autocast():
-                    loss, _ = net(v1, v2)
-                value = float(loss.detach())
-            except NonFiniteInputError:  # the embeddings themselves are NaN/inf: the model diverged
-                value, why = float("nan"), " (the model's embeddings are NaN/inf)"
-            if not math.isfinite(value):
-                bar.close()
-                if metrics_file is not None:
-                    metrics_file.close()
-                good = f"the last good checkpoint is {ckpt_path}" if ckpt_path.is_file() else "no checkpoint was written yet"
-                raise NonFiniteLossError(
-                    f"loss is {value}{why} at step {step} (epoch {epoch + 1}, batch {shuffler.position}/{spe}) with "
-                    f"method {cfg['method']!r}; stopped without saving this state ({good}). Lower optim.lr, add "
-                    f"warmup (optim.warmup_epochs) or use engine.precision=fp32, then resume or restart.")
-            lr = optimizer.param_groups[0]["lr"]  # the rate this step uses
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            step += 1
-            if isinstance(method, BYOLMethod):
-                method.update_target(step, total_steps)
-            last_loss = value
-            epoch_losses.append(value)
-            bar.update(1)
-            if step % e["log_every"] == 0 or shuffler.position == spe:
-                now = time.time()
-                vps = views_per_step * (step - s_log) / max(now - t_log, 1e-9)
-                t_log, s_log = now, step
-                eta = (total_steps - step) * views_per_step / max(vps, 1e-9)
-                log({"event": "step", "step": step, "epoch": epoch + 1, "loss": value, "lr": lr,
-                     "views_per_s": round(vps, 1), "elapsed_s": round(wall_prev + now - session_start, 1)})
-                bar.set_postfix(loss=f"{value:.4f}", views_s=f"{vps:.0f}", lr=f"{lr:.3g}",
-                                eta=time.strftime("%H:%M:%S", time.gmtime(eta)), refresh=False)
-            if shuffler.position < spe and time.time() - last_ckpt >= 60.0 * e["checkpoint_minutes"]:
-                checkpoint(last_loss)
-                last_ckpt = time.time()
-            if shuffler.position < spe and out_of_time():
-                checkpoint(last_loss)
-                status = EXIT_TIME_BUDGET
-                break
-        bar.close()
-        if status:
-            break
-        shuffler.epoch, shuffler.position = epoch + 1, 0
-        record = {"event": "epoch", "step": step, "epoch": epoch + 1,
-                  "loss": float(np.mean(epoch_losses)) if epoch_losses else None,
-                  "elapsed_s": round(wall_prev + time.time() - session_start, 1)}
-        if e["knn_every"] and (epoch + 1) % e["knn_every"] == 0 and info.main:
-            record["knn_top1"] = round(run_knn(), 2)
-        log(record)
-        checkpoint(last_loss)
-        last_ckpt = time.time()
-        if info.main:
-            plot_curves(records, out / "curves.png")
-            print(f"epoch {epoch + 1}/{epochs}: loss {record['loss']:.4f}"
-                  + (f", kNN top-1 {record['knn_top1']:.2f}%" if "knn_top1" in record else ""), file=sys.stderr)
-        if epoch + 1 < epochs and out_of_time():
-            status = EXIT_TIME_BUDGET
-            break
-
-    if metrics_file is not None:
-        metrics_file.close()
-    if status == EXIT_TIME_BUDGET:
-        if info.main:
-            plot_curves(records, out / "curves.png")
-            print(f"time budget reached after step {step}/{total_steps}; state saved to {ckpt_path}. "
-                  "Continue with the same command plus --resume.", file=sys.stderr)
-    elif info.main:
-        _finish(cfg, out, method, info, precision, step, global_batch, wall_prev + time.time() - session_start,
-                command, last_loss, data.source)
-    if info.world_size > 1:
-        dist.barrier()
-    return status
-
-
-def _finish(cfg, out: Path, method, info, precision, step, global_batch, wall, command, last_loss, source):
-    import otzoo
-    from safetensors.torch import save_file
-
-    sd = {k: (v.detach().float() if v.is_floating_point() else v.detach()).contiguous().cpu()
-          for k, v in method.backbone.state_dict().items()}
-    tmp = out / "backbone.safetensors.tmp"
-    save_file(sd, str(tmp), metadata={"arch": cfg["arch"], "method": cfg["method"], "format": "pt"})
-    os.replace(tmp, out / "backbone.safetensors")
-    d = cfg["data"]
-    variant = d["variant"] or (f"ImageFolder at {source.rsplit('/', 1)[0]}" if not source.startswith(("torchvision:", "synthetic"))
-                               else source.split("/")[0])
-    run = {
-        "method": cfg["method"], "arch": cfg["arch"], "dataset": cfg["dataset"],
-        "data_dir": str(Path(source).parent) if not source.startswith(("torchvision:", "synthetic")) else None,
-        "data_variant": variant, "epochs": cfg["epochs"], "steps": step, "views_seen": 2 * global_batch * step,
-        "batch_size": global_batch, "world_size": info.world_size, "seed": cfg["seed"],
-        "wall_time_s": round(wall, 1), "hardware": hardware_string(info, precision),
-        "otzoo_version": otzoo.__version__, "torch_version": torch.__version__, "command": command,
-        "config": cfg, "final_loss": last_loss,
-    }
-    tmp = out / "run.json.tmp"
-    tmp.write_text(json.dumps(run, indent=2) + "\n")
-    os.replace(tmp, out / "run.json")
+    return Trainer(cfg, output_dir, resume=resume, time_budget_s=time_budget_s, command=command).run()

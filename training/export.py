@@ -26,9 +26,12 @@ import otzoo
 from otzoo.models import sha256_file
 from training import cards, readme
 from training.datasets import DataNotFoundError, build_dataset, evenly_spaced_subset
-from training.evaluate import (KNN_K, KNN_T, WEIGHT_DECAYS, dataset_variant, eval_transform, extract_features,
-                               first_n, knn_top1, linear_top1, load_run_model, read_run,
-                               resolve_eval_data_dir, train_linear_probe)
+from training.device import resolve_device
+from training.loading import (classifier_param_names, dataset_variant, first_n, load_run_model, read_run,
+                              resolve_eval_data_dir)
+from training.protocols.features import eval_transform, extract_features
+from training.protocols.knn import knn_protocol, knn_top1
+from training.protocols.linear import linear_protocol, linear_top1, train_linear_probe
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SUBSET_SIZE = 500
@@ -40,13 +43,8 @@ def default_name(method: str, arch: str, dataset: str) -> str:
 
 
 def _backbone_state(model) -> dict:
-    skip = {n for n in _clf_names(model)}
+    skip = classifier_param_names(model)
     return {k: v for k, v in model.state_dict().items() if k not in skip}
-
-
-def _clf_names(model) -> set:
-    from training.evaluate import classifier_param_names
-    return classifier_param_names(model)
 
 
 def _with_transform(dataset, transform):
@@ -56,12 +54,13 @@ def _with_transform(dataset, transform):
 
 
 @torch.inference_mode()
-def forward_top1(model, dataset, batch_size: int = 250) -> tuple:
+def forward_top1(model, dataset, batch_size: int = 250, device=None) -> tuple:
     """Top-1 (percent) of ``model(x)`` over ``dataset`` and the predictions, model in eval mode."""
-    model.eval()
+    device = device or next(model.parameters()).device
+    model.eval().to(device)
     preds, labels = [], []
     for x, y in torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False):
-        preds.append(model(x).argmax(1))
+        preds.append(model(x.to(device)).argmax(1).cpu())
         labels.append(torch.as_tensor(y))
     preds, labels = torch.cat(preds), torch.cat(labels)
     return 100.0 * (preds == labels).float().mean().item(), preds
@@ -70,9 +69,13 @@ def forward_top1(model, dataset, batch_size: int = 250) -> tuple:
 def export_run(run_dir, name: Optional[str] = None, root=REPO_ROOT, data_dir=None, batch_size: int = 256,
                num_workers: int = 0, train_subset: Optional[int] = None, test_subset: Optional[int] = None,
                subset_size: int = SUBSET_SIZE, max_iter: int = 300, figures=(), command: Optional[str] = None,
-               progress: bool = True) -> dict:
-    """Export ``run_dir`` into ``root`` and return the written pretrained cfg (see module doc)."""
+               progress: bool = True, device="auto") -> dict:
+    """Export ``run_dir`` into ``root`` and return the written pretrained cfg (see module doc).
+
+    The feature passes, the kNN and the probe run on ``device`` (default: the GPU when there
+    is one), in fp32; the weight files are written from the CPU."""
     run_dir, root = Path(run_dir), Path(root)
+    device = resolve_device(device)
     info = read_run(run_dir)
     method, arch, dataset = info["method"], info["arch"], info["dataset"]
     name = name or default_name(method, arch, dataset)
@@ -97,13 +100,16 @@ def export_run(run_dir, name: Optional[str] = None, root=REPO_ROOT, data_dir=Non
 
     # 2. features of the exported-equivalent backbone, through the transform that ships with it.
     loaded = otzoo.create_model(arch, checkpoint_path=str(folder))
-    tf = eval_transform(loaded)
-    say(f"[export] features of {len(train_set)} train + {len(test_set)} test images (fp32)")
-    tr_f, tr_y = extract_features(loaded, _with_transform(train_set, tf), batch_size, num_workers, progress=progress)
-    te_f, te_y = extract_features(loaded, _with_transform(test_set, tf), batch_size, num_workers, progress=progress)
-    knn = knn_top1(tr_f, tr_y, te_f, te_y, k=KNN_K, t=KNN_T)
+    tf = eval_transform(loaded, uint8=True)
+    say(f"[export] features of {len(train_set)} train + {len(test_set)} test images (fp32, {device})")
+    tr_f, tr_y = extract_features(loaded, _with_transform(train_set, tf), batch_size, num_workers, "fp32", device,
+                                  progress)
+    te_f, te_y = extract_features(loaded, _with_transform(test_set, tf), batch_size, num_workers, "fp32", device,
+                                  progress)
+    loaded.cpu()
+    knn = knn_top1(tr_f.to(device), tr_y, te_f, te_y)
     say(f"[export] knn_top1 = {knn:.2f}; training the linear probe")
-    head, probe = train_linear_probe(tr_f, tr_y, len(label_names), max_iter=max_iter)
+    head, probe = train_linear_probe(tr_f, tr_y, len(label_names), max_iter=max_iter, device=device)
     with torch.no_grad():
         clf = loaded.get_classifier()
         clf.weight.copy_(head.weight)
@@ -118,7 +124,8 @@ def export_run(run_dir, name: Optional[str] = None, root=REPO_ROOT, data_dir=Non
     with torch.inference_mode():
         lin = linear_top1(final.get_classifier(), te_f, te_y)
     final_tf = eval_transform(final)
-    sub, _ = forward_top1(final, _with_transform(subset_set, final_tf))
+    sub, _ = forward_top1(final, _with_transform(subset_set, final_tf), device=device)
+    final.cpu()
     say(f"[export] linear_top1 = {lin:.2f}, subset_top1 = {sub:.2f} (first {len(subset_set)} test images)")
 
     variant = dataset_variant(dataset, data_dir)
@@ -134,11 +141,8 @@ def export_run(run_dir, name: Optional[str] = None, root=REPO_ROOT, data_dir=Non
         "num_test": len(test_set),
         "subsampled": subsampled,
         "protocol": {
-            "knn": f"k={KNN_K}, T={KNN_T}, cosine similarity on L2-normalised pooled features, exp(sim/T) "
-                   f"weighted vote, train split ({len(train_set)} images) as memory bank, no augmentation",
-            "linear": "linear classifier on frozen precomputed pooled features of the un-augmented train split, "
-                      f"standardised (folded into the shipped head), weight decay from {list(WEIGHT_DECAYS)} "
-                      "chosen on a held-out 10% of train (seed 0), retrained on all of train",
+            "knn": f"{knn_protocol()}, train split ({len(train_set)} images) as memory bank, no augmentation",
+            "linear": linear_protocol(),
             "subset": f"full forward of the loaded weight on the first {len(subset_set)} test images in sorted "
                       "file order (ImageFolder order), fp32",
             "precision": "fp32, model.eval() (BatchNorm running statistics)",
@@ -208,6 +212,8 @@ def main(argv=None, prog: str = "python -m training export", command: str = "exp
     p.add_argument("--data-dir", help="train/ + test/ ImageFolder root (default $OTZOO_DATA, then the run's)")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--device", default="auto", help="where the feature passes and the probe run: auto (the GPU "
+                                                    "when there is one), cpu, cuda or cuda:N")
     p.add_argument("--max-iter", type=int, default=300, help="L-BFGS iterations per linear-probe fit")
     p.add_argument("--figure", action="append", default=[], help="extra PNG to ship and link (repeatable)")
     p.add_argument("--train-subset", type=int, help="quick checks only: N evenly spaced train images")
@@ -222,8 +228,8 @@ def main(argv=None, prog: str = "python -m training export", command: str = "exp
     cmd = "python -m training export " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     try:
         export_run(args.run, args.name, root, args.data_dir, args.batch_size, args.workers, args.train_subset,
-                   args.test_subset, args.subset_size, args.max_iter, args.figure, command=cmd)
-    except (DataNotFoundError, FileNotFoundError) as err:
+                   args.test_subset, args.subset_size, args.max_iter, args.figure, command=cmd, device=args.device)
+    except (DataNotFoundError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -7,8 +7,13 @@ runs both views through the backbone in one batch and returns ``(loss, outputs)`
   Linear(F, 2048) + BN + ReLU + Linear(2048, 128), F = backbone ``num_features``;
   SinSim also gets the backbone features ``h1=, h2=``;
 - ``byol``: projector F-4096-256 (BN, ReLU), predictor 256-4096-256, target = EMA copy of
-  backbone + projector with tau annealed from ``ema_tau`` to 1 by a cosine over training
-  (``update_target(step, total_steps)`` after each optimizer step).
+  backbone + projector with tau annealed from ``ema_tau`` to 1 by a cosine over training.
+
+Every method has the same interface, which is all the engine and ``plot_plan`` use:
+``loss_inputs(x1, x2) -> (a, b, extras)`` (what its loss takes), ``forward`` (the loss and
+the two embeddings), ``plan(x1, x2)`` (the loss's coupling), ``after_step(step, total_steps)``
+(called after each optimizer step: BYOL's EMA update) and ``compiled_parts`` (the submodules
+``engine.compile`` compiles; the loss stays eager).
 """
 import copy
 import math
@@ -17,7 +22,7 @@ from typing import Dict, Tuple
 import torch
 from torch import nn
 
-__all__ = ["mlp", "ContrastiveMethod", "BYOLMethod", "build_method", "create_backbone", "create_loss"]
+__all__ = ["mlp", "Method", "ContrastiveMethod", "BYOLMethod", "build_method", "create_backbone", "create_loss"]
 
 
 def create_backbone(arch: str) -> nn.Module:
@@ -42,8 +47,31 @@ def mlp(in_dim: int, hidden: int, out_dim: int, bn: bool = True) -> nn.Sequentia
     return nn.Sequential(*layers)
 
 
-class ContrastiveMethod(nn.Module):
+class Method(nn.Module):
+    """Backbone + heads + loss; subclasses define ``loss_inputs`` and ``compiled_parts``."""
+
+    compiled_parts: Tuple[str, ...] = ()
+
+    def loss_inputs(self, x1: torch.Tensor, x2: torch.Tensor):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        a, b, extras = self.loss_inputs(x1, x2)
+        return self.loss_fn(a, b, **extras), {"z1": a, "z2": b}
+
+    @torch.no_grad()
+    def plan(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+        a, b, extras = self.loss_inputs(x1, x2)
+        return self.loss_fn.plan(a, b, **extras)
+
+    def after_step(self, step: int, total_steps: int) -> None:
+        """Called after optimizer step ``step`` (1-based) of ``total_steps``."""
+
+
+class ContrastiveMethod(Method):
     """Backbone -> projector -> two-view loss ``loss(z1, z2[, h1=, h2=])``."""
+
+    compiled_parts = ("backbone", "projector")
 
     def __init__(self, backbone: nn.Module, loss: nn.Module, hidden: int = 2048, out_dim: int = 128,
                  bn: bool = True, pass_features: bool = False):
@@ -51,19 +79,20 @@ class ContrastiveMethod(nn.Module):
         self.backbone, self.loss_fn, self.pass_features = backbone, loss, pass_features
         self.projector = mlp(backbone.num_features, hidden, out_dim, bn)
 
-    def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+    def loss_inputs(self, x1: torch.Tensor, x2: torch.Tensor):
         h = self.backbone(torch.cat([x1, x2]))
-        z = self.projector(h)
-        z1, z2 = z.float().chunk(2)
+        z1, z2 = self.projector(h).float().chunk(2)
         extras = {}
         if self.pass_features:
             h1, h2 = h.float().chunk(2)
             extras = {"h1": h1, "h2": h2}
-        return self.loss_fn(z1, z2, **extras), {"z1": z1, "z2": z2}
+        return z1, z2, extras
 
 
-class BYOLMethod(nn.Module):
+class BYOLMethod(Method):
     """BYOL: online backbone + projector + predictor vs an EMA target (backbone + projector)."""
+
+    compiled_parts = ("backbone", "projector", "predictor", "target_backbone", "target_projector")
 
     def __init__(self, backbone: nn.Module, loss: nn.Module, proj_hidden: int = 4096, proj_dim: int = 256,
                  pred_hidden: int = 4096, tau: float = 0.99, bn: bool = True):
@@ -91,7 +120,10 @@ class BYOLMethod(nn.Module):
         tau = self.tau(step, total_steps)
         torch._foreach_lerp_(self._target_params(), self._online_params(), 1.0 - tau)
 
-    def forward(self, x1: torch.Tensor, x2: torch.Tensor):
+    def after_step(self, step: int, total_steps: int) -> None:
+        self.update_target(step, total_steps)
+
+    def loss_inputs(self, x1: torch.Tensor, x2: torch.Tensor):
         x = torch.cat([x1, x2])
         p = self.predictor(self.projector(self.backbone(x)))
         with torch.no_grad():
@@ -99,7 +131,7 @@ class BYOLMethod(nn.Module):
             t = self.target_projector(self.target_backbone(x))
         p1, p2 = p.float().chunk(2)
         t1, t2 = t.float().chunk(2)
-        return self.loss_fn(p1, p2, t1=t1, t2=t2), {"z1": p1, "z2": p2}
+        return p1, p2, {"t1": t1, "t2": t2}
 
 
 def build_method(cfg: dict, gather_distributed: bool = False) -> nn.Module:

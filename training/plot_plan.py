@@ -14,41 +14,35 @@ import torch
 from .augment import TwoViewAugment
 from .checkpoint import load_checkpoint
 from .data import load_images
-from .methods import BYOLMethod, build_method
+from .device import resolve_device
+from .methods import build_method
 
 __all__ = ["compute_plan", "run_plan", "main"]
 
 
 @torch.no_grad()
-def compute_plan(run_dir, data_dir=None, batch: int = 64, seed: int = 0):
-    """``(plan, cfg)``: the run's loss plan on ``batch`` class-sorted test images (two views)."""
+def compute_plan(run_dir, data_dir=None, batch: int = 64, seed: int = 0, device="cpu"):
+    """``(plan, cfg)``: the run's loss plan on ``batch`` class-sorted test images (two views), on ``device``."""
     run_dir = Path(run_dir)
+    device = resolve_device(device)
     state = load_checkpoint(run_dir / "checkpoint.pt")
     cfg = state["config"]
     method = build_method(cfg)
     method.load_state_dict(state["model"])
-    method.eval()
+    method.eval().to(device)
     d = cfg["data"]
     test = load_images(cfg["dataset"], "test", data_dir or d["dir"], batch, d["decode_size"], d["cache_dir"])
     order = torch.argsort(test.labels, stable=True)
     aug = TwoViewAugment.from_config(cfg["aug"], d["mean"], d["std"])
-    v1, v2 = aug(test.images[order], torch.Generator().manual_seed(seed))
-    h = method.backbone(torch.cat([v1, v2])).float()
-    if isinstance(method, BYOLMethod):
-        p1, p2 = method.predictor(method.projector(h)).chunk(2)
-        t1, t2 = method.target_projector(method.target_backbone(torch.cat([v1, v2]))).float().chunk(2)
-        plan = method.loss_fn.plan(p1, p2, t1=t1, t2=t2)
-    else:
-        z1, z2 = method.projector(h).float().chunk(2)
-        extras = dict(zip(("h1", "h2"), h.chunk(2))) if method.pass_features else {}
-        plan = method.loss_fn.plan(z1, z2, **extras)
-    return plan, cfg
+    v1, v2 = aug(test.images[order].to(device), torch.Generator().manual_seed(seed))
+    return method.plan(v1, v2).cpu(), cfg
 
 
-def run_plan(run_dir, out=None, data_dir=None, batch: int = 64, seed: int = 0, log: bool = True) -> Path:
+def run_plan(run_dir, out=None, data_dir=None, batch: int = 64, seed: int = 0, log: bool = True,
+             device="cpu") -> Path:
     """Write the plan plot of ``run_dir`` (default ``<run_dir>/plan.png``); returns its path."""
     run_dir = Path(run_dir)
-    plan, cfg = compute_plan(run_dir, data_dir, batch, seed)
+    plan, cfg = compute_plan(run_dir, data_dir, batch, seed, device)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -74,9 +68,11 @@ def main(argv=None, prog: str = "python -m training plan", command: str = "plan"
     p.add_argument("--batch", type=int, default=64, help="test images in the batch (default 64)")
     p.add_argument("--seed", type=int, default=0, help="seed of the two views' augmentation (default 0)")
     p.add_argument("--linear", action="store_true", help="plot plan entries, not log10 of them")
+    p.add_argument("--device", default="auto", help="auto (the GPU when there is one), cpu, cuda or cuda:N")
     args = p.parse_args(argv)
     try:
-        out = run_plan(args.run, args.out, args.data_dir, args.batch, args.seed, log=not args.linear)
+        out = run_plan(args.run, args.out, args.data_dir, args.batch, args.seed, log=not args.linear,
+                       device=args.device)
     except (FileNotFoundError, ValueError) as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 2

@@ -19,7 +19,7 @@ from .config import DEFAULTS, ConfigError, apply_overrides, load_config, validat
 __all__ = ["main", "build_parser", "resolve_run", "reproduce_command"]
 
 # keys that may differ between a run and its resumption (they do not change the result)
-RESUMABLE = {"engine.progress", "engine.log_every", "engine.checkpoint_minutes", "engine.threads",
+RESUMABLE = {"engine.device", "engine.progress", "engine.log_every", "engine.checkpoint_minutes", "engine.threads",
              "engine.knn_every", "output_dir", "data.cache_dir", "data.dir"}
 
 

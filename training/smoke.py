@@ -51,7 +51,7 @@ def run_smoke(data_dir=None, keep=None, config=SMOKE_CONFIG, n_classify: int = 8
         times["pretrain"] = time.time() - t
         run_info = json.loads((run_dir / "run.json").read_text())
 
-        sub = ["--train-subset", str(EVAL_TRAIN), "--test-subset", str(EVAL_TEST), "--bf16"]
+        sub = ["--train-subset", str(EVAL_TRAIN), "--test-subset", str(EVAL_TEST), "--precision", "auto"]
         for cmd in ("knn", "linear"):
             t = time.time()
             out = root / f"{cmd}.json"
@@ -59,7 +59,8 @@ def run_smoke(data_dir=None, keep=None, config=SMOKE_CONFIG, n_classify: int = 8
                                prog=f"python -m training {cmd}", command=cmd)
             if rc:
                 raise RuntimeError(f"{cmd} exited with {rc}")
-            summary[f"{cmd}_top1"] = json.loads(out.read_text())[f"{cmd}_top1"]
+            result = json.loads(out.read_text())
+            summary[f"{cmd}_top1"], summary["eval_precision"] = result[f"{cmd}_top1"], result["precision"]
             times[cmd] = time.time() - t
 
         t = time.time()
@@ -107,8 +108,8 @@ def format_summary(s: dict) -> str:
         "otzoo smoke run: pretrain -> knn -> linear -> export -> load -> classify  [OK]",
         f"  pretrain : {b['method']} / {b['arch']}, {b['epochs']} epochs, {b.get('views_seen')} views, "
         f"{b.get('wall_time_s', 0):.0f} s on {b.get('hardware')}",
-        f"  knn      : {s['knn_top1']:.2f}% top-1 ({EVAL_TRAIN} train / {EVAL_TEST} test images, bf16)",
-        f"  linear   : {s['linear_top1']:.2f}% top-1 (same subsets, bf16)",
+        f"  knn      : {s['knn_top1']:.2f}% top-1 ({EVAL_TRAIN} train / {EVAL_TEST} test images, {s['eval_precision']})",
+        f"  linear   : {s['linear_top1']:.2f}% top-1 (same subsets, {s['eval_precision']})",
         f"  export   : {s['name']}  knn {m['knn_top1']:.2f}  linear {m['linear_top1']:.2f}  "
         f"first-{m['subset_size']} {m['subset_top1']:.2f}  (fp32, measured on the reloaded weight)",
         "  classify : " + ", ".join(f"{t}->{p}" for t, p, _ in s["classified"]),

@@ -23,7 +23,8 @@ import torch
 
 import otzoo
 from training.datasets import DataNotFoundError, build_dataset, evenly_spaced_subset
-from training.evaluate import dataset_variant, eval_transform, first_n
+from training.loading import dataset_variant, first_n
+from training.protocols.features import eval_transform
 from training.export import forward_top1
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -68,10 +68,16 @@ def _eye(n: int, device) -> Tensor:
 class ContrastiveLoss(nn.Module):
     """Base class: ``forward(z1, z2, **extras)`` validates, gathers, casts to fp32 (or the
     wider input dtype) with autocast disabled and calls ``_loss``; ``plan`` calls ``_plan``
-    under ``no_grad``. Subclasses set ``name`` and ``extras`` (required keyword inputs)."""
+    under ``no_grad``. Subclasses set ``name`` and ``extras`` (required keyword inputs).
+
+    ``check_finite`` (default True): raise :class:`NonFiniteInputError` on NaN/inf inputs.
+    That check reads a value back from the device; a training loop that watches the loss
+    for non-finite values itself can set it to False to keep its step free of host syncs
+    (shape, dtype and device checks stay on: they need no sync)."""
 
     name: str = "loss"
     extras: Tuple[str, ...] = ()
+    check_finite: bool = True
 
     def __init__(self, gather_distributed: bool = False) -> None:
         super().__init__()
@@ -96,7 +102,7 @@ class ContrastiveLoss(nn.Module):
             if x.shape[0] != ref.shape[0]:
                 raise ValueError(f"{name}: {key} has batch size {x.shape[0]} but {ref_key} has "
                                  f"{ref.shape[0]}; row k of every input must be image k")
-            if not bool(torch.isfinite(x).all()):
+            if self.check_finite and not bool(torch.isfinite(x).all()):
                 raise NonFiniteInputError(f"{name}: {key} contains NaN or inf; check the model outputs "
                                  "(e.g. lower the learning rate or enable gradient clipping)")
         if ref.shape[0] < 2:

@@ -137,3 +137,36 @@ def test_rejects_non_uint8_input():
         ViewAugment()(torch.rand(2, 3, 32, 32))
     with pytest.raises(ValueError, match="policy"):
         ViewAugment(policy="nope")
+
+
+# Per-image sums of view 1 (first 6 images) and |view 2| summed, from the released engine's
+# augmentation (otzoo 0.1.0 as of the first two weights) on the same input and seed: the
+# device-aware apply must give the same views.
+RELEASED_VIEWS = {
+    "simclr": ([491.8156, 1325.9233, 271.8337, 1648.0103, 292.4175, 1647.2769], 36200.797),
+    "large_erase": ([-1563.4694, -795.9602, -1327.2552, 688.4609, -722.3079, 600.4885], 48204.758),
+    "brightness": ([3309.376, 4546.7725, 2242.3972, 3868.9958, 3943.2461, 4760.5278], 57333.641),
+    "strong_crop": ([869.3819, 1323.561, 310.6038, 1592.8737, 461.6316, 1166.9272], 32062.512),
+}
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_views_equal_the_released_engines(policy):
+    x = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    v1, v2 = TwoViewAugment(policy=policy, mean=MEAN, std=STD)(x, torch.Generator().manual_seed(7))
+    sums, total = RELEASED_VIEWS[policy]
+    torch.testing.assert_close(v1.sum((1, 2, 3))[:6], torch.tensor(sums), rtol=1e-5, atol=2e-3)
+    torch.testing.assert_close(v2.abs().sum(), torch.tensor(total), rtol=1e-5, atol=0.0)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("policy", POLICIES)
+def test_views_on_cuda_equal_views_on_cpu(policy, cuda_device):
+    x = _images(64)
+    aug = TwoViewAugment(policy=policy, mean=MEAN, std=STD)
+    params = aug.sample(64, 32, 32, torch.Generator().manual_seed(3))
+    cpu = aug.apply(x, params)
+    gpu = aug.apply(x.to(cuda_device), params)
+    for a, b in zip(cpu, gpu):
+        assert b.device.type == "cuda"
+        torch.testing.assert_close(b.cpu(), a, rtol=1e-4, atol=1e-4)

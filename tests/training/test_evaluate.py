@@ -10,7 +10,10 @@ from PIL import Image
 
 import otzoo
 from training import evaluate
-from training.evaluate import (extract_features, fold_standardisation, knn_top1, train_linear_probe)
+from training.loading import load_run_model
+from training.protocols.features import eval_transform, extract_features
+from training.protocols.knn import knn_top1
+from training.protocols.linear import WEIGHT_DECAYS, linear_top1, train_linear_probe
 
 CLASSES = ["c0", "c1", "c2", "c3"]
 COLORS = [(230, 40, 40), (40, 230, 40), (40, 40, 230), (230, 230, 40)]
@@ -51,92 +54,6 @@ def make_run_dir(path: Path, arch: str = "resnet18_cifar", method: str = "gca_uo
     return path
 
 
-# ----------------------------------------------------------------------------- kNN
-def brute_force_knn(train, train_y, test, test_y, k, t):
-    train = train / train.norm(dim=1, keepdim=True)
-    test = test / test.norm(dim=1, keepdim=True)
-    correct = 0
-    for q, y in zip(test, test_y):
-        sims = [(float(q @ x), int(c)) for x, c in zip(train, train_y)]
-        sims.sort(key=lambda s: -s[0])
-        votes = {}
-        for s, c in sims[:k]:
-            votes[c] = votes.get(c, 0.0) + np.exp(s / t)
-        correct += max(votes, key=votes.get) == int(y)
-    return 100.0 * correct / len(test_y)
-
-
-@pytest.mark.parametrize("k,t", [(1, 0.1), (5, 0.1), (20, 0.5), (200, 0.1)])
-def test_knn_top1_matches_brute_force(k, t):
-    g = torch.Generator().manual_seed(k)
-    train, test = torch.randn(60, 8, generator=g, dtype=torch.float64), torch.randn(30, 8, generator=g, dtype=torch.float64)
-    train_y, test_y = torch.randint(0, 3, (60,), generator=g), torch.randint(0, 3, (30,), generator=g)
-    got = knn_top1(train, train_y, test, test_y, k=k, t=t)
-    assert got == pytest.approx(brute_force_knn(train, train_y, test, test_y, k, t))
-
-
-def test_knn_top1_separable_is_100_and_chance_differs():
-    g = torch.Generator().manual_seed(0)
-    centers = torch.eye(5, 16) * 10
-    train_y, test_y = torch.arange(500) % 5, torch.arange(100) % 5
-    train = centers[train_y] + torch.randn(500, 16, generator=g)
-    test = centers[test_y] + torch.randn(100, 16, generator=g)
-    assert knn_top1(train, train_y, test, test_y) == 100.0
-    shuffled = train_y[torch.randperm(500, generator=g)]
-    assert knn_top1(train, shuffled, test, test_y) < 50.0
-
-
-# ----------------------------------------------------------------------------- linear probe
-def test_fold_standardisation_equals_unfolded():
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(40, 12, generator=g) * 5 + 3
-    mean, std = x.mean(0), x.std(0)
-    lin = nn.Linear(12, 4)
-    folded = fold_standardisation(lin, mean, std)
-    torch.testing.assert_close(folded(x), lin((x - mean) / std), rtol=1e-5, atol=1e-5)
-
-
-def test_linear_probe_learns_picks_from_grid_and_is_deterministic():
-    g = torch.Generator().manual_seed(1)
-    w_true = torch.randn(20, 3, generator=g)
-    x = torch.randn(600, 20, generator=g) * 4 + 7  # un-standardised raw features
-    y = ((x - 7) @ w_true).argmax(1)
-    head, rec = train_linear_probe(x[:500], y[:500], 3, max_iter=30)
-    acc = (head(x[500:]).argmax(1) == y[500:]).float().mean().item()
-    assert acc > 0.9  # the head reads raw features (standardisation folded)
-    assert rec["weight_decay"] in evaluate.WEIGHT_DECAYS
-    assert set(rec["val_top1"]) == {str(w) for w in evaluate.WEIGHT_DECAYS}
-    assert rec["epochs"] >= 1 and "L-BFGS" in rec["optimizer"]
-    head2, rec2 = train_linear_probe(x[:500], y[:500], 3, max_iter=30)
-    assert torch.equal(head.weight, head2.weight) and rec == rec2
-
-
-def test_linear_probe_reports_held_out_accuracy_of_each_candidate():
-    g = torch.Generator().manual_seed(2)
-    x = torch.randn(300, 10, generator=g)
-    y = (x[:, 0] > 0).long()
-    _, rec = train_linear_probe(x, y, 2, max_iter=50)
-    assert max(rec["val_top1"].values()) > 90
-
-
-# ----------------------------------------------------------------------------- features
-def test_extract_features_in_order_eval_mode_and_restores_mode(tmp_path):
-    make_image_tree(tmp_path, n_train=2, n_test=1)
-    from torchvision.datasets import ImageFolder
-
-    model = otzoo.create_model("resnet18_cifar", num_classes=0)
-    model.train()
-    ds = ImageFolder(str(tmp_path / "train"), transform=evaluate.eval_transform(model))
-    feats, labels = extract_features(model, ds, batch_size=3)
-    assert model.training  # mode restored
-    assert feats.dtype == torch.float32 and feats.shape == (8, model.num_features)
-    assert labels.tolist() == [y for _, y in ds.samples]
-    model.eval()
-    with torch.no_grad():
-        ref = model(torch.stack([ds[i][0] for i in range(8)]))
-    torch.testing.assert_close(feats, ref, rtol=1e-4, atol=1e-4)
-
-
 # ----------------------------------------------------------------------------- CLI
 def test_knn_and_linear_cli_on_run_dir(tmp_path, capsys):
     data = make_image_tree(tmp_path / "data", n_train=4, n_test=2)
@@ -147,9 +64,9 @@ def test_knn_and_linear_cli_on_run_dir(tmp_path, capsys):
     res = json.loads(out.read_text())
     assert res["num_train"] == 16 and res["num_test"] == 8
     # independent recomputation with the public functions
-    model = evaluate.load_run_model(run)
+    model = load_run_model(run)
     from torchvision.datasets import ImageFolder
-    tf = evaluate.eval_transform(model)
+    tf = eval_transform(model)
     tr = extract_features(model, ImageFolder(str(data / "train"), transform=tf))
     te = extract_features(model, ImageFolder(str(data / "test"), transform=tf))
     assert res["knn_top1"] == round(knn_top1(*tr, *te), 2)
@@ -160,8 +77,8 @@ def test_knn_and_linear_cli_on_run_dir(tmp_path, capsys):
                          prog="linear", command="linear") == 0
     res = json.loads(out.read_text())
     head, _ = train_linear_probe(*tr, 4, max_iter=20)
-    assert res["linear_top1"] == round(evaluate.linear_top1(head, *te), 2)
-    assert res["probe"]["weight_decay"] in evaluate.WEIGHT_DECAYS
+    assert res["linear_top1"] == round(linear_top1(head, *te), 2)
+    assert res["probe"]["weight_decay"] in WEIGHT_DECAYS
 
 
 def test_finetune_cli_runs_and_reports(tmp_path):

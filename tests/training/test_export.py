@@ -9,6 +9,9 @@ from torchvision.datasets import ImageFolder
 import otzoo
 from otzoo.models import unregister_pretrained
 from training import cards, evaluate, export, readme
+from training.protocols.features import extract_features
+from training.protocols.knn import knn_top1
+from training.protocols.linear import WEIGHT_DECAYS
 from tests.training.test_evaluate import make_image_tree, make_run_dir
 
 NAME = "gca_uot_resnet18_exporttest"
@@ -44,7 +47,7 @@ def test_export_writes_every_artifact(exported):
     assert cfg["label_names"] == ["c0", "c1", "c2", "c3"] and cfg["num_classes"] == 4
     assert cfg["budget"]["epochs"] == 1 and cfg["budget"]["views_seen"] == 64
     assert cfg["reproduce"]["pretrain"].startswith("python -m training pretrain")
-    assert cfg["metrics"]["linear_probe"]["weight_decay"] in evaluate.WEIGHT_DECAYS
+    assert cfg["metrics"]["linear_probe"]["weight_decay"] in WEIGHT_DECAYS
     assert cfg["figures"] == ["curves.png"]
     assert otzoo.get_pretrained_cfg(NAME)["sha256"] == cfg["sha256"]  # registered
 
@@ -62,8 +65,8 @@ def test_exported_metrics_are_what_a_user_gets(exported):
     assert round(100 * (pred == y).float().mean().item(), 2) == cfg["metrics"]["linear_top1"]
     assert round(100 * (pred[:8] == y[:8]).float().mean().item(), 2) == cfg["metrics"]["subset_top1"]
     train = ImageFolder(str(data / "train"), transform=tf)
-    tr, te = evaluate.extract_features(model, train), evaluate.extract_features(model, test)
-    assert round(evaluate.knn_top1(*tr, *te), 2) == cfg["metrics"]["knn_top1"]
+    tr, te = extract_features(model, train), extract_features(model, test)
+    assert round(knn_top1(*tr, *te), 2) == cfg["metrics"]["knn_top1"]
     assert cfg["metrics"]["linear_top1"] <= 75.0 and cfg["metrics"]["subset_top1"] <= 75.0
 
 

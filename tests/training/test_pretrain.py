@@ -167,7 +167,10 @@ def test_recipe_variants_train(extra, tiny, tmp_path):
     assert main(["--config", SMOKE, *TINY, *extra, "--output-dir", str(out)]) == 0
     run = json.loads((out / "run.json").read_text())
     assert torch.isfinite(torch.tensor(run["final_loss"]))
-    assert ("fp32" in run["hardware"]) == ("engine.precision=fp32" in extra)
+    from training.device import resolve_precision
+
+    expected = "fp32" if "engine.precision=fp32" in extra else resolve_precision("auto", torch.device("cpu"))
+    assert run["hardware"].endswith({"fp32": "fp32", "bf16": "bf16 autocast"}[expected])
 
 
 def test_schedule_and_durations():
@@ -194,3 +197,68 @@ def test_byol_target_follows_cosine_ema():
     m.update_target(0, 10)  # tau = 0.9: target moves 10% of the way to the online weights
     torch.testing.assert_close(target, before + 0.1 * (online - before))
     assert not target.requires_grad
+
+
+class _CountHostReads:
+    """Counts the ops that read a tensor's value back to Python (``.item()``, ``float()``,
+    ``bool()``, ``if tensor``): on a GPU each one waits for the device."""
+
+    READS = ("_local_scalar_dense", "is_nonzero", "equal")
+
+    def __enter__(self):
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        reads = self
+
+        class Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                if func.__name__.split(".")[0] in reads.READS:
+                    reads.calls.append(func.__name__)
+                return func(*args, **(kwargs or {}))
+
+        self.calls, self.mode = [], Mode()
+        self.mode.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.mode.__exit__(*exc)
+
+
+@pytest.mark.parametrize("method", _methods())
+def test_a_training_step_reads_nothing_back_from_the_device(method, tiny, tmp_path):
+    """The step the engine runs on CUDA, run here: no value read back between log steps."""
+    from training.config import load_config
+    from training.engine import Trainer
+
+    cfg = load_config(SMOKE, [*TINY, f"method={method}", "epochs=2", "engine.log_every=1000"])
+    trainer = Trainer(cfg, tmp_path / "run")
+    trainer.train_step()  # first call: lazy initialisation may read values
+    with _CountHostReads() as reads:
+        trainer.train_step()
+    assert reads.calls == [], f"{method}: the step reads back {reads.calls}"
+    assert trainer.step == 2
+    with _CountHostReads() as reads:  # the counter sees the reads a log step makes
+        trainer.log_step(0, type("Bar", (), {"set_postfix": lambda *a, **k: None})())
+    trainer.metrics_file.close()
+    assert reads.calls
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("method", ["simclr", "byol"])
+def test_a_few_steps_on_cuda(method, tiny, tmp_path, cuda_device):
+    out = tmp_path / method
+    assert main(["--config", SMOKE, *TINY, f"method={method}", "engine.device=cuda", "engine.compile=true",
+                 "engine.knn_every=1", "engine.knn_train=32", "engine.knn_test=16", "--output-dir", str(out)]) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert "CPU" not in run["hardware"] and torch.isfinite(torch.tensor(run["final_loss"]))
+
+
+@pytest.mark.parametrize("recipe", sorted(p.name for p in (REPO / "training" / "configs").glob("*.yaml")))
+def test_every_recipe_trains_here(recipe, tiny, tmp_path):
+    """Each shipped recipe (the GPU ones included) runs on this CPU at a tiny size, as written otherwise."""
+    out = tmp_path / "run"
+    config = str(REPO / "training" / "configs" / recipe)
+    assert main(["--config", config, *TINY, "engine.device=cpu", "engine.compile=false", "engine.knn_every=0",
+                 "--output-dir", str(out)]) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert run["steps"] == 2 and torch.isfinite(torch.tensor(run["final_loss"]))

@@ -6,7 +6,7 @@ import otzoo
 from training import smoke
 from training.datasets import DataNotFoundError, build_dataset
 from training.export import forward_top1
-from training.evaluate import first_n
+from training.loading import first_n
 
 
 @pytest.mark.slow

@@ -1,0 +1,109 @@
+"""Loading what the evaluation commands evaluate: a run directory, a released weight or a folder.
+
+Also where the data comes from (:func:`resolve_eval_data_dir`), how it is named in cards
+(:func:`dataset_variant`) and the fixed subset behind ``subset_top1`` (:func:`first_n`).
+"""
+import json
+import os
+from pathlib import Path
+
+import torch.nn as nn
+from torch.utils.data import Dataset, Subset
+
+import otzoo
+
+__all__ = ["PAPER_DATASET_NAMES", "read_run", "load_run_model", "classifier_param_names", "load_model",
+           "resolve_eval_data_dir", "dataset_variant", "first_n"]
+
+PAPER_DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "svhn": "SVHN", "stl10": "STL-10",
+                       "in100": "ImageNet-100", "in1k": "ImageNet-1k"}
+
+
+def read_run(run_dir) -> dict:
+    """``run.json`` of a finished pretraining run directory."""
+    run_dir = Path(run_dir)
+    path = run_dir / "run.json"
+    if not path.is_file() or not (run_dir / "backbone.safetensors").is_file():
+        raise FileNotFoundError(
+            f"{str(run_dir)!r} is not a finished pretraining run: it needs run.json and "
+            "backbone.safetensors (written when `python -m training pretrain` completes).")
+    return json.loads(path.read_text())
+
+
+def load_run_model(run_dir, num_classes: int = 0) -> nn.Module:
+    """``otzoo.create_model(arch, num_classes)`` with the run's backbone loaded (head left as built)."""
+    from safetensors.torch import load_file
+
+    info = read_run(run_dir)
+    model = otzoo.create_model(info["arch"], num_classes=num_classes)
+    state = load_file(str(Path(run_dir) / "backbone.safetensors"))
+    clf_names = classifier_param_names(model)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    bad_missing = [k for k in missing if k not in clf_names]
+    if bad_missing or unexpected:
+        raise RuntimeError(f"backbone.safetensors does not match {info['arch']}: "
+                           f"missing {bad_missing[:5]}, unexpected {list(unexpected)[:5]}")
+    return model
+
+
+def classifier_param_names(model: nn.Module) -> set:
+    """State-dict names of the classifier's parameters (empty when num_classes=0)."""
+    clf = model.get_classifier()
+    ids = {id(p) for p in clf.parameters()} if isinstance(clf, nn.Module) else set()
+    return {n for n, p in model.named_parameters() if id(p) in ids}
+
+
+def load_model(run=None, model_name=None, checkpoint=None, arch=None):
+    """Model + info dict from exactly one of a run dir, an otzoo weight name, or a checkpoint."""
+    given = [v for v in (run, model_name, checkpoint) if v]
+    if len(given) != 1:
+        raise ValueError("give exactly one of --run DIR, --model NAME, --checkpoint PATH")
+    if run:
+        info = read_run(run)
+        return load_run_model(run), {"source": str(run), "arch": info["arch"], "dataset": info.get("dataset"),
+                                     "data_dir": info.get("data_dir"), "run": info}
+    if model_name:
+        model = otzoo.create_model(model_name, pretrained=True)
+        cfg = dict(getattr(model, "pretrained_cfg", {}) or {})
+        return model, {"source": model_name, "arch": cfg.get("architecture"), "dataset": cfg.get("dataset")}
+    path = Path(checkpoint)
+    if arch is None:
+        cfg_path = (path if path.is_dir() else path.parent) / "config.json"
+        if not cfg_path.is_file():
+            raise ValueError(f"{checkpoint!r} has no config.json beside it: pass --arch")
+        arch = json.loads(cfg_path.read_text())["architecture"]
+    model = otzoo.create_model(arch, checkpoint_path=str(path))
+    cfg = dict(getattr(model, "pretrained_cfg", {}) or {})
+    return model, {"source": str(path), "arch": arch, "dataset": cfg.get("dataset")}
+
+
+def resolve_eval_data_dir(data_dir=None, recorded=None):
+    """``--data-dir``, else ``$OTZOO_DATA``, else the run's recorded data dir if it exists, else None."""
+    if data_dir:
+        return str(data_dir)
+    if os.environ.get("OTZOO_DATA"):
+        return None  # build_dataset reads it
+    if recorded and Path(recorded).is_dir():
+        return str(recorded)
+    return None
+
+
+def dataset_variant(dataset: str, data_dir) -> str:
+    """Human-readable dataset + copy, e.g. "CIFAR-10 (JPEG q75 copy)"."""
+    pretty = PAPER_DATASET_NAMES.get(dataset, dataset)
+    folder = Path(data_dir) if data_dir else (Path(os.environ["OTZOO_DATA"]) if os.environ.get("OTZOO_DATA") else None)
+    if folder is None:
+        return f"{pretty} (torchvision)"
+    readme = folder.parent / "README.md"
+    if readme.is_file() and "quality 75" in readme.read_text(errors="ignore") and folder.name == dataset:
+        return f"{pretty} (JPEG q75 copy)"
+    return f"{pretty} (ImageFolder at {folder.name}/)"
+
+
+def first_n(dataset: Dataset, n: int) -> Dataset:
+    """The first ``n`` items (ImageFolder order: class folder, then file name)."""
+    if n >= len(dataset):
+        return dataset
+    sub = Subset(dataset, list(range(n)))
+    sub.classes = getattr(dataset, "classes", None)
+    return sub
