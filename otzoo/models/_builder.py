@@ -127,6 +127,8 @@ def load_weights(model: nn.Module, state_dict: Dict[str, torch.Tensor], cfg: Dic
     if features and own and not any(k in own for k in state_dict) and any(f"model.{k}" in own for k in state_dict):
         state_dict = {f"model.{k}": v for k, v in state_dict.items()}  # FeatureGetterNet wraps the model
         head_keys = {f"model.{k}" for k in head_keys}
+    state_dict = _adapt_first_conv(state_dict, own, cfg, prefix="model." if head_keys and
+                                   all(k.startswith("model.") for k in head_keys) else "")
     published = cfg.get("num_classes")
     new_head = not features and published is not None and getattr(model, "num_classes", published) != published
     if features or new_head:
@@ -156,6 +158,26 @@ def load_weights(model: nn.Module, state_dict: Dict[str, torch.Tensor], cfg: Dic
             f"initialised {model.num_classes}-class head ({', '.join(classifiers)}). Train it before use "
             f"(num_classes=None keeps the published head, num_classes=0 gives pooled features).", stacklevel=3)
     return model
+
+
+def _adapt_first_conv(state_dict: Dict[str, torch.Tensor], own: Dict[str, torch.Tensor], cfg: Dict[str, Any],
+                      prefix: str = "") -> Dict[str, torch.Tensor]:
+    """The file's first conv (``cfg["first_conv"]``) adapted to the model's input channels, as timm
+    does (``adapt_input_conv``: summed over RGB for 1 channel, RGB repeated and scaled by
+    3 / in_chans for more), with a warning naming the adaptation; unchanged when they agree."""
+    from timm.models import adapt_input_conv
+
+    first = cfg.get("first_conv")
+    key = f"{prefix}{first}.weight"
+    if not first or key not in state_dict or key not in own or state_dict[key].dim() != 4:
+        return state_dict
+    have, want = state_dict[key].shape[1], own[key].shape[1]
+    if have == want:
+        return state_dict
+    how = "summed over its input channels" if want == 1 else f"repeated and scaled by {have}/{want}"
+    warnings.warn(f"{cfg.get('name') or arch_name(cfg)}: the pretrained first conv {first} takes {have} input "
+                  f"channels; adapted it to in_chans={want} as timm does ({how}).", stacklevel=4)
+    return {**state_dict, key: adapt_input_conv(want, state_dict[key])}
 
 
 def arch_name(cfg: Dict[str, Any]) -> str:

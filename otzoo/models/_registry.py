@@ -99,9 +99,9 @@ def _check_cfg(cfg: Dict[str, Any]) -> Dict[str, Any]:
         cfg["tag"] = f"{arch}.{suffix}"
     cfg.setdefault("hf_hub_id", f"otzoo/{name}")
     cfg.setdefault("filename", "model.safetensors")
-    base = get_arch_default_cfg(arch)
-    for k in ("first_conv", "classifier"):
-        cfg.setdefault(k, base.get(k))
+    for k, v in get_arch_default_cfg(arch).items():  # every timm field of the architecture survives
+        if k in TIMM_CFG_FIELDS and k not in cfg:
+            cfg[k] = v
     return cfg
 
 
@@ -109,7 +109,8 @@ def register_pretrained(cfg: Dict[str, Any]) -> Dict[str, Any]:
     """Register a weight's pretrained cfg (as read from ``otzoo/pretrained/<name>.json``).
 
     Needs at least ``name``, ``architecture`` and ``sha256`` (of the weight file); fills ``tag``, ``hf_hub_id``
-    (``otzoo/<name>``), ``filename``, ``first_conv`` and ``classifier`` when absent.
+    (``otzoo/<name>``), ``filename`` and every timm cfg field of the architecture's default cfg
+    (``pool_size``, ``first_conv``, ``classifier``, ``crop_pct``, ...) when absent.
     Re-registering a name replaces it. Returns the registered cfg.
     """
     cfg = _check_cfg(cfg)
