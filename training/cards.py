@@ -4,6 +4,7 @@ Every number in a card comes from the cfg that ``training export`` measured and 
 paper's reference numbers are the GCA paper's Table 2 (Chen et al., NeurIPS 2024).
 """
 import json
+from pathlib import Path
 from typing import Optional, Sequence
 
 import yaml
@@ -75,10 +76,12 @@ PRETTY = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
 HF_DATASETS = {"cifar10": "uoft-cs/cifar10", "cifar100": "uoft-cs/cifar100"}
 FIGURE_CAPTIONS = {
     "curves.png": "*curves.png*: training loss and learning rate per step, and the k-NN monitor during "
-                  "pretraining (5,000 train / 1,000 test images, evenly spaced; not the release metric).",
-    "plan.png": "*plan.png*: the {method} {plan_kind} of this model on one batch of 64 class-sorted test "
-                "images x 2 views (log10 scale; `python -m training plan`). Positives sit on the off-diagonals; "
-                "mass inside the class blocks is what the plan learned without labels.",
+                  "pretraining ({knn_train:,} train / {knn_test:,} test images, evenly spaced; not the release "
+                  "metric).",
+    "plan.png": "*plan.png*: the {method} {plan_kind} of this model on one batch of class-sorted test "
+                "images x 2 views (log10 scale; the batch size is in the figure's title; `python -m training "
+                "plan`). Positives sit on the off-diagonals; mass inside the class blocks is what the plan "
+                "learned without labels.",
 }
 _ROW_SOFTMAX = ("coupling (row-wise softmax of the 2B x 2B similarities / tau, i.e. one Sinkhorn row "
                 "normalisation: rows sum to 1, columns do not)")
@@ -128,18 +131,37 @@ def parse_front_matter(text: str) -> dict:
     return yaml.safe_load(text[4:end])
 
 
+def _probe_iterations(probe: dict) -> str:
+    n, cap = probe.get("iterations", "n/a"), probe.get("max_iter")
+    if probe.get("converged"):
+        return f"{n} L-BFGS iterations (converged before max_iter={cap})"
+    return f"{n} L-BFGS iterations (stopped at max_iter={cap}, before the tolerances were met)"
+
+
 def _fmt_hours(seconds) -> str:
     if seconds is None:
         return "n/a"
     return f"{seconds / 3600:.2f} h ({seconds / 60:.0f} min)"
 
 
-def _share_of_paper(budget: dict) -> str:
+def paper_epochs() -> int:
+    """The epochs of the GCA paper's schedule, as otzoo's ``gca_paper.yaml`` records it."""
+    recipe = Path(__file__).resolve().parent / "configs" / "gca_paper.yaml"
+    return int(yaml.safe_load(recipe.read_text())["epochs"])
+
+
+def _share_of_paper(budget: dict, num_train) -> str:
     epochs, views = budget.get("epochs"), budget.get("views_seen")
-    if not epochs or not views:
+    if not epochs or not views or not num_train:
         return ""
-    paper_views = 500 * 50000 * 2
-    return f" ({views:,} views, {100 * views / paper_views:.1f}% of the paper's 500 epochs x 2 views)"
+    paper_views = paper_epochs() * num_train * 2
+    return (f" ({views:,} views, {100 * views / paper_views:.1f}% of the paper's {paper_epochs()} epochs x "
+            f"{num_train:,} images x 2 views)")
+
+
+def _std_range(dataset: str) -> str:
+    stds = [std for _, std in PAPER_TABLE2.get(dataset, {}).values()]
+    return f"{min(stds):.2f}-{max(stds):.2f}" if stds else "n/a"
 
 
 def _throughput(budget: dict) -> str:
@@ -180,7 +202,8 @@ def _siblings_section(cfg: dict, siblings: list) -> list:
         lines.append(f"| {bold}`{c['name']}`{bold} | {method_name(c['method'])} | {m['linear_top1']:.2f} | "
                      f"{m['knn_top1']:.2f} | {_fmt_hours(b.get('wall_time_s'))} |")
     return lines + ["", "One seed each: differences of about a point are within seed-to-seed noise "
-                    "(the paper's standard deviations over 5 seeds are 0.16-0.59).", ""]
+                    f"(the paper's standard deviations over 5 seeds on {PRETTY.get(cfg['dataset'], cfg['dataset'])} "
+                    f"are {_std_range(cfg['dataset'])}).", ""]
 
 
 def render_card(cfg: dict, figures: Optional[list] = None, hub_repo: str = "org/otzoo",
@@ -222,7 +245,7 @@ def render_card(cfg: dict, figures: Optional[list] = None, hub_repo: str = "org/
         f"| Pretraining data | {budget.get('data_variant') or variant}, train split, no labels |",
         f"| Head | linear probe (standardisation folded in), {cfg['num_classes']} classes |",
         f"| Input | {tuple(cfg.get('input_size', ()))}, mean {tuple(cfg.get('mean', ()))}, std {tuple(cfg.get('std', ()))} |",
-        f"| Weights | `{cfg.get('filename', 'model.safetensors')}` (float16), sha256 `{cfg.get('sha256', '')}` |",
+        f"| Weights | `{cfg.get('filename', 'model.safetensors')}` ({cfg['dtype']}), sha256 `{cfg.get('sha256', '')}` |",
         f"| timm tag | `{cfg.get('tag', '')}` |",
         f"| License | {cfg.get('license', 'apache-2.0')} |",
         "",
@@ -251,7 +274,7 @@ def render_card(cfg: dict, figures: Optional[list] = None, hub_repo: str = "org/
             f"**{ref[0]:.2f} ± {ref[1]:.2f}** top-1 for {method_name(method)}"
             + (f" ({extra})." if extra else "."),
             f"This weight reaches **{m['linear_top1']:.2f}** linear top-1 after {budget.get('epochs', 'n/a')} "
-            f"pretraining epochs{_share_of_paper(budget)}, {_fmt_hours(budget.get('wall_time_s'))} of wall time "
+            f"pretraining epochs{_share_of_paper(budget, m.get('num_train_full', m.get('num_train')))}, {_fmt_hours(budget.get('wall_time_s'))} of wall time "
             f"on {budget.get('hardware', 'n/a')}. The gap reflects the much smaller compute budget{jpeg}; "
             "it says nothing about the method: compare methods within one recipe"
             + (" (next section)." if siblings else "."),
@@ -284,7 +307,7 @@ def render_card(cfg: dict, figures: Optional[list] = None, hub_repo: str = "org/
         "",
         f"- **k-NN**: {proto.get('knn', '')}.",
         f"- **Linear probe**: {proto.get('linear', '')}. Optimiser: {probe.get('optimizer', 'n/a')}; "
-        f"{probe.get('epochs', 'n/a')} iterations on all of train; chosen weight decay "
+        f"{_probe_iterations(probe)} on all of train; chosen weight decay "
         f"{probe.get('weight_decay', 'n/a')} (held-out top-1 per candidate: {json.dumps(probe.get('val_top1', {}))}).",
         f"- **Subset**: {proto.get('subset', '')}; lets a fast test reproduce the number exactly.",
         "- Every evaluation runs the model in eval mode (BatchNorm running statistics), without augmentation.",
@@ -304,6 +327,9 @@ def render_card(cfg: dict, figures: Optional[list] = None, hub_repo: str = "org/
         "- A research artifact: not evaluated for robustness, fairness or any deployment use.",
         "",
         "## How to reproduce",
+        "",
+        "`DATA` stands for the dataset's ImageFolder root (with `train/` and `test/`), `runs/` for any "
+        "working folder.",
         "",
         "```bash",
         cfg.get("reproduce", {}).get("pretrain", "# pretraining command not recorded"),
@@ -344,8 +370,11 @@ def render_card(cfg: dict, figures: Optional[list] = None, hub_repo: str = "org/
     if figures:
         lines += ["## Plots", ""]
         for f in figures:
+            engine = ((cfg.get("recipe") or {}).get("config") or {}).get("engine", {})
             caption = FIGURE_CAPTIONS.get(f, f).format(method=method_name(method),
-                                                      plan_kind=PLAN_KINDS.get(method, "transport plan"))
+                                                      plan_kind=PLAN_KINDS.get(method, "transport plan"),
+                                                      knn_train=engine.get("knn_train", 0),
+                                                      knn_test=engine.get("knn_test", 0))
             lines += [f"![{f}]({f})", "", caption, ""]
     lines += ["## Citation", "", "```bibtex", GCA_PAPER["bibtex"]]
     if paper and paper is not GCA_PAPER and paper.get("bibtex"):

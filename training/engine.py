@@ -498,7 +498,7 @@ class Trainer:
         os.replace(tmp, self.out / "backbone.safetensors")
         source = self.data.source
         local = not source.startswith(("torchvision:", "synthetic"))
-        variant = cfg["data"]["variant"] or (f"ImageFolder at {source.rsplit('/', 1)[0]}" if local
+        variant = cfg["data"]["variant"] or (f"ImageFolder {Path(source).parent.name}/" if local
                                              else source.split("/")[0])
         run = {
             "method": cfg["method"], "arch": cfg["arch"], "dataset": cfg["dataset"],

@@ -2,7 +2,8 @@
 
 ``python -m training export --run runs/<x> [--name <method>_<arch>_<dataset>] [--root DIR]``
 
-1. backbone + a linear-probe head -> ``weights/<name>/`` through ``otzoo.save_pretrained`` (fp16);
+1. backbone + a linear-probe head -> ``weights/<name>/`` through ``otzoo.save_pretrained``, stored
+   in float16 (:data:`RELEASE_DTYPE`, asked for explicitly);
 2. the probe is trained on features of the exported (fp16-rounded) backbone, loaded back
    through ``otzoo.create_model(arch, checkpoint_path=folder)`` + its ``create_transform``;
 3. ``knn_top1``, ``linear_top1`` and ``subset_top1`` (first 500 test images, sorted file
@@ -35,11 +36,50 @@ from training.protocols.linear import linear_protocol, linear_top1, train_linear
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SUBSET_SIZE = 500
+RELEASE_DTYPE = torch.float16  # released files: half the download; the metrics are measured on them
 
 
 def default_name(method: str, arch: str, dataset: str) -> str:
     """``<method>_<arch>_<dataset>``; the ``_cifar`` stem suffix is implied by the dataset."""
     return f"{method}_{arch.removesuffix('_cifar')}_{dataset}"
+
+
+DATA_PLACEHOLDER = "DATA"
+
+
+def portable(obj, run_dir, info: dict):
+    """``obj`` (str / dict / list) with this machine's paths replaced by placeholders.
+
+    The run directory and the recorded ``output_dir`` become ``runs/<run name>``, the data
+    folder becomes ``DATA`` and the decode cache ``runs/.cache``, so nothing shipped names
+    a path of the machine that trained or exported the weight."""
+    config = info.get("config") or {}
+    data = config.get("data") or {}
+    run_name = Path(str(config.get("output_dir") or run_dir)).name
+    mapping = {}
+    for path in (run_dir, Path(run_dir).resolve(), config.get("output_dir")):
+        if path:
+            mapping[str(path)] = f"runs/{run_name}"
+    for path in (info.get("data_dir"), data.get("dir")):
+        if path:
+            mapping[str(path)] = DATA_PLACEHOLDER
+            mapping[str(Path(path).resolve())] = DATA_PLACEHOLDER
+    if data.get("cache_dir"):
+        mapping[str(data["cache_dir"])] = "runs/.cache"
+    ordered = sorted(mapping.items(), key=lambda kv: -len(kv[0]))
+
+    def fix(value):
+        if isinstance(value, str):
+            for old, new in ordered:
+                value = value.replace(old, new)
+            return value
+        if isinstance(value, dict):
+            return {k: fix(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return type(value)(fix(v) for v in value)
+        return value
+
+    return fix(obj)
 
 
 def _backbone_state(model) -> dict:
@@ -96,7 +136,7 @@ def export_run(run_dir, name: Optional[str] = None, root=REPO_ROOT, data_dir=Non
     # 1. backbone with a K-way head, written in float16 (the head is replaced below).
     folder = root / "weights" / name
     model = load_run_model(run_dir, num_classes=len(label_names))
-    otzoo.save_pretrained(model, folder, name=name)
+    otzoo.save_pretrained(model, folder, dtype=RELEASE_DTYPE, name=name)
 
     # 2. features of the exported-equivalent backbone, through the transform that ships with it.
     loaded = otzoo.create_model(arch, checkpoint_path=str(folder))
@@ -114,7 +154,7 @@ def export_run(run_dir, name: Optional[str] = None, root=REPO_ROOT, data_dir=Non
         clf = loaded.get_classifier()
         clf.weight.copy_(head.weight)
         clf.bias.copy_(head.bias)
-    otzoo.save_pretrained(loaded, folder, name=name)
+    otzoo.save_pretrained(loaded, folder, dtype=RELEASE_DTYPE, name=name)
 
     # 3. measure on the weight as a user loads it.
     final = otzoo.create_model(arch, checkpoint_path=str(folder)).eval()
@@ -158,6 +198,8 @@ def export_run(run_dir, name: Optional[str] = None, root=REPO_ROOT, data_dir=Non
     recipe = {"method": method, "arch": arch, "seed": info.get("seed"), "epochs": info.get("epochs"),
               "batch_size": info.get("batch_size"), "config": config}
     export_cmd = command or f"python -m training export --run {shlex.quote(str(run_dir))} --name {name}"
+    recipe, budget, export_cmd, pretrain_cmd = portable((recipe, budget, export_cmd, info.get("command")), run_dir,
+                                                        info)
     paper = cards.PAPERS.get(method, {})
     meta = {
         "name": name,
@@ -175,9 +217,9 @@ def export_run(run_dir, name: Optional[str] = None, root=REPO_ROOT, data_dir=Non
         "otzoo_version": otzoo.__version__,
         "torch_version": torch.__version__,
         "pretrain_otzoo_version": info.get("otzoo_version"),
-        "reproduce": {"pretrain": info.get("command"), "export": export_cmd},
+        "reproduce": {"pretrain": pretrain_cmd, "export": export_cmd},
     }
-    cfg = otzoo.save_pretrained(final, folder, **meta)
+    cfg = otzoo.save_pretrained(final, folder, dtype=RELEASE_DTYPE, **meta)
     for key in ("first_conv", "classifier", "num_features"):
         if key not in cfg and key in (final.pretrained_cfg or {}):
             cfg[key] = final.pretrained_cfg[key]

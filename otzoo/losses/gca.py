@@ -1,6 +1,6 @@
 """Generalized contrastive alignment (GCA): GCA-INCE, GCA-RINCE and GCA-UOT.
 
-Chen, Lin, Ye, Dyer & Azabou, "Your contrastive learning problem is secretly a
+Chen, Lin, Liu, Xiao & Dyer, "Your contrastive learning problem is secretly a
 distribution alignment problem", NeurIPS 2024 (reference code: nerdslab/gca). otzoo
 implements the definitions of its spec (docs: losses.md), not a bug-compatible copy of
 the reference code.

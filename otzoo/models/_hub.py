@@ -36,11 +36,13 @@ def sha256_file(path: Union[str, Path]) -> str:
     return h.hexdigest()
 
 
-def save_pretrained(model: nn.Module, folder: Union[str, Path], *, dtype: torch.dtype = torch.float16,
+def save_pretrained(model: nn.Module, folder: Union[str, Path], *, dtype: Optional[torch.dtype] = None,
                     **meta: Any) -> Dict[str, Any]:
     """Write ``folder/model.safetensors`` and ``folder/config.json``; return the complete pretrained cfg.
 
-    Floating-point tensors are cast to ``dtype`` (integer buffers stay int64). ``config.json`` has
+    Tensors keep the model's own dtypes, so a saved model reloads exactly; ``dtype`` (e.g.
+    ``torch.float16``, as the released weights) casts the floating-point ones (integer
+    buffers stay int64). The cfg records the stored floating-point ``dtype``. ``config.json`` has
     timm's ``save_for_hf`` layout (architecture, num_classes, num_features, global_pool,
     model_args, pretrained_cfg) so ``timm.create_model("hf-hub:<repo>")`` reads it, plus the full
     otzoo cfg under ``"otzoo"``. ``meta`` (name, method, dataset, metrics, label_names, mean, std...)
@@ -62,7 +64,10 @@ def save_pretrained(model: nn.Module, folder: Union[str, Path], *, dtype: torch.
         label_names = None  # the head changed; the old names no longer apply
     base.pop("label_names", None)
 
-    saved = copy.deepcopy(model).to(dtype=dtype).cpu()  # .to(dtype) leaves integer buffers alone
+    saved = copy.deepcopy(model).cpu()
+    if dtype is not None:
+        saved = saved.to(dtype=dtype)  # leaves integer buffers alone
+    stored = sorted({str(t.dtype).removeprefix("torch.") for t in saved.state_dict().values() if t.is_floating_point()})
     saved.pretrained_cfg = {**base, **timm_cfg(meta), "architecture": arch}
     saved.pretrained_cfg.pop("label_names", None)
     data_cfg = resolve_data_config(saved)
@@ -70,7 +75,7 @@ def save_pretrained(model: nn.Module, folder: Union[str, Path], *, dtype: torch.
     save_for_hf(saved, folder, model_config=model_config, safe_serialization=True)
 
     cfg: Dict[str, Any] = {**data_cfg, "first_conv": base.get("first_conv"), "classifier": base.get("classifier"),
-                           "license": "apache-2.0"}
+                           "license": "apache-2.0", "dtype": "/".join(stored)}
     cfg.update(meta)
     cfg.update(architecture=arch, num_classes=model.num_classes, num_features=model.num_features,
                filename=WEIGHTS_NAME, sha256=sha256_file(folder / WEIGHTS_NAME))

@@ -32,8 +32,12 @@ def test_save_pretrained_layout(tmp_path):
     model = otzoo.create_model("resnet18_cifar")
     cfg = otzoo.save_pretrained(model, tmp_path / "w", name="x_resnet18_cifar10", method="x", dataset="cifar10")
     saved = saved_tensors(tmp_path / "w")
-    assert saved["conv1.weight"].dtype == torch.float16
+    assert saved["conv1.weight"].dtype == torch.float32 and cfg["dtype"] == "float32"  # the model's own
     assert saved["bn1.num_batches_tracked"].dtype == torch.int64
+    assert all(torch.equal(v, saved[k]) for k, v in model.state_dict().items())  # a user's model round-trips
+    half = otzoo.save_pretrained(model, tmp_path / "half", dtype=torch.float16, name="x_resnet18_cifar10")
+    assert saved_tensors(tmp_path / "half")["conv1.weight"].dtype == torch.float16 and half["dtype"] == "float16"
+    assert saved_tensors(tmp_path / "half")["bn1.num_batches_tracked"].dtype == torch.int64
     hf = json.loads((tmp_path / "w" / "config.json").read_text())
     assert hf["architecture"] == "resnet18_cifar" and hf["num_classes"] == 10 and hf["num_features"] == 512
     assert hf["global_pool"] == "avg" and hf["pretrained_cfg"]["mean"] == list(cfg["mean"])

@@ -49,6 +49,7 @@ def test_export_writes_every_artifact(exported):
     assert cfg["reproduce"]["pretrain"].startswith("python -m training pretrain")
     assert cfg["metrics"]["linear_probe"]["weight_decay"] in WEIGHT_DECAYS
     assert cfg["figures"] == ["curves.png"]
+    assert cfg["dtype"] == "float16"  # the release asks for float16 explicitly (save_pretrained keeps fp32)
     assert otzoo.get_pretrained_cfg(NAME)["sha256"] == cfg["sha256"]  # registered
 
 
@@ -108,3 +109,27 @@ def test_knn_cli_on_the_exported_checkpoint_matches_the_cfg(exported, tmp_path):
     assert evaluate.main(["--checkpoint", str(root / "weights" / NAME), "--data-dir", str(data),
                           "--json-out", str(out)], prog="knn", command="knn") == 0
     assert json.loads(out.read_text())["knn_top1"] == cfg["metrics"]["knn_top1"]
+
+
+def test_export_ships_no_machine_paths(exported):
+    from tests.test_shipped_files import MACHINE_PATH
+
+    cfg, root, data, run = exported
+    for path in (root / "otzoo" / "pretrained" / f"{NAME}.json", root / "model_cards" / f"{NAME}.md",
+                 root / "weights" / NAME / "config.json"):
+        text = path.read_text()
+        assert str(run) not in text and str(data) not in text, path
+        assert not MACHINE_PATH.search(text), (path, MACHINE_PATH.search(text).group())
+    assert cfg["reproduce"]["export"].startswith("python -m training export --run runs/r ")
+
+
+def test_portable_replaces_run_data_and_cache_paths():
+    conf = {"output_dir": "/root/runs/x", "data": {"dir": "../shared/data/cifar10", "cache_dir": "/root/runs/.cache"}}
+    info = {"data_dir": "/srv/data/cifar10", "config": conf}
+    cmd = ("python -m training pretrain --data-dir ../shared/data/cifar10 data.cache_dir=/root/runs/.cache "
+           "--output-dir /root/runs/x")
+    out = export.portable({"cmd": cmd, "config": conf, "data": ["/srv/data/cifar10/train"]}, "/root/runs/x", info)
+    assert out["cmd"] == ("python -m training pretrain --data-dir DATA data.cache_dir=runs/.cache "
+                          "--output-dir runs/x")
+    assert out["config"] == {"output_dir": "runs/x", "data": {"dir": "DATA", "cache_dir": "runs/.cache"}}
+    assert out["data"] == ["DATA/train"]

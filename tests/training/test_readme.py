@@ -9,6 +9,7 @@ from training import cards, readme
 
 CFG = {"name": "gca_uot_resnet18_cifar10", "architecture": "resnet18_cifar", "method": "gca_uot",
        "dataset": "cifar10", "num_classes": 10, "hf_hub_id": "otzoo/gca_uot_resnet18_cifar10", "sha256": "ab" * 32,
+       "dtype": "float16",
        "budget": {"epochs": 30, "views_seen": 3000000, "batch_size": 256, "hardware": "cpu", "wall_time_s": 7200},
        "metrics": {"knn_top1": 80.123, "linear_top1": 84.5, "subset_top1": 90.0,
                    "dataset_variant": "CIFAR-10 (JPEG q75 copy)"}}

@@ -95,7 +95,8 @@ def train_linear_probe(train_feats: torch.Tensor, train_labels: torch.Tensor,
         "optimizer": "L-BFGS, full batch on precomputed features, strong-Wolfe line search, zero init",
         "loss": "mean cross-entropy + weight_decay / 2 * ||W||^2 (bias not decayed)",
         "max_iter": max_iter,
-        "epochs": n_iter,  # one full-batch L-BFGS iteration = one pass over the features
+        "iterations": n_iter,  # L-BFGS iterations of the final fit (each one or more full-batch passes)
+        "converged": n_iter < max_iter,  # False: stopped at max_iter before the tolerances were met
         "weight_decay": best_wd,
         "weight_decay_grid": list(weight_decays),
         "val_fraction": val_fraction,
