@@ -165,7 +165,8 @@ def _features(forward, images, mean, std, device, autocast, batch=512):
     return torch.nn.functional.normalize(torch.cat(feats), dim=1).cpu()
 
 
-def plot_curves(records, path: Path) -> None:
+def plot_curves(records, path: Path, title: Optional[str] = None) -> None:
+    """Loss, learning rate and kNN monitor of ``records`` (metrics.jsonl) as a PNG titled ``title``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -181,6 +182,8 @@ def plot_curves(records, path: Path) -> None:
     if knn:
         axes[2].plot([r["epoch"] for r in knn], [r["knn_top1"] for r in knn], marker="o")
         axes[2].set(xlabel="epoch", ylabel="top-1 (%)", title="kNN monitor (subset)")
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     tmp = path.with_name(path.name + ".tmp")
     fig.savefig(tmp, dpi=100, format="png")
@@ -238,6 +241,7 @@ class Trainer:
         self._open_metrics()
         self._reset_trackers()
         self.knn_data, self.lr = None, self.optimizer.param_groups[0]["lr"]
+        self.curves_title = f"{self.out.name}: {cfg['method']}, {cfg['arch']}, {cfg['dataset']}"
         self.t_log, self.s_log, self.last_ckpt = time.time(), self.step, time.time()
 
     # ------------------------------------------------------------ setup
@@ -433,7 +437,7 @@ class Trainer:
         self.log(record)
         self.checkpoint()
         if self.info.main:
-            plot_curves(self.records, self.out / "curves.png")
+            plot_curves(self.records, self.out / "curves.png", self.curves_title)
             print(f"epoch {epoch + 1}/{self.epochs}: loss {record['loss']:.4f}"
                   + (f", kNN top-1 {record['knn_top1']:.2f}%" if "knn_top1" in record else ""), file=sys.stderr)
 
@@ -445,7 +449,7 @@ class Trainer:
             if self.metrics_file is not None and not self.metrics_file.closed:
                 self.metrics_file.close()
         if status == EXIT_TIME_BUDGET and self.info.main:
-            plot_curves(self.records, self.out / "curves.png")
+            plot_curves(self.records, self.out / "curves.png", self.curves_title)
             print(f"time budget reached after step {self.step}/{self.total_steps}; state saved to "
                   f"{self.out / 'checkpoint.pt'}. Continue with the same command plus --resume.", file=sys.stderr)
         elif status == 0 and self.info.main:

@@ -231,6 +231,12 @@ def export_run(run_dir, name: Optional[str] = None, root=REPO_ROOT, data_dir=Non
     pngs = sorted(run_dir.glob("*.png")) + [Path(f) for f in figures]
     for png in pngs:
         shutil.copy2(png, folder / png.name)
+    metrics_log = run_dir / "metrics.jsonl"
+    if metrics_log.is_file():  # curves.png again, titled with the weight's name
+        from training.engine import plot_curves
+
+        records = [json.loads(line) for line in metrics_log.read_text().splitlines() if line.strip()]
+        plot_curves(records, folder / "curves.png", f"{name}: {method}, {arch}, {dataset}")
     cfg["figures"] = sorted(p.name for p in folder.glob("*.png"))
     cfg = json.loads(json.dumps(cfg))  # plain JSON types (tuples -> lists)
     cfg_path = root / "otzoo" / "pretrained" / f"{name}.json"

@@ -22,7 +22,8 @@ __all__ = ["compute_plan", "run_plan", "main"]
 
 @torch.no_grad()
 def compute_plan(run_dir, data_dir=None, batch: int = 64, seed: int = 0, device="cpu"):
-    """``(plan, cfg)``: the run's loss plan on ``batch`` class-sorted test images (two views), on ``device``."""
+    """``(plan, cfg, labels)``: the run's loss plan on ``batch`` class-sorted test images (two
+    views), on ``device``, with the sorted labels of those images."""
     run_dir = Path(run_dir)
     device = resolve_device(device)
     state = load_checkpoint(run_dir / "checkpoint.pt")
@@ -35,14 +36,14 @@ def compute_plan(run_dir, data_dir=None, batch: int = 64, seed: int = 0, device=
     order = torch.argsort(test.labels, stable=True)
     aug = TwoViewAugment.from_config(cfg["aug"], d["mean"], d["std"])
     v1, v2 = aug(test.images[order].to(device), torch.Generator().manual_seed(seed))
-    return method.plan(v1, v2).cpu(), cfg
+    return method.plan(v1, v2).cpu(), cfg, test.labels[order]
 
 
 def run_plan(run_dir, out=None, data_dir=None, batch: int = 64, seed: int = 0, log: bool = True,
              device="cpu") -> Path:
     """Write the plan plot of ``run_dir`` (default ``<run_dir>/plan.png``); returns its path."""
     run_dir = Path(run_dir)
-    plan, cfg = compute_plan(run_dir, data_dir, batch, seed, device)
+    plan, cfg, labels = compute_plan(run_dir, data_dir, batch, seed, device)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -50,9 +51,11 @@ def run_plan(run_dir, out=None, data_dir=None, batch: int = 64, seed: int = 0, l
 
     from otzoo.viz import plot_plan
 
-    fig, ax = plt.subplots(figsize=(5.5, 5))
-    plot_plan(plan, ax=ax, log=log, title=f"{cfg['method']} plan, {batch} test images x 2 views "
-                                            f"(class-sorted){', log10' if log else ''}")
+    fig, ax = plt.subplots(figsize=(6, 5.5))
+    plot_plan(plan, ax=ax, log=log, labels=labels.numpy(),
+              title=f"{run_dir.name}: {cfg['method']} plan\n{batch} class-sorted test images x 2 views"
+                    f"{' (log10)' if log else ''}\ndotted: positives; thin lines: class blocks")
+    ax.title.set_fontsize(10)
     out = Path(out) if out else run_dir / "plan.png"
     fig.tight_layout()
     fig.savefig(out, dpi=120)

@@ -280,7 +280,13 @@ def build_model(model_cls: type, variant: str, pretrained: bool = False, pretrai
     source goes through timm's loader.
     """
     cfg = resolve_pretrained_cfg(variant, pretrained_cfg, pretrained_cfg_overlay).to_dict()
-    weight = _registry._by_tag_or_hub_id(cfg.get("hf_hub_id") or "") if pretrained else None
+    hub_id = cfg.get("hf_hub_id") or ""
+    weight = _registry._by_tag_or_hub_id(hub_id) if pretrained else None
+    if pretrained and weight is None and hub_id.startswith("otzoo/"):  # e.g. a stale tag left by an older timm
+        raise NoPretrainedWeightsError(
+            f"{hub_id} is not a registered otzoo weight, so its sha256 cannot be checked; otzoo never loads an "
+            f"unchecked weight. Register its cfg (otzoo.models.register_pretrained) or use "
+            f"otzoo.create_model(<weight name>, pretrained=True). Registered: {_registry.list_pretrained()}")
     model = build_model_with_cfg(model_cls, variant, pretrained=pretrained and weight is None,
                                  pretrained_cfg=cfg, **kwargs)
     if weight is not None:

@@ -22,3 +22,22 @@ def test_plot_plan_draws_the_plan():
     plt.close(fig)
     with pytest.raises(ValueError, match="2-D"):
         plot_plan(torch.ones(3))
+
+
+def test_plot_plan_defaults_name_the_plan_and_mark_positives_and_classes():
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from otzoo.viz import plot_plan
+
+    plan = create_loss("gca_uot").plan(torch.randn(6, 3), torch.randn(6, 3))
+    fig, ax = plt.subplots()
+    plot_plan(plan, ax=ax, log=True, labels=[0, 0, 1, 1, 1, 2])
+    assert ax.get_title() == "coupling P (12 x 12)"
+    assert fig.axes[-1].get_ylabel() == r"$\log_{10} P_{ij}$"  # the colorbar, in mathtext
+    dotted = [l for l in ax.get_lines() if l.get_linestyle() == ":"]
+    assert [list(l.get_xdata()) for l in dotted] == [list(range(6, 12)), list(range(6))]  # (k, k+B), (k+B, k)
+    class_lines = [l for l in ax.get_lines() if l.get_linewidth() == 0.3]
+    assert len(class_lines) == 2 * 2 * 2  # 2 class changes x 2 views x (row + column)
+    plt.close(fig)

@@ -57,3 +57,14 @@ def test_timm_local_dir(fake_weight, tmp_path):
     ours = otzoo.create_model(FAKE_NAME, pretrained=True)
     theirs = timm.create_model(f"local-dir:{tmp_path / 'weights' / FAKE_NAME}", pretrained=True)
     assert same_state(ours, theirs)
+
+
+def test_an_unregistered_otzoo_weight_is_never_loaded_unchecked():
+    """Even if timm still knew a tag (older timm keeps stale ones), otzoo refuses to load it unverified."""
+    from otzoo.models import NoPretrainedWeightsError
+    from otzoo.models._builder import build_model
+    from otzoo.models.resnet_cifar import CifarResNet
+
+    stale = {"hf_hub_id": "otzoo/unregistered_resnet18_cifar10", "architecture": "resnet18_cifar"}
+    with pytest.raises(NoPretrainedWeightsError, match="sha256 cannot be checked"):
+        build_model(CifarResNet, "resnet18_cifar", pretrained=True, pretrained_cfg=stale)

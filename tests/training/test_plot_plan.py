@@ -26,12 +26,13 @@ def _run(tmp_path, monkeypatch, method, *extra):
 
 def test_balanced_plan_of_a_trained_run_has_unit_marginals(tmp_path, monkeypatch):
     run = _run(tmp_path, monkeypatch, "gca_ince", "loss.iters=200")
-    plan, cfg = compute_plan(run, batch=12)
+    plan, cfg, labels = compute_plan(run, batch=12)
     assert plan.shape == (24, 24) and cfg["method"] == "gca_ince"
     torch.testing.assert_close(plan.sum(0), torch.ones(24), atol=1e-3, rtol=0)
     torch.testing.assert_close(plan.sum(1), torch.ones(24), atol=1e-3, rtol=0)
     assert torch.all(plan.diagonal() == 0)
-    again, _ = compute_plan(run, batch=12)
+    again, _, _ = compute_plan(run, batch=12)
+    assert labels.tolist() == sorted(labels.tolist()) and len(labels) == 12
     assert torch.equal(plan, again)  # fixed seed: the same views
     assert not torch.equal(plan, compute_plan(run, batch=12, seed=1)[0])
 
