@@ -348,7 +348,7 @@ def render_card(cfg: dict, figures: Optional[list] = None, hub_repo: str = "org/
         "with torch.inference_mode():",
         "    logits = model(x)                                              # (1, num_classes)",
         "    feats = model.forward_head(model.forward_features(x), pre_logits=True)  # (1, num_features)",
-        f'label = model.pretrained_cfg["label_names"][logits.argmax(1).item()]',
+        'label = model.pretrained_cfg["label_names"][logits.argmax(1).item()]',
         "```",
         "",
         "torch.hub (GitHub, or a local checkout with `source=\"local\"`):",

@@ -38,7 +38,6 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from otzoo.losses import NonFiniteInputError
 
 from .augment import TwoViewAugment, normalize, slice_params
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state

@@ -27,13 +27,6 @@ def cfgs_from_root(root) -> list:
     return sorted((json.loads(p.read_text()) for p in folder.glob("*.json")), key=lambda c: c["name"])
 
 
-def cfgs_from_registry() -> list:
-    """Pretrained cfgs of every weight ``otzoo.list_pretrained()`` knows."""
-    import otzoo
-
-    return [dict(otzoo.get_pretrained_cfg(n), name=n) for n in sorted(otzoo.list_pretrained())]
-
-
 def _pct(v) -> str:
     return f"{v:.2f}" if isinstance(v, (int, float)) else "n/a"
 

@@ -10,8 +10,10 @@ from torch import Tensor, nn
 
 from ._distributed import gather
 
-__all__ = ["ContrastiveLoss", "NonFiniteInputError", "stacked_similarity", "positives", "check_positive",
-           "check_int", "check_unit_interval", "check_choice"]
+__all__ = ["ContrastiveLoss", "NonFiniteInputError", "stacked_similarity", "positives", "at_positives",
+           "diagonal_mask", "check_positive", "check_int", "check_unit_interval", "check_choice", "DOMAINS"]
+
+DOMAINS = ("auto", "log", "scaling")  # where Sinkhorn runs: see otzoo.losses.sinkhorn.choose_domain
 
 
 class NonFiniteInputError(ValueError):
@@ -61,7 +63,13 @@ def stacked_similarity(z1: Tensor, z2: Tensor) -> Tensor:
     return z @ z.T
 
 
-def _eye(n: int, device) -> Tensor:
+def at_positives(x: Tensor) -> Tensor:
+    """``x[i, t(i)]`` for each row ``i`` of a stacked ``(2B, 2B)`` matrix."""
+    return x.gather(1, positives(x.shape[0], x.device)[:, None]).squeeze(1)
+
+
+def diagonal_mask(n: int, device) -> Tensor:
+    """``(n, n)`` bool mask of the diagonal: a view is never its own candidate."""
     return torch.eye(n, dtype=torch.bool, device=device)
 
 
@@ -128,6 +136,12 @@ class ContrastiveLoss(nn.Module):
             tensors = {k: gather(v) for k, v in tensors.items()}
         dtype = torch.promote_types(torch.float32, z1.dtype)
         return {k: v.to(dtype) for k, v in tensors.items()}
+
+    def _sinkhorn_options(self, iters, tol, domain) -> None:
+        """Validate and set the Sinkhorn options every OT loss shares: ``iters``, ``tol``, ``domain``."""
+        self.iters = check_int(self.name, "iters", iters)
+        self.tol = None if tol is None else check_positive(self.name, "tol", tol)
+        self.domain = check_choice(self.name, "domain", domain, DOMAINS)
 
     def _check_pairs(self, tensors: Dict[str, Tensor]) -> None:
         """Hook for extra shape checks (e.g. h1 vs h2)."""

@@ -13,40 +13,24 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-from ._base import (ContrastiveLoss, check_choice, check_int, check_positive,
-                    check_unit_interval, positives, stacked_similarity)
+from ._base import (ContrastiveLoss, at_positives, check_positive, check_unit_interval, diagonal_mask, positives,
+                    stacked_similarity)
 from .registry import register_loss
 from .rince import rince_terms
-from .sinkhorn import (choose_domain, log_plan, masked_log_kernel, row_logsumexp, sinkhorn,
-                       uot_kappa)
+from .sinkhorn import kernel_for_domain, log_plan, masked_log_kernel, row_logsumexp, sinkhorn, uot_kappa
 from .targets import normalize_target
 
 __all__ = ["GCAINCELoss", "GCARINCELoss", "GCAUOTLoss", "stacked_log_kernel"]
-
-DOMAINS = ("auto", "log", "scaling")
-
 
 def stacked_log_kernel(z1: Tensor, z2: Tensor, epsilon: float) -> Tensor:
     """``ℓ = −(1 − S)/ε`` of the stacked batch, ``−inf`` on the diagonal, ``(2B, 2B)``."""
     return masked_log_kernel(1 - stacked_similarity(z1, z2), epsilon)
 
 
-def _kernel_for(lk: Tensor, domain: str, bound: float) -> Optional[Tensor]:
-    """``exp(ℓ)`` when the scaling domain is used (``bound``: known bound of ``|ℓ|`` and
-    its span, ``2/ε`` for the cosine kernels here), else None."""
-    return lk.exp() if choose_domain(lk, domain, bound) == "scaling" else None
-
-
-def _at_positives(x: Tensor) -> Tensor:
-    return x.gather(1, positives(x.shape[0], x.device)[:, None]).squeeze(1)
-
-
 class _SinkhornLoss(ContrastiveLoss):
     def _init_sinkhorn(self, epsilon, iters, tol, domain):
         self.epsilon = check_positive(self.name, "epsilon", epsilon)
-        self.iters = check_int(self.name, "iters", iters)
-        self.tol = None if tol is None else check_positive(self.name, "tol", tol)
-        self.domain = check_choice(self.name, "domain", domain, DOMAINS)
+        self._sinkhorn_options(iters, tol, domain)
 
     def _init_target(self, target: Optional[Tensor]) -> None:
         self.register_buffer("target", None if target is None else normalize_target(target, self.name))
@@ -93,14 +77,14 @@ class GCAINCELoss(_SinkhornLoss):
 
     def _solve(self, z1, z2) -> Tuple[Tensor, Tensor, Tensor]:
         lk = stacked_log_kernel(z1, z2, self.epsilon)
-        f, g = sinkhorn(lk, self.iters, tol=self.tol, kernel=_kernel_for(lk, self.domain, 2 / self.epsilon))
+        f, g = sinkhorn(lk, self.iters, tol=self.tol, kernel=kernel_for_domain(lk, self.domain, 2 / self.epsilon))
         return lk, f, g
 
     def _loss(self, z1: Tensor, z2: Tensor) -> Tensor:
         lk, f, g = self._solve(z1, z2)
         n = lk.shape[0]
         if self.target is None:
-            return -(_at_positives(lk) + f + g[positives(n, lk.device)]).mean()
+            return -(at_positives(lk) + f + g[positives(n, lk.device)]).mean()
         tgt = self._target_for(n, lk)
         logp = log_plan(lk, f, g)
         return -torch.where(tgt > 0, tgt * logp, torch.zeros_like(logp)).sum() / n
@@ -141,15 +125,14 @@ class GCARINCELoss(_SinkhornLoss):
 
     def _solve(self, z1, z2):
         s = stacked_similarity(z1, z2)
-        eye = torch.eye(s.shape[0], dtype=torch.bool, device=s.device)
-        lk = (s / self.epsilon).masked_fill(eye, float("-inf"))
-        kernel = _kernel_for(lk, self.domain, 2 / self.epsilon)
+        lk = (s / self.epsilon).masked_fill(diagonal_mask(s.shape[0], s.device), float("-inf"))
+        kernel = kernel_for_domain(lk, self.domain, 2 / self.epsilon)
         f, g = sinkhorn(lk, self.iters, tol=self.tol, kernel=kernel)
         return lk, f, g, kernel
 
     def _loss(self, z1: Tensor, z2: Tensor) -> Tensor:
         lk, _, g, kernel = self._solve(z1, z2)
-        pos = _at_positives(lk) + g[positives(lk.shape[0], lk.device)]
+        pos = at_positives(lk) + g[positives(lk.shape[0], lk.device)]
         return rince_terms(pos, row_logsumexp(lk, g, kernel), self.q, self.lam)
 
     def _plan(self, z1: Tensor, z2: Tensor) -> Tensor:
@@ -205,7 +188,7 @@ class GCAUOTLoss(_SinkhornLoss):
 
     def _solve(self, z1, z2):
         lk = stacked_log_kernel(z1, z2, self.epsilon)
-        kernel = _kernel_for(lk, self.domain, 2 / self.epsilon)
+        kernel = kernel_for_domain(lk, self.domain, 2 / self.epsilon)
         log_a = -math.log(lk.shape[0])
         kappa = (uot_kappa(self.rho1, self.epsilon), uot_kappa(self.rho2, self.epsilon))
         f, g = sinkhorn(lk, self.iters, log_a=log_a, log_b=log_a, kappa=kappa, f0=log_a,
@@ -216,7 +199,7 @@ class GCAUOTLoss(_SinkhornLoss):
         lk, f, g, kernel = self._solve(z1, z2)
         n = lk.shape[0]
         lse = row_logsumexp(lk, g, kernel)  # LSE_j log P_ij − f_i
-        pos = _at_positives(lk) + g[positives(n, lk.device)]  # log P_{i,t(i)} − f_i
+        pos = at_positives(lk) + g[positives(n, lk.device)]  # log P_{i,t(i)} − f_i
         if self.target is None:
             align = (lse - pos).mean()
         else:

@@ -1,11 +1,10 @@
 """SimCLR / InfoNCE (NT-Xent over the 2B views)."""
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._base import ContrastiveLoss, check_positive, positives, stacked_similarity
+from ._base import ContrastiveLoss, check_positive, diagonal_mask, positives, stacked_similarity
 from .registry import register_loss
 
 __all__ = ["InfoNCELoss", "masked_logits"]
@@ -14,8 +13,7 @@ __all__ = ["InfoNCELoss", "masked_logits"]
 def masked_logits(z1: Tensor, z2: Tensor, tau: float) -> Tensor:
     """``S / τ`` of the stacked batch with ``-inf`` on the diagonal, shape ``(2B, 2B)``."""
     s = stacked_similarity(z1, z2) / tau
-    eye = torch.eye(s.shape[0], dtype=torch.bool, device=s.device)
-    return s.masked_fill(eye, float("-inf"))
+    return s.masked_fill(diagonal_mask(s.shape[0], s.device), float("-inf"))
 
 
 @register_loss("simclr", aliases=("ince",))

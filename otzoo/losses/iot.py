@@ -8,10 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .gca import DOMAINS, _at_positives, _kernel_for, stacked_log_kernel
-from ._base import (ContrastiveLoss, check_choice, check_int, check_positive, positives)
+from ._base import ContrastiveLoss, at_positives, check_choice, check_positive, diagonal_mask, positives
+from .gca import stacked_log_kernel
 from .registry import register_loss
-from .sinkhorn import log_plan, sinkhorn
+from .sinkhorn import kernel_for_domain, log_plan, sinkhorn
 
 __all__ = ["IOTLoss", "IOTUniformLoss"]
 
@@ -22,9 +22,7 @@ class _IOTBase(ContrastiveLoss):
     def _init_iot(self, epsilon, constraint, iters, tol, domain):
         self.epsilon = check_positive(self.name, "epsilon", epsilon)
         self.constraint = check_choice(self.name, "constraint", constraint, CONSTRAINTS)
-        self.iters = check_int(self.name, "iters", iters)
-        self.tol = None if tol is None else check_positive(self.name, "tol", tol)
-        self.domain = check_choice(self.name, "domain", domain, DOMAINS)
+        self._sinkhorn_options(iters, tol, domain)
 
     def _log_plan(self, z1: Tensor, z2: Tensor) -> Tensor:
         """``log P`` (total mass n) of the constraint set, ``(2B, 2B)``."""
@@ -34,7 +32,7 @@ class _IOTBase(ContrastiveLoss):
             return lk - torch.logsumexp(lk.flatten(), 0) + math.log(n)
         if self.constraint == "ua":
             return lk.log_softmax(dim=1)
-        f, g = sinkhorn(lk, self.iters, tol=self.tol, kernel=_kernel_for(lk, self.domain, 2 / self.epsilon))
+        f, g = sinkhorn(lk, self.iters, tol=self.tol, kernel=kernel_for_domain(lk, self.domain, 2 / self.epsilon))
         return log_plan(lk, f, g)
 
     def _iot_loss(self, z1: Tensor, z2: Tensor) -> Tensor:
@@ -42,11 +40,11 @@ class _IOTBase(ContrastiveLoss):
         lk = stacked_log_kernel(z1, z2, self.epsilon)
         n = lk.shape[0]
         if self.constraint == "u1":
-            return torch.logsumexp(lk.flatten(), 0) - _at_positives(lk).mean()
+            return torch.logsumexp(lk.flatten(), 0) - at_positives(lk).mean()
         if self.constraint == "ua":
             return F.cross_entropy(lk, positives(n, lk.device))
-        f, g = sinkhorn(lk, self.iters, tol=self.tol, kernel=_kernel_for(lk, self.domain, 2 / self.epsilon))
-        return -(_at_positives(lk) + f + g[positives(n, lk.device)]).mean()
+        f, g = sinkhorn(lk, self.iters, tol=self.tol, kernel=kernel_for_domain(lk, self.domain, 2 / self.epsilon))
+        return -(at_positives(lk) + f + g[positives(n, lk.device)]).mean()
 
     def _plan(self, z1: Tensor, z2: Tensor) -> Tensor:
         return self._log_plan(z1, z2).exp()
@@ -126,8 +124,7 @@ class IOTUniformLoss(_IOTBase):
         zhat = F.normalize(torch.cat([z1, z2]), dim=1)
         s = zhat @ zhat.T
         n = s.shape[0]
-        eye = torch.eye(n, dtype=torch.bool, device=s.device)
-        lk = ((s - 1) / self.epsilon).masked_fill(eye, float("-inf"))
+        lk = ((s - 1) / self.epsilon).masked_fill(diagonal_mask(n, s.device), float("-inf"))
         t = positives(n, s.device)
         if self.constraint == "u1":
             f = (math.log(n) - torch.logsumexp(lk.flatten(), 0)).expand(n)
@@ -138,13 +135,13 @@ class IOTUniformLoss(_IOTBase):
             g = torch.zeros_like(f)
             mass = n
         else:
-            kernel = _kernel_for(lk, self.domain, 2 / self.epsilon)
+            kernel = kernel_for_domain(lk, self.domain, 2 / self.epsilon)
             f, g = sinkhorn(lk, self.iters, tol=self.tol, kernel=kernel)
             if kernel is not None:
                 mass = (f.exp() @ kernel) @ g.exp()
             else:
                 mass = torch.logsumexp(log_plan(lk, f, g).flatten(), 0).exp()
-        log_pos = _at_positives(lk) + f + g[t]
+        log_pos = at_positives(lk) + f + g[t]
         base = -log_pos.mean() + (math.log(n) if self.constraint == "u1" else 0.0)
         total = zhat.sum(0)
         sum_offdiag_s = total @ total - (zhat * zhat).sum()

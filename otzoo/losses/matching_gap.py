@@ -8,8 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._base import ContrastiveLoss, check_choice, check_int, check_positive
-from .gca import DOMAINS
+from ._base import ContrastiveLoss, check_positive
 from .registry import register_loss
 from .sinkhorn import entropic_log_plan
 
@@ -52,9 +51,7 @@ class MatchingGapLoss(ContrastiveLoss):
                  domain: str = "auto", gather_distributed: bool = False) -> None:
         super().__init__(gather_distributed)
         self.epsilon = check_positive(self.name, "epsilon", epsilon)
-        self.iters = check_int(self.name, "iters", iters)
-        self.tol = None if tol is None else check_positive(self.name, "tol", tol)
-        self.domain = check_choice(self.name, "domain", domain, DOMAINS)
+        self._sinkhorn_options(iters, tol, domain)
 
     def _hparams(self):
         return ("epsilon", "iters", "tol", "domain")

@@ -27,8 +27,10 @@ from typing import Optional, Tuple, Union
 import torch
 from torch import Tensor
 
+from ._base import diagonal_mask
+
 __all__ = ["sinkhorn", "log_plan", "row_logsumexp", "uot_kappa", "masked_log_kernel",
-           "choose_domain", "scaling_domain_is_safe", "entropic_log_plan"]
+           "choose_domain", "kernel_for_domain", "scaling_domain_is_safe", "entropic_log_plan"]
 
 Marginal = Union[float, Tensor]
 
@@ -40,9 +42,7 @@ def uot_kappa(rho: float, epsilon: float) -> float:
 
 def masked_log_kernel(cost: Tensor, epsilon: float) -> Tensor:
     """``ℓ = -cost / ε`` with ``-inf`` on the diagonal of the last two dims (masked_fill)."""
-    n = cost.shape[-1]
-    eye = torch.eye(n, dtype=torch.bool, device=cost.device)
-    return (-cost / epsilon).masked_fill(eye, float("-inf"))
+    return (-cost / epsilon).masked_fill(diagonal_mask(cost.shape[-1], cost.device), float("-inf"))
 
 
 def scaling_domain_is_safe(log_kernel: Tensor, with_grad: bool) -> bool:
@@ -131,6 +131,12 @@ def choose_domain(log_kernel: Tensor, domain: str = "auto", bound: Optional[floa
         limit = math.log(torch.finfo(log_kernel.dtype).max) * (0.35 if with_grad else 0.7)
         return "scaling" if bound <= limit else "log"
     return "scaling" if scaling_domain_is_safe(log_kernel, with_grad) else "log"
+
+
+def kernel_for_domain(log_kernel: Tensor, domain: str, bound: float) -> Optional[Tensor]:
+    """``exp(ℓ)`` when :func:`choose_domain` picks the scaling domain (``bound``: a known bound of
+    ``|ℓ|`` and its span, e.g. ``2/ε`` for a cosine kernel), else None (run in the log domain)."""
+    return log_kernel.exp() if choose_domain(log_kernel, domain, bound) == "scaling" else None
 
 
 def row_logsumexp(log_kernel: Tensor, g: Tensor, kernel: Optional[Tensor] = None) -> Tensor:

@@ -6,8 +6,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from ._base import ContrastiveLoss, check_choice, check_int, check_positive
-from .gca import DOMAINS
+from ._base import ContrastiveLoss, check_positive
 from .infonce import InfoNCELoss
 from .matching_gap import cross_view_cost, plan_entropy_term
 from .registry import register_loss
@@ -50,9 +49,7 @@ class SinSimLoss(ContrastiveLoss):
         self.tau = check_positive(self.name, "tau", tau)
         self.beta = check_positive(self.name, "beta", beta, allow_zero=True)
         self.epsilon_h = check_positive(self.name, "epsilon_h", epsilon_h)
-        self.iters = check_int(self.name, "iters", iters)
-        self.tol = None if tol is None else check_positive(self.name, "tol", tol)
-        self.domain = check_choice(self.name, "domain", domain, DOMAINS)
+        self._sinkhorn_options(iters, tol, domain)
         self._simclr = InfoNCELoss(tau=self.tau)
 
     def _hparams(self):

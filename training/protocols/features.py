@@ -6,8 +6,6 @@ device with the model's own mean/std: the same arithmetic as ``ToTensor`` + ``No
 (``x / 255``, then ``(x - mean) / std`` in fp32), so the features are identical, and four
 times fewer bytes cross to a GPU.
 """
-from typing import Optional
-
 import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
