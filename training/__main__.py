@@ -4,7 +4,7 @@ import sys
 
 COMMANDS = {
     "pretrain": ("training.pretrain", "self-supervised pretraining from a YAML recipe"),
-    "knn": ("training.evaluate", "k-NN top-1 of a backbone (k=200, T=0.1, cosine)"),
+    "knn": ("training.evaluate", "weighted k-NN top-1 of a backbone's features (the protocol: knn --help)"),
     "linear": ("training.evaluate", "linear probe on frozen, precomputed features"),
     "finetune": ("training.evaluate", "fine-tune backbone + head end to end"),
     "export": ("training.export", "write weights/, otzoo/pretrained/, model card and results"),

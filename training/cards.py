@@ -9,6 +9,8 @@ from typing import Optional, Sequence
 
 import yaml
 
+from training.protocols.knn import KNN_K, KNN_T
+
 METHOD_NAMES = {
     "simclr": "SimCLR (InfoNCE)", "gca_ince": "GCA-INCE", "gca_rince": "GCA-RINCE", "gca_uot": "GCA-UOT",
     "rince": "RINCE", "iot": "IOT", "iot_uni": "IOT-uni", "sinsim": "SinSim", "matching_gap": "Matching Gap",
@@ -86,7 +88,7 @@ FIGURE_CAPTIONS = {
 _ROW_SOFTMAX = ("coupling (row-wise softmax of the 2B x 2B similarities / tau, i.e. one Sinkhorn row "
                 "normalisation: rows sum to 1, columns do not)")
 PLAN_KINDS = {"simclr": _ROW_SOFTMAX, "rince": _ROW_SOFTMAX}  # where ``loss.plan`` is not a transport plan
-METRIC_NAMES = {"linear_top1": "Linear probe top-1", "knn_top1": "k-NN top-1 (k=200, T=0.1)",
+METRIC_NAMES = {"linear_top1": "Linear probe top-1", "knn_top1": f"k-NN top-1 (k={KNN_K}, T={KNN_T})",
                 "subset_top1": "Top-1 on the first 500 test images"}
 
 

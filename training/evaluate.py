@@ -18,7 +18,7 @@ from training.loading import dataset_variant, load_model, resolve_eval_data_dir
 from training.protocols.features import eval_transform, extract_features
 from training.protocols.finetune import finetune
 from training.protocols.knn import KNN_K, KNN_T, knn_protocol, knn_top1
-from training.protocols.linear import linear_top1, train_linear_probe
+from training.protocols.linear import linear_protocol, linear_top1, train_linear_probe
 
 __all__ = ["build_parser", "main"]
 
@@ -26,8 +26,7 @@ __all__ = ["build_parser", "main"]
 def build_parser(prog: str, command: str) -> argparse.ArgumentParser:
     descriptions = {
         "knn": f"k-NN top-1 ({knn_protocol()}) of a backbone's pooled features.",
-        "linear": "Linear probe on frozen, precomputed, standardised features; weight decay chosen "
-                  "on a held-out 10%% of train, retrained on all of train.",
+        "linear": f"Linear probe: {linear_protocol()}.".replace("%", "%%"),
         "finetune": "Fine-tune backbone + a linear head end to end and report test top-1.",
     }
     p = argparse.ArgumentParser(prog=prog, description=descriptions.get(command))
