@@ -122,18 +122,13 @@ def hardware_string(info: DistInfo, precision: str) -> str:
     return f"{info.world_size}x {name}, {mode}"
 
 
-def param_groups(model: nn.Module, weight_decay: float):
-    """Weights (ndim > 1) get weight decay; biases and norm parameters do not (nor LARS adaptation)."""
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (decay if p.ndim > 1 else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
 def build_optimizer(model: nn.Module, o: dict, batch_size: int) -> torch.optim.Optimizer:
+    """SGD or LARS at ``lr * batch_size / lr_batch``; weights (ndim > 1) get weight decay, biases and
+    norm parameters do not (timm's ``param_groups_weight_decay``; LARS skips their adaptation)."""
+    from timm.optim import param_groups_weight_decay
+
     lr = o["lr"] * batch_size / o["lr_batch"]
-    groups = param_groups(model, o["weight_decay"])
+    groups = param_groups_weight_decay(model, o["weight_decay"])
     if o["name"] == "lars":
         from timm.optim import Lars  # skips trust-ratio adaptation where weight_decay == 0
 
@@ -142,7 +137,10 @@ def build_optimizer(model: nn.Module, o: dict, batch_size: int) -> torch.optim.O
 
 
 def warmup_cosine(warmup_steps: int, total_steps: int, min_ratio: float = 0.0):
-    """LR multiplier: linear warmup from 0 over warmup_steps, then cosine to min_ratio."""
+    """LR multiplier for ``torch.optim.lr_scheduler.LambdaLR``: linear warmup from 0 over
+    warmup_steps, then cosine to min_ratio, closed form per step (so a resumed run gets the
+    rate of a straight one exactly; torch's chained CosineAnnealingLR drifts, and timm's
+    scheduler warms up from a separate initial rate)."""
     def f(step: int) -> float:
         if step < warmup_steps:
             return (step + 1) / warmup_steps
