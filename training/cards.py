@@ -97,30 +97,22 @@ def method_name(method: str) -> str:
 
 
 def front_matter(cfg: dict) -> dict:
-    """The YAML metadata block of the Hub README."""
+    """The YAML metadata block of the Hub README (``huggingface_hub.ModelCardData`` + ``EvalResult``)."""
+    from huggingface_hub import EvalResult, ModelCardData
+
     m = cfg["metrics"]
     dataset_id = HF_DATASETS.get(cfg["dataset"], cfg["dataset"])
     names = dict(METRIC_NAMES, subset_top1=f"Top-1 on the first {m.get('subset_size', 500)} test images")
-    metrics = [{"type": "accuracy", "name": names[k], "value": m[k]}
+    results = [EvalResult(task_type="image-classification", task_name="Image Classification",
+                          dataset_type=dataset_id, dataset_name=m.get("dataset_variant", cfg["dataset"]),
+                          dataset_split="test", metric_type="accuracy", metric_name=names[k], metric_value=m[k])
                for k in ("linear_top1", "knn_top1", "subset_top1") if k in m]
-    return {
-        "license": cfg.get("license", "apache-2.0"),
-        "library_name": "otzoo",
-        "pipeline_tag": "image-feature-extraction",
-        "tags": ["image-feature-extraction", "image-classification", "self-supervised-learning",
-                 "optimal-transport", "contrastive-learning", "timm", "otzoo", cfg["method"].replace("_", "-"),
-                 cfg["architecture"]],
-        "datasets": [dataset_id],
-        "metrics": ["accuracy"],
-        "model-index": [{
-            "name": cfg["name"],
-            "results": [{
-                "task": {"type": "image-classification", "name": "Image Classification"},
-                "dataset": {"type": dataset_id, "name": m.get("dataset_variant", cfg["dataset"]), "split": "test"},
-                "metrics": metrics,
-            }],
-        }],
-    }
+    return ModelCardData(
+        license=cfg.get("license", "apache-2.0"), library_name="otzoo", pipeline_tag="image-feature-extraction",
+        tags=["image-feature-extraction", "image-classification", "self-supervised-learning", "optimal-transport",
+              "contrastive-learning", "timm", "otzoo", cfg["method"].replace("_", "-"), cfg["architecture"]],
+        datasets=[dataset_id], metrics=["accuracy"], model_name=cfg["name"], eval_results=results,
+    ).to_dict()
 
 
 def parse_front_matter(text: str) -> dict:
