@@ -2,12 +2,13 @@
 
 ``python -m training export --run runs/<x> [--name <method>_<arch>_<dataset>] [--root DIR]``
 
-1. backbone + a linear-probe head -> ``weights/<name>/`` through ``otzoo.save_pretrained``, stored
-   in float16 (:data:`RELEASE_DTYPE`, asked for explicitly);
-2. the probe is trained on features of the exported (fp16-rounded) backbone, loaded back
-   through ``otzoo.create_model(arch, checkpoint_path=folder)`` + its ``create_transform``;
-3. ``knn_top1``, ``linear_top1`` and ``subset_top1`` (first 500 test images, sorted file
-   order, full forward of the reloaded weight) are measured in fp32 on that loaded weight;
+1. the run's backbone + a K-way head, rounded in memory to what the release file holds
+   (float16, :data:`RELEASE_DTYPE`, asked for explicitly);
+2. features through the weight's own eval transform, ``knn_top1``, and the linear probe;
+3. ``linear_top1`` and ``subset_top1`` (first 500 test images, sorted file order, full
+   forward) measured in fp32 on that model; then ``weights/<name>/`` is written once through
+   ``otzoo.save_pretrained`` and loaded back with ``otzoo.create_model(arch, checkpoint_path=...)``,
+   which must give exactly the measured tensors;
 4. writes ``otzoo/pretrained/<name>.json``, ``config.json`` (with the metrics),
    ``model_cards/<name>.md``, ``results/results-<dataset>.csv`` and the README table, and
    registers the cfg with ``otzoo.models.register_pretrained``.
@@ -28,8 +29,7 @@ from otzoo.models import sha256_file
 from training import cards, readme
 from training.datasets import DataNotFoundError, build_dataset, evenly_spaced_subset
 from training.device import resolve_device
-from training.loading import (classifier_param_names, dataset_variant, first_n, load_run_model, read_run,
-                              resolve_eval_data_dir)
+from training.loading import dataset_variant, first_n, load_run_model, read_run, resolve_eval_data_dir
 from training.protocols.features import eval_transform, extract_features
 from training.protocols.knn import knn_protocol, knn_top1
 from training.protocols.linear import linear_protocol, linear_top1, train_linear_probe
@@ -82,9 +82,10 @@ def portable(obj, run_dir, info: dict):
     return fix(obj)
 
 
-def _backbone_state(model) -> dict:
-    skip = classifier_param_names(model)
-    return {k: v for k, v in model.state_dict().items() if k not in skip}
+def _as_stored(model):
+    """``model`` with its floating-point tensors rounded to :data:`RELEASE_DTYPE` and back: the
+    values a user gets from the released file."""
+    return model.to(RELEASE_DTYPE).float()
 
 
 def _with_transform(dataset, transform):
@@ -133,39 +134,33 @@ def export_run(run_dir, name: Optional[str] = None, root=REPO_ROOT, data_dir=Non
         test_set = evenly_spaced_subset(test_set, test_subset)
     subset_set = first_n(build_dataset(dataset, "test", data_dir=data_dir), subset_size)
 
-    # 1. backbone with a K-way head, written in float16 (the head is replaced below).
+    # 1. backbone + a K-way head exactly as the release file will hold them (float16-rounded in
+    #    memory; the file is written once, in 4., and checked against this model).
     folder = root / "weights" / name
-    model = load_run_model(run_dir, num_classes=len(label_names))
-    otzoo.save_pretrained(model, folder, dtype=RELEASE_DTYPE, name=name)
+    model = _as_stored(load_run_model(run_dir, num_classes=len(label_names)))
 
-    # 2. features of the exported-equivalent backbone, through the transform that ships with it.
-    loaded = otzoo.create_model(arch, checkpoint_path=str(folder))
-    tf = eval_transform(loaded, uint8=True)
+    # 2. features through the transform that ships with the weight; kNN; the linear probe.
+    tf = eval_transform(model, uint8=True)
     say(f"[export] features of {len(train_set)} train + {len(test_set)} test images (fp32, {device})")
-    tr_f, tr_y = extract_features(loaded, _with_transform(train_set, tf), batch_size, num_workers, "fp32", device,
+    tr_f, tr_y = extract_features(model, _with_transform(train_set, tf), batch_size, num_workers, "fp32", device,
                                   progress)
-    te_f, te_y = extract_features(loaded, _with_transform(test_set, tf), batch_size, num_workers, "fp32", device,
+    te_f, te_y = extract_features(model, _with_transform(test_set, tf), batch_size, num_workers, "fp32", device,
                                   progress)
-    loaded.cpu()
+    model.cpu()
     knn = knn_top1(tr_f.to(device), tr_y, te_f, te_y)
     say(f"[export] knn_top1 = {knn:.2f}; training the linear probe")
     head, probe = train_linear_probe(tr_f, tr_y, len(label_names), max_iter=max_iter, device=device)
     with torch.no_grad():
-        clf = loaded.get_classifier()
+        clf = model.get_classifier()
         clf.weight.copy_(head.weight)
         clf.bias.copy_(head.bias)
-    otzoo.save_pretrained(loaded, folder, dtype=RELEASE_DTYPE, name=name)
+    model = _as_stored(model)
 
-    # 3. measure on the weight as a user loads it.
-    final = otzoo.create_model(arch, checkpoint_path=str(folder)).eval()
-    ref_state, new_state = _backbone_state(loaded), _backbone_state(final)
-    if ref_state.keys() != new_state.keys() or any(not torch.equal(ref_state[k], new_state[k]) for k in ref_state):
-        raise RuntimeError("the reloaded backbone differs from the one the features came from")
+    # 3. measure the weight as stored.
     with torch.inference_mode():
-        lin = linear_top1(final.get_classifier(), te_f, te_y)
-    final_tf = eval_transform(final)
-    sub, _ = forward_top1(final, _with_transform(subset_set, final_tf), device=device)
-    final.cpu()
+        lin = linear_top1(model.get_classifier(), te_f, te_y)
+    sub, _ = forward_top1(model, _with_transform(subset_set, eval_transform(model)), device=device)
+    model.cpu()
     say(f"[export] linear_top1 = {lin:.2f}, subset_top1 = {sub:.2f} (first {len(subset_set)} test images)")
 
     variant = dataset_variant(dataset, data_dir)
@@ -219,13 +214,15 @@ def export_run(run_dir, name: Optional[str] = None, root=REPO_ROOT, data_dir=Non
         "pretrain_otzoo_version": info.get("otzoo_version"),
         "reproduce": {"pretrain": pretrain_cmd, "export": export_cmd},
     }
-    cfg = otzoo.save_pretrained(final, folder, dtype=RELEASE_DTYPE, **meta)
-    for key in ("first_conv", "classifier", "num_features"):
-        if key not in cfg and key in (final.pretrained_cfg or {}):
-            cfg[key] = final.pretrained_cfg[key]
-    cfg.setdefault("num_features", final.num_features)
+    # 4. write the weight once, then load it as a user does: it must be the model measured above.
+    cfg = otzoo.save_pretrained(model, folder, dtype=RELEASE_DTYPE, **meta)
+    final = otzoo.create_model(arch, checkpoint_path=str(folder))
+    measured, loaded = model.state_dict(), final.state_dict()
+    if measured.keys() != loaded.keys() or any(not torch.equal(measured[k], loaded[k]) for k in measured):
+        raise RuntimeError("the written weight differs from the model whose metrics were measured")
     if cfg["sha256"] != sha256_file(folder / cfg["filename"]):
         raise RuntimeError("save_pretrained returned a sha256 that does not match the file it wrote")
+    cfg.setdefault("num_features", final.num_features)
 
     # 4. plots, cfg json, card, results, README.
     pngs = sorted(run_dir.glob("*.png")) + [Path(f) for f in figures]

@@ -13,7 +13,7 @@ from torch.utils.data import Dataset, Subset
 
 import otzoo
 
-__all__ = ["PAPER_DATASET_NAMES", "read_run", "load_run_model", "classifier_param_names", "load_model",
+__all__ = ["PAPER_DATASET_NAMES", "read_run", "load_run_model", "load_model",
            "resolve_eval_data_dir", "dataset_variant", "first_n"]
 
 PAPER_DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "svhn": "SVHN", "stl10": "STL-10",
@@ -39,13 +39,6 @@ def load_run_model(run_dir, num_classes: int = 0) -> nn.Module:
         warnings.filterwarnings("ignore", message=".*published head has 0 classes")
         return otzoo.create_model(info["arch"], checkpoint_path=Path(run_dir) / "backbone.safetensors",
                                   num_classes=num_classes)
-
-
-def classifier_param_names(model: nn.Module) -> set:
-    """State-dict names of the classifier's parameters (empty when num_classes=0)."""
-    clf = model.get_classifier()
-    ids = {id(p) for p in clf.parameters()} if isinstance(clf, nn.Module) else set()
-    return {n for n, p in model.named_parameters() if id(p) in ids}
 
 
 def load_model(run=None, model_name=None, checkpoint=None, arch=None):
