@@ -198,8 +198,6 @@ def export_run(run_dir, name: Optional[str] = None, root=REPO_ROOT, data_dir=Non
     paper = cards.PAPERS.get(method, {})
     meta = {
         "name": name,
-        "tag": f"{arch}.{method}_{dataset}",
-        "hf_hub_id": f"otzoo/{name}",
         "label_names": label_names,
         "method": method,
         "dataset": dataset,
@@ -208,7 +206,6 @@ def export_run(run_dir, name: Optional[str] = None, root=REPO_ROOT, data_dir=Non
         "budget": budget,
         "metrics": metrics,
         "paper": {k: paper[k] for k in ("title", "authors", "venue", "url") if k in paper},
-        "license": "apache-2.0",
         "otzoo_version": otzoo.__version__,
         "torch_version": torch.__version__,
         "pretrain_otzoo_version": info.get("otzoo_version"),

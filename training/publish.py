@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from otzoo.models import sha256_file
+from otzoo.models import sha256_file, weight_identity
 from training.cards import parse_front_matter
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -95,7 +95,7 @@ def publish(name: str, repo_id=None, root=REPO_ROOT, dry_run: bool = False, forc
             private: bool = False, out=None) -> dict:
     """Stage, validate and (unless ``dry_run``) upload; returns a summary dict."""
     cfg = load_cfg(name, root)
-    expected = cfg.get("hf_hub_id") or f"otzoo/{name}"
+    expected = cfg.get("hf_hub_id") or weight_identity(name, cfg["architecture"])["hf_hub_id"]
     repo_id = repo_id or expected
     if repo_id != expected and not force_repo_id:
         raise PublishError(f"--repo-id {repo_id} differs from the weight's hf_hub_id {expected}; pass "

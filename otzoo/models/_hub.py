@@ -13,12 +13,12 @@ from huggingface_hub import hf_hub_download
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
 from timm.models import save_for_hf
 
-from ._registry import timm_cfg
+from ._registry import WEIGHTS_FILENAME, timm_cfg, weight_identity
 from ._transforms import resolve_data_config
 
 __all__ = ["save_pretrained", "read_config", "sha256_file", "hub_download", "WeightsNotFoundError"]
 
-WEIGHTS_NAME = "model.safetensors"
+WEIGHTS_NAME = WEIGHTS_FILENAME  # the file timm's save_for_hf writes
 CONFIG_NAME = "config.json"
 _SOURCE_KEYS = ("url", "file", "state_dict", "hf_hub_id", "hf_hub_filename", "source", "tag")
 
@@ -47,7 +47,7 @@ def save_pretrained(model: nn.Module, folder: Union[str, Path], *, dtype: Option
     model_args, pretrained_cfg) so ``timm.create_model("hf-hub:<repo>")`` reads it, plus the full
     otzoo cfg under ``"otzoo"``. ``meta`` (name, method, dataset, metrics, label_names, mean, std...)
     is merged with architecture, num_classes, filename, sha256 and the data config; ``name`` also
-    fills ``hf_hub_id`` (``otzoo/<name>``) and, with ``method`` and ``dataset``, ``tag``.
+    fills ``hf_hub_id`` and ``tag`` (``otzoo.models._registry.weight_identity``).
     Saving an unchanged model again gives the same file and sha256.
     """
     if not hasattr(model, "forward_head") or not hasattr(model, "pretrained_cfg"):
@@ -74,17 +74,17 @@ def save_pretrained(model: nn.Module, folder: Union[str, Path], *, dtype: Option
     model_config = {"label_names": list(label_names)} if label_names is not None else None
     save_for_hf(saved, folder, model_config=model_config, safe_serialization=True)
 
+    ident = weight_identity(meta.get("name") or arch, arch, meta.get("method"), meta.get("dataset"))
     cfg: Dict[str, Any] = {**data_cfg, "first_conv": base.get("first_conv"), "classifier": base.get("classifier"),
-                           "license": "apache-2.0", "dtype": "/".join(stored)}
+                           "license": ident["license"], "dtype": "/".join(stored)}
     cfg.update(meta)
     cfg.update(architecture=arch, num_classes=model.num_classes, num_features=model.num_features,
                filename=WEIGHTS_NAME, sha256=sha256_file(folder / WEIGHTS_NAME))
     if label_names is not None:
         cfg["label_names"] = list(label_names)
     if cfg.get("name"):
-        cfg.setdefault("hf_hub_id", f"otzoo/{cfg['name']}")
-        if cfg.get("method") and cfg.get("dataset"):
-            cfg.setdefault("tag", f"{arch}.{cfg['method']}_{cfg['dataset']}")
+        cfg.setdefault("hf_hub_id", ident["hf_hub_id"])
+        cfg.setdefault("tag", ident["tag"])
     cfg = json.loads(json.dumps(cfg))  # exactly what config.json holds (tuples become lists)
 
     config_path = folder / CONFIG_NAME

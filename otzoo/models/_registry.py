@@ -83,6 +83,19 @@ def _sync_timm(arch: str) -> None:
         timm.models.register_model(fn)
 
 
+HUB_ORG, WEIGHTS_FILENAME, LICENSE = "otzoo", "model.safetensors", "apache-2.0"
+
+
+def weight_identity(name: str, arch: str, method: Optional[str] = None,
+                    dataset: Optional[str] = None) -> Dict[str, str]:
+    """The names a weight is known by, derived in this one place (registry, ``save_pretrained``,
+    export and publish use it): timm ``tag`` ``<arch>.<method>_<dataset>`` (``<arch>.<name>``
+    without method and dataset), ``hf_hub_id`` ``otzoo/<name>``, ``filename`` and ``license``."""
+    suffix = f"{method}_{dataset}" if method and dataset else name
+    return {"tag": f"{arch}.{suffix}", "hf_hub_id": f"{HUB_ORG}/{name}", "filename": WEIGHTS_FILENAME,
+            "license": LICENSE}
+
+
 def _check_cfg(cfg: Dict[str, Any]) -> Dict[str, Any]:
     missing = [k for k in _REQUIRED if not cfg.get(k)]
     if missing:
@@ -94,11 +107,8 @@ def _check_cfg(cfg: Dict[str, Any]) -> Dict[str, Any]:
                          f"known architectures: {list_architectures()}")
     if name in _entrypoints:
         raise ValueError(f"weight name {name!r} clashes with an architecture name")
-    if "tag" not in cfg:
-        suffix = f"{cfg['method']}_{cfg['dataset']}" if cfg.get("method") and cfg.get("dataset") else name
-        cfg["tag"] = f"{arch}.{suffix}"
-    cfg.setdefault("hf_hub_id", f"otzoo/{name}")
-    cfg.setdefault("filename", "model.safetensors")
+    for k, v in weight_identity(name, arch, cfg.get("method"), cfg.get("dataset")).items():
+        cfg.setdefault(k, v)
     for k, v in get_arch_default_cfg(arch).items():  # every timm field of the architecture survives
         if k in TIMM_CFG_FIELDS and k not in cfg:
             cfg[k] = v

@@ -82,3 +82,18 @@ def test_timm_builtins_untouched():
     assert timm.models.model_entrypoint("vit_base_patch16_224") is timm_vit.vit_base_patch16_224
     assert timm.models.get_pretrained_cfg("resnet18").hf_hub_id.startswith("timm/")
     assert timm.models.model_entrypoint("resnet18_cifar") is otzoo.models.resnet_cifar.resnet18_cifar
+
+
+def test_weight_identity_is_derived_in_one_place(tmp_path):
+    from otzoo.models import weight_identity
+
+    ident = weight_identity("gca_uot_resnet18_cifar10", "resnet18_cifar", "gca_uot", "cifar10")
+    assert ident == {"tag": "resnet18_cifar.gca_uot_cifar10", "hf_hub_id": "otzoo/gca_uot_resnet18_cifar10",
+                     "filename": "model.safetensors", "license": "apache-2.0"}
+    assert weight_identity("mine", "resnet18_cifar")["tag"] == "resnet18_cifar.mine"
+    model = otzoo.create_model("resnet18_cifar")
+    saved = otzoo.save_pretrained(model, tmp_path / "w", name="mine")  # save_pretrained derives the same
+    assert {k: saved[k] for k in ident} == weight_identity("mine", "resnet18_cifar")
+    for name in otzoo.list_pretrained():  # and so does every registered weight
+        cfg = otzoo.get_pretrained_cfg(name)
+        assert {k: cfg[k] for k in ident} == weight_identity(name, cfg["architecture"], cfg["method"], cfg["dataset"])
