@@ -200,7 +200,7 @@ def _siblings_section(cfg: dict, siblings: list) -> list:
                     f"are {_std_range(cfg['dataset'])}).", ""]
 
 
-def render_card(cfg: dict, figures: Optional[list] = None, hub_repo: str = "org/otzoo",
+def render_card(cfg: dict, figures: Optional[list] = None, hub_repo: str = "OWNER/otzoo",
                 siblings: Sequence[dict] = ()) -> str:
     """Markdown model card (front matter + body) of the weight described by ``cfg``.
 
@@ -345,7 +345,8 @@ def render_card(cfg: dict, figures: Optional[list] = None, hub_repo: str = "org/
         'label = model.pretrained_cfg["label_names"][logits.argmax(1).item()]',
         "```",
         "",
-        "torch.hub (GitHub, or a local checkout with `source=\"local\"`):",
+        "torch.hub (GitHub: `OWNER` is the owner of the otzoo repository; or a local checkout with "
+        "`source=\"local\"`):",
         "",
         "```python",
         f'model = torch.hub.load("{hub_repo}", "{name}")',
