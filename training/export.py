@@ -32,7 +32,8 @@ from training.device import resolve_device
 from training.loading import dataset_variant, first_n, load_run_model, read_run, resolve_eval_data_dir
 from training.protocols.features import eval_transform, extract_features
 from training.protocols.knn import knn_protocol, knn_top1
-from training.protocols.linear import linear_protocol, linear_top1, train_linear_probe
+from training.protocols.linear import (LOW_LABEL_FRACTIONS, linear_protocol, linear_top1, low_label_probe,
+                                      train_linear_probe)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SUBSET_SIZE = 500
@@ -156,6 +157,11 @@ def export_run(run_dir, name: Optional[str] = None, root=REPO_ROOT, data_dir=Non
         clf.bias.copy_(head.bias)
     model = _as_stored(model)
 
+    low_label = {f"{fraction:.0%}": low_label_probe(tr_f, tr_y, te_f, te_y, fraction, num_classes=len(label_names),
+                                                    max_iter=max_iter, device=device)
+                 for fraction in LOW_LABEL_FRACTIONS}
+    say("[export] low-label probes: " + ", ".join(f"{k} {v['mean']:.2f} +- {v['std']:.2f}" for k, v in low_label.items()))
+
     # 3. measure the weight as stored.
     with torch.inference_mode():
         lin = linear_top1(model.get_classifier(), te_f, te_y)
@@ -168,6 +174,7 @@ def export_run(run_dir, name: Optional[str] = None, root=REPO_ROOT, data_dir=Non
     metrics = {
         "knn_top1": round(knn, 2),
         "linear_top1": round(lin, 2),
+        **{f"linear_top1_{k.rstrip('%')}pct": v["mean"] for k, v in low_label.items()},
         "subset_top1": round(sub, 2),
         "subset_size": len(subset_set),
         "split": "test",
@@ -178,11 +185,15 @@ def export_run(run_dir, name: Optional[str] = None, root=REPO_ROOT, data_dir=Non
         "protocol": {
             "knn": f"{knn_protocol()}, train split ({len(train_set)} images) as memory bank, no augmentation",
             "linear": linear_protocol(),
+            "low_label": "the linear probe protocol on class-balanced subsets of the train labels (1% and 10%, "
+                         "seeds 0, 1, 2; weight decay chosen on held-out images of each subset), all of test; "
+                         "mean over the seeds (spread and each run in low_label)",
             "subset": f"full forward of the loaded weight on the first {len(subset_set)} test images in sorted "
                       "file order (ImageFolder order), fp32",
             "precision": "fp32, model.eval() (BatchNorm running statistics)",
         },
         "linear_probe": probe,
+        "low_label": low_label,
     }
     if subsampled:
         metrics["num_train_full"], metrics["num_test_full"] = num_train_full, num_test_full

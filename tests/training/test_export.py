@@ -50,6 +50,10 @@ def test_export_writes_every_artifact(exported):
     assert cfg["metrics"]["linear_probe"]["weight_decay"] in WEIGHT_DECAYS
     assert cfg["figures"] == ["curves.png"]
     assert cfg["dtype"] == "float16"  # the release asks for float16 explicitly (save_pretrained keeps fp32)
+    low = cfg["metrics"]["low_label"]
+    assert list(low) == ["1%", "10%"] and all(len(r["top1"]) == 3 for r in low.values())
+    assert low["1%"]["images"] == [8, 8, 8] and low["10%"]["images"] == [8, 8, 8]  # >= 2 per class of 4
+    assert cfg["metrics"]["linear_top1_1pct"] == low["1%"]["mean"] and 0 <= low["10%"]["mean"] <= 100
     assert otzoo.get_pretrained_cfg(NAME)["sha256"] == cfg["sha256"]  # registered
 
 

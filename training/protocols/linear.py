@@ -11,10 +11,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["WEIGHT_DECAYS", "linear_protocol", "fit_logreg", "fold_standardisation", "train_linear_probe",
-           "linear_top1"]
+__all__ = ["WEIGHT_DECAYS", "LOW_LABEL_FRACTIONS", "LOW_LABEL_SEEDS", "linear_protocol", "fit_logreg",
+           "fold_standardisation", "train_linear_probe", "linear_top1", "balanced_subset", "low_label_probe"]
 
 WEIGHT_DECAYS = (0.0, 1e-6, 1e-5, 1e-4, 1e-3)
+LOW_LABEL_FRACTIONS = (0.01, 0.1)  # 1% and 10% of the labels, as SimCLR and BYOL report
+LOW_LABEL_SEEDS = (0, 1, 2)
 
 
 def linear_protocol(val_fraction: float = 0.1, seed: int = 0) -> str:
@@ -114,3 +116,35 @@ def linear_top1(linear: nn.Linear, feats: torch.Tensor, labels: torch.Tensor) ->
     with torch.no_grad():
         pred = linear(feats.to(device).float()).argmax(1).cpu()
     return 100.0 * (pred == labels.long().cpu()).float().mean().item()
+
+
+def balanced_subset(labels: torch.Tensor, fraction: float, seed: int) -> torch.Tensor:
+    """Sorted indices of a class-balanced subset: ``round(fraction * n_c)`` (at least 2) images of
+    every class ``c``, drawn with ``seed``; the same arguments give the same subset."""
+    labels = labels.cpu().long()
+    g = torch.Generator().manual_seed(seed)
+    picks = []
+    for c in labels.unique(sorted=True):
+        members = (labels == c).nonzero().squeeze(1)
+        k = min(len(members), max(2, round(fraction * len(members))))
+        picks.append(members[torch.randperm(len(members), generator=g)[:k]])
+    return torch.cat(picks).sort().values
+
+
+def low_label_probe(train_feats: torch.Tensor, train_labels: torch.Tensor, test_feats: torch.Tensor,
+                    test_labels: torch.Tensor, fraction: float, seeds=LOW_LABEL_SEEDS,
+                    num_classes: Optional[int] = None, max_iter: int = 300, device=None) -> dict:
+    """The linear probe trained on ``fraction`` of the train labels (a class-balanced subset per
+    seed; its weight decay chosen on held-out images of that subset, never on test), evaluated
+    on all of test. Returns mean and spread (sample std) of top-1 over the seeds, and each run."""
+    num_classes = num_classes or int(train_labels.max()) + 1
+    runs, sizes = [], []
+    for seed in seeds:
+        idx = balanced_subset(train_labels, fraction, seed)
+        head, _ = train_linear_probe(train_feats[idx], train_labels[idx], num_classes, seed=seed,
+                                     max_iter=max_iter, device=device)
+        runs.append(linear_top1(head, test_feats, test_labels))
+        sizes.append(len(idx))
+    t = torch.tensor(runs, dtype=torch.float64)
+    return {"fraction": fraction, "seeds": list(seeds), "images": sizes, "top1": [round(r, 2) for r in runs],
+            "mean": round(float(t.mean()), 2), "std": round(float(t.std()) if len(runs) > 1 else 0.0, 2)}

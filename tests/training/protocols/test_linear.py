@@ -34,3 +34,27 @@ def test_linear_probe_reports_held_out_accuracy_of_each_candidate():
     y = (x[:, 0] > 0).long()
     _, rec = train_linear_probe(x, y, 2, max_iter=50)
     assert max(rec["val_top1"].values()) > 90
+
+
+def test_balanced_subsets_are_balanced_deterministic_and_seeded():
+    from training.protocols.linear import balanced_subset
+
+    labels = torch.arange(1000) % 10
+    a, b = balanced_subset(labels, 0.1, seed=0), balanced_subset(labels, 0.1, seed=0)
+    assert torch.equal(a, b) and len(a) == 100 and len(a.unique()) == 100
+    assert torch.bincount(labels[a], minlength=10).tolist() == [10] * 10
+    assert not torch.equal(a, balanced_subset(labels, 0.1, seed=1))
+    assert torch.bincount(labels[balanced_subset(labels, 0.001, seed=0)]).tolist() == [2] * 10  # at least 2
+
+
+def test_low_label_probe_reports_mean_and_spread_over_seeds():
+    from training.protocols.linear import low_label_probe
+
+    g = torch.Generator().manual_seed(3)
+    centers = torch.randn(4, 16, generator=g) * 4
+    y, yt = torch.arange(800) % 4, torch.arange(200) % 4
+    x, xt = centers[y] + torch.randn(800, 16, generator=g), centers[yt] + torch.randn(200, 16, generator=g)
+    rec = low_label_probe(x, y, xt, yt, 0.05, seeds=(0, 1, 2), max_iter=30)
+    assert rec["images"] == [40, 40, 40] and len(rec["top1"]) == 3 and rec["mean"] > 90
+    assert rec["mean"] == round(sum(rec["top1"]) / 3, 2) and rec["std"] >= 0
+    assert low_label_probe(x, y, xt, yt, 0.05, seeds=(0, 1, 2), max_iter=30) == rec  # deterministic
