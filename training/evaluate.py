@@ -2,7 +2,8 @@
 
 A thin command line over :mod:`training.protocols` (features, kNN, linear probe,
 fine-tuning) and :mod:`training.loading`. ``--device`` (default: the GPU when there is one)
-is where the feature pass, the probe and the fine-tuning run; images travel to it as uint8.
+is where the feature pass, the probe and the fine-tuning run; for the feature passes images
+travel to it as uint8.
 Every evaluation pass runs with the model in eval mode (BatchNorm uses running stats).
 """
 import argparse
@@ -70,7 +71,7 @@ def main(argv=None, prog: str = "python -m training evaluate", command: str = "k
     precision = resolve_precision(args.precision, device)
     dataset = args.dataset or info.get("dataset") or "cifar10"
     data_dir = resolve_eval_data_dir(args.data_dir, info.get("data_dir"))
-    tf = eval_transform(model, uint8=True)
+    tf = eval_transform(model, uint8=command != "finetune")  # feature passes take uint8; finetune's forward floats
     try:
         train_set = build_dataset(dataset, "train", data_dir=data_dir, transform=tf)
         test_set = build_dataset(dataset, "test", data_dir=data_dir, transform=tf)
@@ -103,9 +104,6 @@ def main(argv=None, prog: str = "python -m training evaluate", command: str = "k
         train_aug = build_dataset(dataset, "train", data_dir=data_dir, transform=train_tf)
         if args.train_subset:
             train_aug = evenly_spaced_subset(train_aug, args.train_subset)
-        test_set = build_dataset(dataset, "test", data_dir=data_dir, transform=eval_transform(model))
-        if args.test_subset:
-            test_set = evenly_spaced_subset(test_set, args.test_subset)
         result.update(finetune(model, train_aug, test_set, num_classes, epochs=args.epochs, lr=args.lr,
                                weight_decay=args.weight_decay, batch_size=args.batch_size,
                                num_workers=args.workers, precision=precision, seed=args.seed, device=device))
