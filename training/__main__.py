@@ -8,6 +8,7 @@ COMMANDS = {
     "linear": ("training.evaluate", "linear probe on frozen, precomputed features"),
     "finetune": ("training.evaluate", "fine-tune backbone + head end to end"),
     "export": ("training.export", "write weights/, otzoo/pretrained/, model card and results"),
+    "measure": ("training.measure", "measure a released weight again (new metrics; its tensors never change)"),
     "publish": ("training.publish", "upload an exported weight folder to the HF Hub (--dry-run offline)"),
     "plan": ("training.plot_plan", "heat map of a trained run's transport plan on one test batch"),
     "smoke": ("training.smoke", "pretrain -> knn -> linear -> export -> load on a few hundred images"),

@@ -7,17 +7,20 @@ travel to it as uint8.
 Every evaluation pass runs with the model in eval mode (BatchNorm uses running stats).
 """
 import argparse
+import dataclasses
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
 
 import otzoo
-from training.datasets import DataNotFoundError, build_dataset, evenly_spaced_subset
+from training.datasets import DataNotFoundError, build_dataset, evenly_spaced_subset, labels_of
+from training.engine import DistInfo, hardware_string
 from training.device import PRECISIONS, resolve_device, resolve_precision
 from training.loading import dataset_variant, load_model, resolve_eval_data_dir
 from training.protocols.features import eval_transform, extract_features
-from training.protocols.finetune import finetune
+from training.protocols.finetune import FinetuneRecipe, finetune, finetune_transform, label_subset
 from training.protocols.knn import KNN_K, KNN_T, knn_protocol, knn_top1
 from training.protocols.linear import linear_protocol, linear_top1, train_linear_probe
 
@@ -28,17 +31,20 @@ def build_parser(prog: str, command: str) -> argparse.ArgumentParser:
     descriptions = {
         "knn": f"k-NN top-1 ({knn_protocol()}) of a backbone's pooled features.",
         "linear": f"Linear probe: {linear_protocol()}.".replace("%", "%%"),
-        "finetune": "Fine-tune backbone + a linear head end to end and report test top-1.",
+        "finetune": f"Fine-tune backbone + a fresh linear head end to end and report test top-1. Defaults: "
+                    f"{FinetuneRecipe().describe()}.".replace("%", "%%"),
     }
     p = argparse.ArgumentParser(prog=prog, description=descriptions.get(command))
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--run", help="pretraining run dir (backbone.safetensors + run.json)")
     src.add_argument("--model", help="otzoo pretrained weight name, e.g. gca_uot_resnet18_cifar10")
     src.add_argument("--checkpoint", help="exported folder or model.safetensors (with --arch if no config.json)")
+    if command == "finetune":
+        src.add_argument("--scratch", metavar="ARCH", help="random initialisation of ARCH (the reference)")
     p.add_argument("--arch", help="architecture for a bare --checkpoint file")
     p.add_argument("--dataset", help="dataset name (default: the run's / weight's, else cifar10)")
     p.add_argument("--data-dir", help="folder with train/ and test/ ImageFolder trees (default $OTZOO_DATA)")
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=FinetuneRecipe.batch_size if command == "finetune" else 256)
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers")
     p.add_argument("--device", default="auto", help="auto (the GPU when there is one), cpu, cuda or cuda:N")
     p.add_argument("--precision", default="fp32", choices=PRECISIONS,
@@ -53,18 +59,26 @@ def build_parser(prog: str, command: str) -> argparse.ArgumentParser:
         p.add_argument("--max-iter", type=int, default=300, help="L-BFGS iterations per fit")
         p.add_argument("--seed", type=int, default=0, help="seed of the held-out split")
     elif command == "finetune":
-        p.add_argument("--epochs", type=int, default=10)
-        p.add_argument("--lr", type=float, default=0.05)
-        p.add_argument("--weight-decay", type=float, default=5e-4)
-        p.add_argument("--seed", type=int, default=0)
+        for field in dataclasses.fields(FinetuneRecipe):
+            if field.name != "batch_size":
+                p.add_argument("--" + field.name.replace("_", "-"), type=field.type if field.type is not bool else
+                               (lambda v: v.lower() in ("1", "true", "yes")), default=field.default)
     return p
+
+
+def _recipe(args) -> FinetuneRecipe:
+    return FinetuneRecipe(**{f.name: getattr(args, f.name) for f in dataclasses.fields(FinetuneRecipe)})
 
 
 def main(argv=None, prog: str = "python -m training evaluate", command: str = "knn") -> int:
     args = build_parser(prog, command).parse_args(argv)
     try:
         device = resolve_device(args.device)
-        model, info = load_model(args.run, args.model, args.checkpoint, args.arch)
+        if getattr(args, "scratch", None):
+            model, info = otzoo.create_model(args.scratch), {"source": f"random init ({args.scratch})",
+                                                             "arch": args.scratch}
+        else:
+            model, info = load_model(args.run, args.model, args.checkpoint, args.arch)
     except (FileNotFoundError, ValueError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -99,15 +113,16 @@ def main(argv=None, prog: str = "python -m training evaluate", command: str = "k
             result["linear_top1"] = round(linear_top1(linear, te_f, te_y), 2)
             result["probe"] = record
     else:
-        cfg = otzoo.resolve_data_config(model)
-        train_tf = otzoo.create_transform(cfg, is_training=True)
-        train_aug = build_dataset(dataset, "train", data_dir=data_dir, transform=train_tf)
+        recipe = _recipe(args)
+        train_aug = build_dataset(dataset, "train", data_dir=data_dir, transform=finetune_transform(model))
         if args.train_subset:
             train_aug = evenly_spaced_subset(train_aug, args.train_subset)
-        result.update(finetune(model, train_aug, test_set, num_classes, epochs=args.epochs, lr=args.lr,
-                               weight_decay=args.weight_decay, batch_size=args.batch_size,
-                               num_workers=args.workers, precision=precision, seed=args.seed, device=device))
+        train_aug = label_subset(train_aug, labels_of(train_aug), recipe.label_fraction, recipe.label_seed)
+        result.update(finetune(model, train_aug, test_set, num_classes, recipe, num_workers=args.workers,
+                               precision=precision, device=device))
     result["device"], result["precision"] = str(device), precision
+    result["hardware"] = hardware_string(DistInfo(device=device), precision)
+    result["command_line"] = " ".join([prog, *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
     result["eval_time_s"] = round(time.time() - start, 1)
     key = {"knn": "knn_top1", "linear": "linear_top1", "finetune": "finetune_top1"}[command]
     print(f"{command} top-1 = {result[key]:.2f}%  ({info['source']}, {result['dataset_variant']}, "

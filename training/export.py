@@ -83,6 +83,20 @@ def portable(obj, run_dir, info: dict):
     return fix(obj)
 
 
+LOW_LABEL_PROTOCOL = ("the linear probe protocol on class-balanced subsets of the train labels (1% and 10%, "
+                      "seeds 0, 1, 2; weight decay chosen on held-out images of each subset), all of test; "
+                      "mean over the seeds (spread and each run in low_label)")
+
+
+def low_label_metrics(tr_f, tr_y, te_f, te_y, num_classes: int, max_iter: int = 300, device=None) -> tuple:
+    """``({"linear_top1_1pct": mean, "linear_top1_10pct": mean}, {"1%": runs, "10%": runs})`` from
+    :func:`~training.protocols.linear.low_label_probe` at every :data:`LOW_LABEL_FRACTIONS`."""
+    runs = {f"{fraction:.0%}": low_label_probe(tr_f, tr_y, te_f, te_y, fraction, num_classes=num_classes,
+                                               max_iter=max_iter, device=device)
+            for fraction in LOW_LABEL_FRACTIONS}
+    return {f"linear_top1_{k.rstrip('%')}pct": v["mean"] for k, v in runs.items()}, runs
+
+
 def _as_stored(model):
     """``model`` with its floating-point tensors rounded to :data:`RELEASE_DTYPE` and back: the
     values a user gets from the released file."""
@@ -157,9 +171,7 @@ def export_run(run_dir, name: Optional[str] = None, root=REPO_ROOT, data_dir=Non
         clf.bias.copy_(head.bias)
     model = _as_stored(model)
 
-    low_label = {f"{fraction:.0%}": low_label_probe(tr_f, tr_y, te_f, te_y, fraction, num_classes=len(label_names),
-                                                    max_iter=max_iter, device=device)
-                 for fraction in LOW_LABEL_FRACTIONS}
+    low_means, low_label = low_label_metrics(tr_f, tr_y, te_f, te_y, len(label_names), max_iter, device)
     say("[export] low-label probes: " + ", ".join(f"{k} {v['mean']:.2f} +- {v['std']:.2f}" for k, v in low_label.items()))
 
     # 3. measure the weight as stored.
@@ -174,7 +186,7 @@ def export_run(run_dir, name: Optional[str] = None, root=REPO_ROOT, data_dir=Non
     metrics = {
         "knn_top1": round(knn, 2),
         "linear_top1": round(lin, 2),
-        **{f"linear_top1_{k.rstrip('%')}pct": v["mean"] for k, v in low_label.items()},
+        **low_means,
         "subset_top1": round(sub, 2),
         "subset_size": len(subset_set),
         "split": "test",
@@ -185,9 +197,7 @@ def export_run(run_dir, name: Optional[str] = None, root=REPO_ROOT, data_dir=Non
         "protocol": {
             "knn": f"{knn_protocol()}, train split ({len(train_set)} images) as memory bank, no augmentation",
             "linear": linear_protocol(),
-            "low_label": "the linear probe protocol on class-balanced subsets of the train labels (1% and 10%, "
-                         "seeds 0, 1, 2; weight decay chosen on held-out images of each subset), all of test; "
-                         "mean over the seeds (spread and each run in low_label)",
+            "low_label": LOW_LABEL_PROTOCOL,
             "subset": f"full forward of the loaded weight on the first {len(subset_set)} test images in sorted "
                       "file order (ImageFolder order), fp32",
             "precision": "fp32, model.eval() (BatchNorm running statistics)",

@@ -90,6 +90,14 @@ def test_finetune_cli_runs_and_reports(tmp_path):
     res = json.loads(out.read_text())
     assert 0.0 <= res["finetune_top1"] <= 100.0 and res["num_test"] == 8
     assert np.isfinite(res["final_loss"])
+    assert res["recipe"]["epochs"] == 1 and res["num_labelled"] == 16 and res["command_line"].startswith("finetune")
+
+    assert evaluate.main(["--scratch", "resnet18_cifar", "--data-dir", str(data), "--epochs", "1",
+                          "--label-fraction", "0.5", "--backbone-lr-scale", "0.5", "--json-out", str(out)],
+                         prog="finetune", command="finetune") == 0
+    res = json.loads(out.read_text())
+    assert res["source"] == "random init (resnet18_cifar)" and res["num_labelled"] == 8  # 2 of 4 per class
+    assert res["recipe"]["backbone_lr_scale"] == 0.5 and res["recipe"]["label_fraction"] == 0.5
 
 
 def test_cli_errors_are_clear(tmp_path, capsys):

@@ -1,0 +1,64 @@
+import json
+
+import pytest
+
+from otzoo.models import unregister_pretrained
+from training import export, measure
+from tests.training.test_evaluate import make_image_tree, make_run_dir
+
+NAME = "gca_uot_resnet18_measuretest"
+LOW_KEYS = ("linear_top1_1pct", "linear_top1_10pct", "low_label")
+
+
+@pytest.fixture
+def released(tmp_path):
+    """A weight exported into a temp root, then stripped of its low-label metrics (an older export)."""
+    data = make_image_tree(tmp_path / "data")
+    run = make_run_dir(tmp_path / "runs" / "r", data_dir=data)
+    root = tmp_path / "root"
+    cfg = export.export_run(run, NAME, root, data_dir=str(data), subset_size=8, max_iter=50, progress=False)
+    unregister_pretrained(NAME)
+    cfg_path, config_path = root / "otzoo" / "pretrained" / f"{NAME}.json", root / "weights" / NAME / "config.json"
+    old = json.loads(cfg_path.read_text())
+    for key in LOW_KEYS:
+        old["metrics"].pop(key)
+    cfg_path.write_text(json.dumps(old, indent=2) + "\n")
+    hf = json.loads(config_path.read_text())
+    hf["otzoo"]["metrics"] = old["metrics"]
+    config_path.write_text(json.dumps(hf, indent=2) + "\n")
+    return cfg, root, data
+
+
+def test_measure_adds_the_low_label_probes_export_would_and_keeps_the_tensors(released):
+    exported, root, data = released
+    weight = (root / "weights" / NAME / "model.safetensors").read_bytes()
+    cfg = measure.measure_weight(NAME, root, str(data), max_iter=50, progress=False)
+    for key in LOW_KEYS:
+        assert cfg["metrics"][key] == exported["metrics"][key]
+    assert cfg["metrics"]["remeasured"]["knn_top1"] == exported["metrics"]["knn_top1"]
+    assert cfg["metrics"]["remeasured"]["linear_top1"] == exported["metrics"]["linear_top1"]
+    assert json.loads((root / "otzoo" / "pretrained" / f"{NAME}.json").read_text()) == cfg
+    assert json.loads((root / "weights" / NAME / "config.json").read_text())["otzoo"]["metrics"] == cfg["metrics"]
+    assert (root / "weights" / NAME / "model.safetensors").read_bytes() == weight
+    assert f"{cfg['metrics']['linear_top1_10pct']:.2f}" in (root / "model_cards" / f"{NAME}.md").read_text()
+
+
+def test_measure_writes_nothing_when_a_shipped_number_does_not_reproduce(released, capsys):
+    _, root, data = released
+    cfg_path = root / "otzoo" / "pretrained" / f"{NAME}.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["metrics"]["knn_top1"] += 1.0
+    cfg_path.write_text(json.dumps(cfg))
+    assert measure.main([NAME, "--root", str(root), "--data-dir", str(data), "--max-iter", "20"]) == 1
+    assert "knn_top1 measured" in capsys.readouterr().err
+    assert json.loads(cfg_path.read_text()) == cfg
+
+
+def test_measure_refuses_a_file_that_fails_its_sha256_and_an_unknown_name(released, capsys):
+    _, root, data = released
+    with open(root / "weights" / NAME / "model.safetensors", "ab") as f:
+        f.write(b"\0")
+    assert measure.main([NAME, "--root", str(root), "--data-dir", str(data)]) == 1
+    assert "sha256" in capsys.readouterr().err
+    assert measure.main(["no_such_weight", "--root", str(root)]) == 2
+    assert "list_pretrained" in capsys.readouterr().err
