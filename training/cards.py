@@ -89,6 +89,8 @@ _ROW_SOFTMAX = ("coupling (row-wise softmax of the 2B x 2B similarities / tau, i
                 "normalisation: rows sum to 1, columns do not)")
 PLAN_KINDS = {"simclr": _ROW_SOFTMAX, "rince": _ROW_SOFTMAX}  # where ``loss.plan`` is not a transport plan
 METRIC_NAMES = {"linear_top1": "Linear probe top-1", "knn_top1": f"k-NN top-1 (k={KNN_K}, T={KNN_T})",
+                "linear_top1_1pct": "Linear probe top-1, 1% of the labels (mean of 3 subsets)",
+                "linear_top1_10pct": "Linear probe top-1, 10% of the labels (mean of 3 subsets)",
                 "subset_top1": "Top-1 on the first 500 test images"}
 
 
@@ -106,7 +108,8 @@ def front_matter(cfg: dict) -> dict:
     results = [EvalResult(task_type="image-classification", task_name="Image Classification",
                           dataset_type=dataset_id, dataset_name=m.get("dataset_variant", cfg["dataset"]),
                           dataset_split="test", metric_type="accuracy", metric_name=names[k], metric_value=m[k])
-               for k in ("linear_top1", "knn_top1", "subset_top1") if k in m]
+               for k in ("linear_top1", "knn_top1", "linear_top1_1pct", "linear_top1_10pct", "subset_top1")
+               if k in m]
     return ModelCardData(
         license=cfg.get("license", "apache-2.0"), library_name="otzoo", pipeline_tag="image-feature-extraction",
         tags=["image-feature-extraction", "image-classification", "self-supervised-learning", "optimal-transport",
@@ -200,11 +203,44 @@ def _siblings_section(cfg: dict, siblings: list) -> list:
                     f"are {_std_range(cfg['dataset'])}).", ""]
 
 
+def _low_label_rows(m: dict) -> list:
+    rows = []
+    for key, share in (("1%", "linear_top1_1pct"), ("10%", "linear_top1_10pct")):
+        run = (m.get("low_label") or {}).get(key)
+        if run:
+            rows.append(f"| Linear probe, {key} of the labels ({run['images'][0]:,} images) | {m[share]:.2f} ± "
+                        f"{run['std']:.2f} | {m['protocol'].get('low_label', '')}; runs {run['top1']} |")
+    return rows
+
+
+def _finetune_section(cfg: dict, records: Sequence[dict]) -> list:
+    """This weight's fine-tuning results beside the same recipe from random init and from other weights."""
+    own = [r for r in records if r["source"] == cfg["name"]]
+    if not own:
+        return []
+    recipe = {k: v for k, v in own[0]["recipe"].items() if k != "description"}
+    same = [r for r in records if r["dataset"] == cfg["dataset"] and r["arch"] == cfg["architecture"]
+            and {k: v for k, v in r["recipe"].items() if k != "description"} == recipe]
+    lines = [f"## Fine-tuning with {recipe['label_fraction']:.0%} of the labels", "",
+             f"`python -m training finetune` trains the backbone and a fresh head end to end: "
+             f"{own[0]['recipe']['description']}. Test top-1 on {own[0]['dataset_variant']} "
+             f"({own[0]['num_test']:,} test images), one run each, beside the same recipe from random "
+             "initialisation:", "",
+             "| Initialisation | Test top-1 | Train time | Hardware |", "|---|---:|---:|---|"]
+    for r in sorted(same, key=lambda r: (r["source"] != cfg["name"], r["source"])):
+        init = "random init (same recipe)" if r["source"].startswith("random init") else f"`{r['source']}`"
+        bold = "**" if r["source"] == cfg["name"] else ""
+        lines.append(f"| {bold}{init}{bold} | {r['finetune_top1']:.2f} | {r['train_time_s'] / 60:.0f} min | "
+                     f"{r['hardware']} |")
+    return lines + ["", f"Reproduce: `{own[0]['command_line']}` (with `$OTZOO_DATA` set to `DATA`).", ""]
+
+
 def render_card(cfg: dict, figures: Optional[list] = None, hub_repo: str = "OWNER/otzoo",
-                siblings: Sequence[dict] = ()) -> str:
+                siblings: Sequence[dict] = (), finetune: Sequence[dict] = ()) -> str:
     """Markdown model card (front matter + body) of the weight described by ``cfg``.
 
     ``siblings``: cfgs of other weights; those with the same recipe (:func:`same_recipe`) get a table.
+    ``finetune``: fine-tuning records (``finetune --json-out``); this weight's, with its references, get one.
     """
     siblings = [c for c in siblings if c["name"] != cfg["name"] and same_recipe(cfg, c)]
     name, method, arch, ds = cfg["name"], cfg["method"], cfg["architecture"], cfg["dataset"]
@@ -251,6 +287,7 @@ def render_card(cfg: dict, figures: Optional[list] = None, hub_repo: str = "OWNE
         "| Metric | Top-1 (%) | Protocol |", "|---|---|---|",
         f"| Linear probe | {m['linear_top1']:.2f} | {proto.get('linear', '')} |",
         f"| k-NN | {m['knn_top1']:.2f} | {proto.get('knn', '')} |",
+        *_low_label_rows(m),
         f"| First {m.get('subset_size', 500)} test images | {m['subset_top1']:.2f} | {proto.get('subset', '')} |",
         "",
     ]
@@ -278,6 +315,7 @@ def render_card(cfg: dict, figures: Optional[list] = None, hub_repo: str = "OWNE
         lines += ["The GCA paper's Table 2 has no number for this method/dataset pair.", ""]
     if siblings:
         lines += _siblings_section(cfg, siblings)
+    lines += _finetune_section(cfg, finetune)
     lines += [
         "## Pretraining recipe and budget",
         "",

@@ -16,9 +16,13 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 START = "<!-- weights-table:start -->"
 END = "<!-- weights-table:end -->"
 NO_WEIGHTS = "No weights have been released yet."
+FT_START = "<!-- finetune-table:start -->"
+FT_END = "<!-- finetune-table:end -->"
 CSV_FIELDS = ["name", "architecture", "method", "dataset", "dataset_variant", "epochs", "views_seen",
-              "batch_size", "knn_top1", "linear_top1", "subset_top1", "hardware", "wall_time_h",
-              "otzoo_version", "hf_hub_id", "sha256"]
+              "batch_size", "knn_top1", "linear_top1", "linear_top1_1pct", "linear_top1_10pct", "subset_top1",
+              "hardware", "wall_time_h", "otzoo_version", "hf_hub_id", "sha256"]
+FT_FIELDS = ["source", "arch", "dataset", "dataset_variant", "label_fraction", "num_labelled", "epochs",
+             "finetune_top1", "num_test", "train_time_min", "hardware", "command_line"]
 
 
 def cfgs_from_root(root) -> list:
@@ -27,33 +31,59 @@ def cfgs_from_root(root) -> list:
     return sorted((json.loads(p.read_text()) for p in folder.glob("*.json")), key=lambda c: c["name"])
 
 
+def finetune_records(root) -> list:
+    """Fine-tuning results ``<root>/results/finetune/<dataset>/*.json`` (``finetune --json-out``), sorted."""
+    paths = (Path(root) / "results" / "finetune").glob("*/*.json")
+    return sorted((json.loads(p.read_text()) for p in paths), key=lambda r: (r["dataset"], r["source"]))
+
+
 def _pct(v) -> str:
     return f"{v:.2f}" if isinstance(v, (int, float)) else "n/a"
+
+
+def _low(m: dict) -> str:
+    return " / ".join(_pct(m.get(k)) for k in ("linear_top1_1pct", "linear_top1_10pct"))
 
 
 def render_table(cfgs: list) -> str:
     """Markdown table of the released weights (or a sentence saying there are none)."""
     if not cfgs:
         return NO_WEIGHTS
-    rows = ["| Weight | Architecture | Method | Dataset | Epochs | k-NN top-1 | Linear top-1 | Hub |",
-            "|---|---|---|---|---:|---:|---:|---|"]
+    rows = ["| Weight | Architecture | Method | Dataset | Epochs | k-NN top-1 | Linear top-1 | Linear, 1% / 10% "
+            "labels | Hub |", "|---|---|---|---|---:|---:|---:|---:|---|"]
     for c in cfgs:
         m, b = c.get("metrics", {}), c.get("budget", {})
         hub = c.get("hf_hub_id", "")
         rows.append(f"| `{c['name']}` | `{c.get('architecture', '')}` | {c.get('method', '')} | "
                     f"{m.get('dataset_variant', c.get('dataset', ''))} | {b.get('epochs', 'n/a')} | "
-                    f"{_pct(m.get('knn_top1'))} | {_pct(m.get('linear_top1'))} | "
+                    f"{_pct(m.get('knn_top1'))} | {_pct(m.get('linear_top1'))} | {_low(m)} | "
                     f"[{hub}](https://huggingface.co/{hub}) |")
     return "\n".join(rows)
 
 
-def replace_table(text: str, table: str) -> str:
-    """``text`` with everything between the markers replaced by ``table``."""
-    i, j = text.find(START), text.find(END)
+def _init(record: dict) -> str:
+    return "random init" if record["source"].startswith("random init") else f"`{record['source']}`"
+
+
+def render_finetune_table(records: list) -> str:
+    """Markdown table of fine-tuning results (or a sentence saying there are none)."""
+    if not records:
+        return "No fine-tuning results yet."
+    rows = ["| Dataset | Initialisation | Labels | Epochs | Test top-1 | Train time | Hardware |",
+            "|---|---|---:|---:|---:|---:|---|"]
+    for r in records:
+        rows.append(f"| {r['dataset_variant']} | {_init(r)} | {r['num_labelled']:,} "
+                    f"({r['recipe']['label_fraction']:.0%}) | {r['recipe']['epochs']} | {_pct(r['finetune_top1'])} | "
+                    f"{r['train_time_s'] / 60:.0f} min | {r['hardware']} |")
+    return "\n".join(rows)
+
+
+def replace_table(text: str, table: str, start: str = START, end: str = END) -> str:
+    """``text`` with everything between the markers ``start`` and ``end`` replaced by ``table``."""
+    i, j = text.find(start), text.find(end)
     if i < 0 or j < 0 or j < i:
-        raise ValueError(f"README.md has no '{START}' ... '{END}' markers: add them where the table of "
-                         "weights should go.")
-    return text[:i + len(START)] + "\n" + table + "\n" + text[j:]
+        raise ValueError(f"README.md has no '{start}' ... '{end}' markers: add them where the table should go.")
+    return text[:i + len(start)] + "\n" + table + "\n" + text[j:]
 
 
 def has_markers(readme) -> bool:
@@ -74,10 +104,22 @@ def results_csv(cfgs: list) -> str:
             "dataset": c.get("dataset"), "dataset_variant": m.get("dataset_variant"), "epochs": b.get("epochs"),
             "views_seen": b.get("views_seen"), "batch_size": b.get("batch_size"),
             "knn_top1": m.get("knn_top1"), "linear_top1": m.get("linear_top1"),
+            "linear_top1_1pct": m.get("linear_top1_1pct"), "linear_top1_10pct": m.get("linear_top1_10pct"),
             "subset_top1": m.get("subset_top1"), "hardware": b.get("hardware"),
             "wall_time_h": None if wall is None else round(wall / 3600, 2),
             "otzoo_version": c.get("otzoo_version"), "hf_hub_id": c.get("hf_hub_id"), "sha256": c.get("sha256"),
         })
+    return out.getvalue()
+
+
+def finetune_csv(records: list) -> str:
+    """CSV text with one row per fine-tuning result."""
+    out = io.StringIO()
+    w = csv.DictWriter(out, fieldnames=FT_FIELDS, lineterminator="\n")
+    w.writeheader()
+    for r in records:
+        w.writerow({**{k: r.get(k) for k in FT_FIELDS}, "label_fraction": r["recipe"]["label_fraction"],
+                    "epochs": r["recipe"]["epochs"], "train_time_min": round(r["train_time_s"] / 60, 1)})
     return out.getvalue()
 
 
@@ -90,10 +132,16 @@ def generated_files(root) -> dict:
     out = {}
     for ds in sorted({c.get("dataset") for c in cfgs} | {"cifar10"}):
         out[root / "results" / f"results-{ds}.csv"] = results_csv([c for c in cfgs if c.get("dataset") == ds])
+    records = finetune_records(root)
+    for ds in sorted({r["dataset"] for r in records}):
+        out[root / "results" / f"finetune-{ds}.csv"] = finetune_csv([r for r in records if r["dataset"] == ds])
     for c in cfgs:
-        out[root / "model_cards" / f"{c['name']}.md"] = render_card(c, siblings=cfgs)
+        out[root / "model_cards" / f"{c['name']}.md"] = render_card(c, siblings=cfgs, finetune=records)
     if has_markers(root / "README.md"):
-        out[root / "README.md"] = replace_table((root / "README.md").read_text(), render_table(cfgs))
+        text = replace_table((root / "README.md").read_text(), render_table(cfgs))
+        if FT_START in text:
+            text = replace_table(text, render_finetune_table(records), FT_START, FT_END)
+        out[root / "README.md"] = text
     return out
 
 

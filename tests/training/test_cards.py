@@ -34,3 +34,36 @@ def test_plan_caption_names_what_the_loss_plan_is():
     assert "the GCA-UOT transport plan of this model" in cards.render_card(gca)
     sim_card = cards.render_card(sim)
     assert "transport plan" not in sim_card and "rows sum to 1, columns do not" in sim_card
+
+
+def finetune_record(source, top1, **recipe):
+    rec = {"epochs": 10, "label_fraction": 0.1, "lr": 0.1, "description": "10 epochs on 10% of the labels"}
+    rec.update(recipe)
+    return {"source": source, "arch": "resnet18_cifar", "dataset": "cifar10", "dataset_variant": "CIFAR-10 (JPEG q75 copy)",
+            "finetune_top1": top1, "num_labelled": 5000, "num_test": 10000, "train_time_s": 1500.0,
+            "hardware": "1x CPU", "command_line": f"python -m training finetune --model {source}", "recipe": rec}
+
+
+def test_fine_tuning_section_puts_the_weight_beside_scratch_with_the_same_recipe():
+    gca = with_recipe("gca_uot_resnet18_cifar10", "gca_uot", 67.24)
+    records = [finetune_record("gca_uot_resnet18_cifar10", 71.5), finetune_record("random init (resnet18_cifar)", 48.25),
+               finetune_record("random init (resnet18_cifar)", 60.0, epochs=50),
+               finetune_record("simclr_resnet18_cifar10", 70.0)]
+    card = cards.render_card(gca, finetune=records)
+    section = card[card.index("## Fine-tuning with 10% of the labels"):card.index("## Pretraining recipe")]
+    assert section.index("| **`gca_uot_resnet18_cifar10`** | 71.50 |") < section.index(
+        "| random init (same recipe) | 48.25 |") and "| `simclr_resnet18_cifar10` | 70.00 |" in section
+    assert "60.00" not in section  # another recipe is not put beside it
+    assert "## Fine-tuning" not in cards.render_card(gca, finetune=records[1:])
+
+
+def test_low_label_probes_are_in_the_results_and_front_matter():
+    gca = with_recipe("gca_uot_resnet18_cifar10", "gca_uot", 67.24)
+    gca["metrics"].update(linear_top1_1pct=40.5, linear_top1_10pct=55.25, protocol={"low_label": "P"},
+                          low_label={"1%": {"images": [500] * 3, "top1": [40.0, 41.0, 40.5], "std": 0.5},
+                                     "10%": {"images": [5000] * 3, "top1": [55.0, 55.5, 55.25], "std": 0.25}})
+    card = cards.render_card(gca)
+    assert "| Linear probe, 1% of the labels (500 images) | 40.50 ± 0.50 |" in card
+    assert "| Linear probe, 10% of the labels (5,000 images) | 55.25 ± 0.25 |" in card
+    values = [r["value"] for r in cards.parse_front_matter(card)["model-index"][0]["results"][0]["metrics"]]
+    assert 40.5 in values and 55.25 in values

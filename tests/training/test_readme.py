@@ -49,6 +49,25 @@ def test_update_and_check_on_a_temp_root(tmp_path, capsys):
     assert f"model_cards/{CFG['name']}.md" in capsys.readouterr().err
 
 
+def test_finetune_records_make_the_readme_table_csv_and_card_section(tmp_path):
+    from tests.training.test_cards import finetune_record
+
+    (tmp_path / "README.md").write_text(f"{readme.START}\n{readme.END}\n{readme.FT_START}\nold\n{readme.FT_END}\n")
+    (tmp_path / "otzoo" / "pretrained").mkdir(parents=True)
+    (tmp_path / "otzoo" / "pretrained" / f"{CFG['name']}.json").write_text(json.dumps(CFG))
+    folder = tmp_path / "results" / "finetune" / "cifar10"
+    folder.mkdir(parents=True)
+    for rec in (finetune_record(CFG["name"], 71.5), finetune_record("random init (resnet18_cifar)", 48.25)):
+        (folder / f"{rec['source'][:6]}.json").write_text(json.dumps(rec))
+    assert readme.main(["--root", str(tmp_path)]) == 0
+    text = (tmp_path / "README.md").read_text()
+    assert "| `gca_uot_resnet18_cifar10` | 5,000 (10%) | 10 | 71.50 | 25 min |" in text and "old" not in text
+    assert "| random init | 5,000 (10%) | 10 | 48.25 |" in text
+    rows = list(csv.DictReader((tmp_path / "results" / "finetune-cifar10.csv").open()))
+    assert [r["finetune_top1"] for r in rows] == ["71.5", "48.25"] and rows[0]["label_fraction"] == "0.1"
+    assert "## Fine-tuning with 10% of the labels" in (tmp_path / "model_cards" / f"{CFG['name']}.md").read_text()
+
+
 def test_missing_markers_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "README.md").write_text("# no markers\n")
     assert readme.main(["--root", str(tmp_path)]) == 2
@@ -73,3 +92,22 @@ def test_repo_cfgs_are_the_registry():
 
     names = [c["name"] for c in readme.cfgs_from_root(readme.REPO_ROOT)]
     assert set(names) <= set(otzoo.list_pretrained())
+
+
+def test_readmes_fine_tuning_loop_runs_and_round_trips(tmp_path, monkeypatch):
+    """The 'Fine-tune on your own data' loop, as printed, on a tiny ImageFolder tree (2 epochs)."""
+    from tests.training.test_evaluate import make_image_tree
+
+    text = (readme.REPO_ROOT / "README.md").read_text()
+    section = text[text.index("### Fine-tune on your own data"):]
+    code = section[section.index("```python\n") + 10:section.index("\n```", section.index("```python\n"))]
+    data = make_image_tree(tmp_path / "DATA", n_train=4, n_test=2)
+    monkeypatch.chdir(tmp_path)
+    scope = {"K": 4}
+    exec(code.replace("range(10)", "range(2)"), scope)  # noqa: S102 - the README's own code
+    model, test = scope["model"], scope["test"]
+    assert model.num_classes == 4 and model.pretrained_cfg["label_names"] == ["c0", "c1", "c2", "c3"]
+    import torch
+    trained = scope["opt"].param_groups[0]["params"]
+    assert all(torch.equal(a.float(), b) for a, b in zip(trained, model.parameters()))  # reloaded exactly
+    assert len(test) == 8 and data.is_dir()
