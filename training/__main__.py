@@ -13,6 +13,7 @@ COMMANDS = {
     "plan": ("training.plot_plan", "heat map of a trained run's transport plan on one test batch"),
     "smoke": ("training.smoke", "pretrain -> knn -> linear -> export -> load on a few hundred images"),
     "verify": ("training.verify", "load a released weight, classify test images, reproduce its card's numbers"),
+    "resize-data": ("training.resize_data", "a smaller JPEG copy of an ImageFolder root (data for GPU windows)"),
     "readme": ("training.readme", "regenerate the README's table of weights from the registry"),
 }
 

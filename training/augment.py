@@ -10,7 +10,11 @@ batch; here every image draws its own, and the work is vectorised over the batch
 - ColorJitter(brightness, contrast, saturation, hue) applied with probability ``jitter_p``,
   the four operations in an independent random order per image (as torchvision does per
   call), same formulas as ``torchvision.transforms.functional``;
-- grayscale with probability ``gray_p``; then normalisation with mean/std.
+- grayscale with probability ``gray_p``;
+- Gaussian blur with probability ``blur_p`` (SimCLR's ImageNet pipeline: kernel 10% of the
+  size, made odd, sigma uniform in ``blur_sigma``, reflect padding; the formula of
+  ``torchvision.transforms.functional.gaussian_blur``); then normalisation with mean/std.
+  With ``blur_p=0`` (the CIFAR recipes) no blur parameters are drawn at all.
 
 Extreme policies of the GCA paper (noisy views), applied after the standard pipeline. The
 paper's Appendix D.2 is not in our copy; these follow the policy names and the authors'
@@ -35,9 +39,10 @@ import math
 from typing import Dict, Optional, Sequence, Tuple
 
 import torch
+import torch.nn.functional as F
 from torchvision.ops import roi_align
 
-__all__ = ["TwoViewAugment", "ViewAugment", "slice_params", "POLICIES", "normalize"]
+__all__ = ["TwoViewAugment", "ViewAugment", "slice_params", "POLICIES", "normalize", "blur_kernel_size"]
 
 POLICIES = ("simclr", "large_erase", "brightness", "strong_crop")
 _GRAY = (0.299, 0.587, 0.114)
@@ -89,6 +94,23 @@ def _crop_resize(x: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tenso
 def _grayscale(x: torch.Tensor) -> torch.Tensor:
     r, g, b = x.unbind(1)
     return (_GRAY[0] * r + _GRAY[1] * g + _GRAY[2] * b).unsqueeze(1)
+
+
+def blur_kernel_size(size: int) -> int:
+    """SimCLR's blur kernel: 10% of the image side, made odd (23 at 224 px, 13 at 128 px)."""
+    return int(0.1 * size) // 2 * 2 + 1
+
+
+def _gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, k: int) -> torch.Tensor:
+    """Separable Gaussian blur of each image of ``x`` (m, C, H, W) with its own ``sigma`` (m,)."""
+    half = (k - 1) / 2
+    t = torch.linspace(-half, half, k, device=x.device, dtype=x.dtype)
+    w = torch.exp(-0.5 * (t[None] / sigma.to(x.device, x.dtype)[:, None]) ** 2)
+    w = (w / w.sum(1, keepdim=True)).repeat_interleave(x.shape[1], 0)  # (m * C, k)
+    m, c, h, wd = x.shape
+    y = F.pad(x.reshape(1, m * c, h, wd), (k // 2, k // 2, k // 2, k // 2), mode="reflect")
+    y = F.conv2d(y, w[:, None, None, :], groups=m * c)
+    return F.conv2d(y, w[:, None, :, None], groups=m * c).reshape(m, c, h, wd)
 
 
 def _rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
@@ -166,7 +188,8 @@ class ViewAugment:
     def __init__(self, size: int = 32, crop_scale=(0.08, 1.0), crop_ratio=(3 / 4, 4 / 3),
                  hflip: float = 0.5, jitter=(0.4, 0.4, 0.4, 0.1), jitter_p: float = 0.8,
                  gray_p: float = 0.2, policy: str = "simclr",
-                 mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616)):
+                 mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616),
+                 blur_p: float = 0.0, blur_sigma=(0.1, 2.0)):
         if policy not in POLICIES:
             raise ValueError(f"unknown augmentation policy {policy!r}; choose one of {POLICIES}")
         if not 0.0 <= jitter[3] <= 0.5:
@@ -174,6 +197,7 @@ class ViewAugment:
         self.size, self.crop_scale, self.crop_ratio = int(size), tuple(crop_scale), tuple(crop_ratio)
         self.hflip, self.jitter, self.jitter_p, self.gray_p = hflip, tuple(jitter), jitter_p, gray_p
         self.policy, self.mean, self.std = policy, tuple(mean), tuple(std)
+        self.blur_p, self.blur_sigma = blur_p, tuple(blur_sigma)
 
     def sample(self, n: int, height: int, width: int, g: torch.Generator) -> Dict[str, torch.Tensor]:
         """Draw the parameters of n images (all small tensors with leading dim n)."""
@@ -188,6 +212,9 @@ class ViewAugment:
             "order": torch.argsort(torch.rand(n, 4, generator=g), dim=1),
             "gray": torch.rand(n, generator=g) < self.gray_p,
         }
+        if self.blur_p > 0:
+            p["blur"] = torch.rand(n, generator=g) < self.blur_p
+            p["sigma"] = _uniform(n, *self.blur_sigma, g)
         if self.policy == "large_erase":
             p["erase"] = _sample_boxes(n, self.size, self.size, (0.10, 0.33), (0.3, 3.3), g)
         elif self.policy == "strong_crop":
@@ -223,6 +250,10 @@ class ViewAugment:
         if len(gray):
             gray_dev = to_dev(gray)
             out[gray_dev] = _grayscale(out[gray_dev]).expand(-1, 3, -1, -1)
+        blur = p["blur"].nonzero().squeeze(1) if "blur" in p else []
+        if len(blur):
+            blur_dev = to_dev(blur)
+            out[blur_dev] = _gaussian_blur(out[blur_dev], p["sigma"][blur], blur_kernel_size(self.size))
         if self.policy == "large_erase":
             ar = torch.arange(self.size, dtype=out.dtype, device=dev)
             e = to_dev(p["erase"]).to(out.dtype)
@@ -249,7 +280,8 @@ class TwoViewAugment:
     def from_config(cls, aug_cfg: dict, mean, std) -> "TwoViewAugment":
         return cls(size=aug_cfg["size"], crop_scale=aug_cfg["crop_scale"], crop_ratio=aug_cfg["crop_ratio"],
                    hflip=aug_cfg["hflip"], jitter=aug_cfg["jitter"], jitter_p=aug_cfg["jitter_p"],
-                   gray_p=aug_cfg["gray_p"], policy=aug_cfg["policy"], mean=mean, std=std)
+                   gray_p=aug_cfg["gray_p"], policy=aug_cfg["policy"], mean=mean, std=std,
+                   blur_p=aug_cfg.get("blur_p", 0.0), blur_sigma=aug_cfg.get("blur_sigma", (0.1, 2.0)))
 
     def sample(self, n: int, height: int, width: int, g: torch.Generator) -> Tuple[dict, dict]:
         return self.view.sample(n, height, width, g), self.view.sample(n, height, width, g)

@@ -74,8 +74,15 @@ PAPER_TABLE2 = {
                  "gca_rince": (69.72, 0.27), "byol": (69.75, 0.37), "iot": (67.19, 0.21),
                  "iot_uni": (67.03, 0.40), "gca_uot": (71.45, 0.37)},
 }
-PRETTY = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
-HF_DATASETS = {"cifar10": "uoft-cs/cifar10", "cifar100": "uoft-cs/cifar100"}
+PRETTY = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "imagenette": "Imagenette"}
+HF_DATASETS = {"cifar10": "uoft-cs/cifar10", "cifar100": "uoft-cs/cifar100", "imagenette": "frgfm/imagenette"}
+LIGHTLY_BENCHMARK = {  # published by lightly (docs: "Benchmarks"); a reference point, not measured by otzoo
+    "imagenette": ("knn_top1_k20", "k-NN top-1 (k=20)", "88.9% with SimCLR, ResNet-18, 800 epochs at 128 px in 193 "
+                   "minutes on one RTX A6000"),
+    "cifar10": ("knn_top1", "k-NN top-1 (k=200)", "84.8% with SimCLR, ResNet-18, 200 epochs at batch 512 in 87 "
+                "minutes on one RTX A6000"),
+}
+IMAGENET_DERIVED = ("imagenette", "imagenet")  # ImageNet's terms apply to weights trained on them
 FIGURE_CAPTIONS = {
     "curves.png": "*curves.png*: training loss and learning rate per step, and the k-NN monitor during "
                   "pretraining ({knn_train:,} train / {knn_test:,} test images, evenly spaced; not the release "
@@ -89,6 +96,7 @@ _ROW_SOFTMAX = ("coupling (row-wise softmax of the 2B x 2B similarities / tau, i
                 "normalisation: rows sum to 1, columns do not)")
 PLAN_KINDS = {"simclr": _ROW_SOFTMAX, "rince": _ROW_SOFTMAX}  # where ``loss.plan`` is not a transport plan
 METRIC_NAMES = {"linear_top1": "Linear probe top-1", "knn_top1": f"k-NN top-1 (k={KNN_K}, T={KNN_T})",
+                "knn_top1_k20": "k-NN top-1 (k=20, T=0.1)",
                 "linear_top1_1pct": "Linear probe top-1, 1% of the labels (mean of 3 subsets)",
                 "linear_top1_10pct": "Linear probe top-1, 10% of the labels (mean of 3 subsets)",
                 "subset_top1": "Top-1 on the first 500 test images"}
@@ -108,7 +116,8 @@ def front_matter(cfg: dict) -> dict:
     results = [EvalResult(task_type="image-classification", task_name="Image Classification",
                           dataset_type=dataset_id, dataset_name=m.get("dataset_variant", cfg["dataset"]),
                           dataset_split="test", metric_type="accuracy", metric_name=names[k], metric_value=m[k])
-               for k in ("linear_top1", "knn_top1", "linear_top1_1pct", "linear_top1_10pct", "subset_top1")
+               for k in ("linear_top1", "knn_top1", "knn_top1_k20", "linear_top1_1pct", "linear_top1_10pct",
+                         "subset_top1")
                if k in m]
     return ModelCardData(
         license=cfg.get("license", "apache-2.0"), library_name="otzoo", pipeline_tag="image-feature-extraction",
@@ -181,8 +190,10 @@ RECIPE_FREE_KEYS = ("method", "output_dir", "run_name", "loss")
 
 def same_recipe(a: dict, b: dict) -> bool:
     """True if two weights were pretrained with one recipe (config equal up to the method and paths)."""
+    from training.config import with_defaults
+
     def key(c):
-        conf = (c.get("recipe") or {}).get("config") or {}
+        conf = with_defaults((c.get("recipe") or {}).get("config") or {})  # keys added later take their defaults
         return c.get("architecture"), c.get("dataset"), {k: v for k, v in conf.items() if k not in RECIPE_FREE_KEYS}
     return bool((a.get("recipe") or {}).get("config")) and key(a) == key(b)
 
@@ -211,6 +222,17 @@ def _low_label_rows(m: dict) -> list:
             rows.append(f"| Linear probe, {key} of the labels ({run['images'][0]:,} images) | {m[share]:.2f} ± "
                         f"{run['std']:.2f} | {m['protocol'].get('low_label', '')}; runs {run['top1']} |")
     return rows
+
+
+def _lightly_reference(cfg: dict) -> list:
+    ref = LIGHTLY_BENCHMARK.get(cfg["dataset"])
+    if not ref or ref[0] not in cfg["metrics"]:
+        return []
+    key, what, result = ref
+    b = cfg.get("budget", {})
+    return [f"Reference point: lightly's {PRETTY.get(cfg['dataset'], cfg['dataset'])} benchmark reports {what} of "
+            f"{result}. This weight: **{cfg['metrics'][key]:.2f}** after {b.get('epochs', 'n/a')} epochs in "
+            f"{_fmt_hours(b.get('wall_time_s'))} on {b.get('hardware', 'n/a')}.", ""]
 
 
 def _finetune_section(cfg: dict, records: Sequence[dict]) -> list:
@@ -287,6 +309,8 @@ def render_card(cfg: dict, figures: Optional[list] = None, hub_repo: str = "OWNE
         "| Metric | Top-1 (%) | Protocol |", "|---|---|---|",
         f"| Linear probe | {m['linear_top1']:.2f} | {proto.get('linear', '')} |",
         f"| k-NN | {m['knn_top1']:.2f} | {proto.get('knn', '')} |",
+        *([f"| k-NN, k=20 | {m['knn_top1_k20']:.2f} | the same with k=20 (lightly's Imagenette setting) |"]
+          if "knn_top1_k20" in m else []),
         *_low_label_rows(m),
         f"| First {m.get('subset_size', 500)} test images | {m['subset_top1']:.2f} | {proto.get('subset', '')} |",
         "",
@@ -313,6 +337,7 @@ def render_card(cfg: dict, figures: Optional[list] = None, hub_repo: str = "OWNE
         ]
     else:
         lines += ["The GCA paper's Table 2 has no number for this method/dataset pair.", ""]
+    lines += _lightly_reference(cfg)
     if siblings:
         lines += _siblings_section(cfg, siblings)
     lines += _finetune_section(cfg, finetune)
@@ -349,6 +374,9 @@ def render_card(cfg: dict, figures: Optional[list] = None, hub_repo: str = "OWNE
         f"- Trained on a small compute budget ({budget.get('epochs', 'n/a')} epochs on {budget.get('hardware', 'n/a')}); "
         "expect lower accuracy than long GPU schedules.",
     ]
+    if ds in IMAGENET_DERIVED:
+        lines += [f"- {PRETTY.get(ds, ds)} images come from ImageNet: ImageNet's terms of access (non-commercial "
+                  "research and educational use) apply to this weight and to anything derived from it."]
     if "JPEG" in variant:
         lines += ["- Trained and evaluated on a JPEG (quality 75) re-encoding of the dataset, not the original "
                   "files; numbers on the original release will differ slightly."]

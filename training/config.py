@@ -13,7 +13,7 @@ from typing import Any, Dict, Iterable, Optional
 
 import yaml
 
-__all__ = ["DEFAULTS", "ConfigError", "load_config", "apply_overrides", "validate", "dump_config"]
+__all__ = ["DEFAULTS", "ConfigError", "load_config", "apply_overrides", "validate", "dump_config", "with_defaults"]
 
 DEFAULTS: Dict[str, Any] = {
     "method": "simclr",             # otzoo.losses name (two-view + projector) or "byol"
@@ -43,6 +43,8 @@ DEFAULTS: Dict[str, Any] = {
         "jitter": [0.4, 0.4, 0.4, 0.1],  # brightness, contrast, saturation, hue
         "jitter_p": 0.8,
         "gray_p": 0.2,
+        "blur_p": 0.0,              # Gaussian blur probability (SimCLR ImageNet: 0.5; kernel 10% of size)
+        "blur_sigma": [0.1, 2.0],
     },
     "model": {
         "proj_hidden": 2048,
@@ -55,13 +57,14 @@ DEFAULTS: Dict[str, Any] = {
         "sync_bn": False,           # convert BN to SyncBatchNorm under DDP on CUDA
     },
     "optim": {
-        "name": "sgd",              # sgd | lars (timm.optim.Lars; bias/norm excluded)
+        "name": "sgd",              # sgd | lars (timm.optim.Lars; bias/norm excluded) | adamw (ViTs)
         "lr": 0.12,                 # peak learning rate at batch lr_batch
         "lr_batch": 256,            # lr scales linearly with batch_size / lr_batch
         "momentum": 0.9,
         "nesterov": False,
         "weight_decay": 5.0e-4,     # not applied to biases and norm parameters
         "trust_coeff": 0.001,       # LARS
+        "betas": [0.9, 0.999],      # AdamW
         "warmup_epochs": 0.0,
         "min_lr_ratio": 0.0,        # cosine decays to lr * min_lr_ratio
     },
@@ -110,6 +113,17 @@ def _merge(base: dict, update: dict, prefix: str = "") -> dict:
             out[key] = _merge(base[key], value, prefix=f"{path}.")
         else:
             out[key] = copy.deepcopy(value)
+    return out
+
+
+def with_defaults(cfg: dict, defaults: dict = DEFAULTS) -> dict:
+    """``cfg`` with the keys it lacks (added to :data:`DEFAULTS` after it was written) at their defaults."""
+    out = copy.deepcopy(cfg)
+    for key, value in defaults.items():
+        if key not in out:
+            out[key] = copy.deepcopy(value)
+        elif isinstance(value, dict) and isinstance(out[key], dict) and key not in FREE_FORM:
+            out[key] = with_defaults(out[key], value)
     return out
 
 
@@ -171,8 +185,8 @@ def validate(cfg: dict, _defaults: dict = DEFAULTS, _prefix: str = "") -> dict:
         policies = ("simclr", "large_erase", "brightness", "strong_crop")
         if out["aug"]["policy"] not in policies:
             raise ConfigError(f"aug.policy must be one of {policies}, got {out['aug']['policy']!r}")
-        if out["optim"]["name"] not in ("sgd", "lars"):
-            raise ConfigError(f"optim.name must be 'sgd' or 'lars', got {out['optim']['name']!r}")
+        if out["optim"]["name"] not in ("sgd", "lars", "adamw"):
+            raise ConfigError(f"optim.name must be 'sgd', 'lars' or 'adamw', got {out['optim']['name']!r}")
         device = out["engine"]["device"]
         if not (device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit())):
             raise ConfigError(f"engine.device must be auto, cpu, cuda or cuda:N, got {device!r}")

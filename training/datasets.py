@@ -1,8 +1,10 @@
 """Dataset resolution shared by pretraining and evaluation.
 
 A data directory (``--data-dir`` / ``data.dir`` or ``$OTZOO_DATA``) holding ``train/`` and
-``test/`` ImageFolder trees wins; otherwise the named torchvision dataset is used and
-downloaded into ``root`` when missing.
+``test/`` (or ``val/``) ImageFolder trees wins; otherwise the named torchvision dataset is
+used and downloaded into ``root`` when missing. Imagenette's evaluation split is ``val``:
+``split="test"`` reads it. Datasets whose folders are ImageNet wnids get readable
+``classes`` (:data:`LABEL_NAMES`).
 """
 import os
 from pathlib import Path
@@ -11,7 +13,14 @@ from typing import Optional
 import torch
 from torch.utils.data import Dataset, Subset
 
-TORCHVISION_DATASETS = ("cifar10", "cifar100", "svhn", "stl10")
+TORCHVISION_DATASETS = ("cifar10", "cifar100", "svhn", "stl10", "imagenette")
+IMAGENETTE_WNIDS = {
+    "n01440764": "tench", "n02102040": "English springer", "n02979186": "cassette player",
+    "n03000684": "chain saw", "n03028079": "church", "n03394916": "French horn", "n03417042": "garbage truck",
+    "n03425413": "gas pump", "n03445777": "golf ball", "n03888257": "parachute",
+}
+LABEL_NAMES = {"imagenette": IMAGENETTE_WNIDS}  # folder name (wnid) -> label name
+IMAGENETTE_SIZE = os.environ.get("OTZOO_IMAGENETTE_SIZE", "320px")  # torchvision's download: full, 320px or 160px
 DEFAULT_DOWNLOAD_ROOT = Path(os.environ.get("OTZOO_DOWNLOAD_ROOT", "~/.cache/otzoo/datasets")).expanduser()
 
 
@@ -46,12 +55,14 @@ def build_dataset(name: str = "cifar10", split: str = "train", data_dir: Optiona
         from torchvision.datasets import ImageFolder
 
         split_dir = folder / split
+        if split == "test" and not split_dir.is_dir() and (folder / "val").is_dir():
+            split_dir = folder / "val"
         if not split_dir.is_dir():
             raise DataNotFoundError(
                 f"{str(split_dir)!r} does not exist: the data dir must hold ImageFolder trees "
-                f"'train/' and 'test/' (one sub-folder per class)."
+                f"'train/' and 'test/' (or 'val/'), one sub-folder per class."
             )
-        return ImageFolder(str(split_dir), transform=transform)
+        return _readable_classes(ImageFolder(str(split_dir), transform=transform), name)
     key = name.lower().replace("-", "")
     if key not in TORCHVISION_DATASETS:
         raise DataNotFoundError(
@@ -65,6 +76,11 @@ def build_dataset(name: str = "cifar10", split: str = "train", data_dir: Optiona
         if key in ("cifar10", "cifar100"):
             cls = tvd.CIFAR10 if key == "cifar10" else tvd.CIFAR100
             return cls(str(root_path), train=(split == "train"), transform=transform, download=download)
+        if key == "imagenette":
+            ds = tvd.Imagenette(str(root_path), split="val" if split == "test" else split, size=IMAGENETTE_SIZE,
+                                transform=transform, download=download)
+            ds.classes, ds.targets = [IMAGENETTE_WNIDS[w] for w in ds.wnids], [y for _, y in ds._samples]
+            return ds
         if key == "svhn":
             ds = tvd.SVHN(str(root_path), split=split, transform=transform, download=download)
             ds.classes = [str(i) for i in range(10)]
@@ -76,6 +92,13 @@ def build_dataset(name: str = "cifar10", split: str = "train", data_dir: Optiona
             f"Offline, set $OTZOO_DATA (or --data-dir) to a folder holding train/ and test/ "
             f"ImageFolder trees, e.g. OTZOO_DATA=../shared/data/cifar10."
         ) from err
+
+
+def _readable_classes(ds, name: str):
+    names = LABEL_NAMES.get(name.lower().replace("-", ""), {})
+    if names and all(c in names for c in ds.classes):
+        ds.classes = [names[c] for c in ds.classes]  # class_to_idx keeps the folder names
+    return ds
 
 
 def evenly_spaced_subset(dataset: Dataset, n: Optional[int]) -> Dataset:

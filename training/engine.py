@@ -123,8 +123,8 @@ def hardware_string(info: DistInfo, precision: str) -> str:
 
 
 def build_optimizer(model: nn.Module, o: dict, batch_size: int) -> torch.optim.Optimizer:
-    """SGD or LARS at ``lr * batch_size / lr_batch``; weights (ndim > 1) get weight decay, biases and
-    norm parameters do not (timm's ``param_groups_weight_decay``; LARS skips their adaptation)."""
+    """SGD, LARS or AdamW at ``lr * batch_size / lr_batch``; weights (ndim > 1) get weight decay, biases
+    and norm parameters do not (timm's ``param_groups_weight_decay``; LARS skips their adaptation)."""
     from timm.optim import param_groups_weight_decay
 
     lr = o["lr"] * batch_size / o["lr_batch"]
@@ -133,6 +133,8 @@ def build_optimizer(model: nn.Module, o: dict, batch_size: int) -> torch.optim.O
         from timm.optim import Lars  # skips trust-ratio adaptation where weight_decay == 0
 
         return Lars(groups, lr=lr, momentum=o["momentum"], nesterov=o["nesterov"], trust_coeff=o["trust_coeff"])
+    if o["name"] == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, betas=tuple(o.get("betas", (0.9, 0.999))))
     return torch.optim.SGD(groups, lr=lr, momentum=o["momentum"], nesterov=o["nesterov"])
 
 

@@ -163,6 +163,7 @@ def export_run(run_dir, name: Optional[str] = None, root=REPO_ROOT, data_dir=Non
                                   progress)
     model.cpu()
     knn = knn_top1(tr_f.to(device), tr_y, te_f, te_y)
+    knn20 = knn_top1(tr_f.to(device), tr_y, te_f, te_y, k=20)  # lightly's Imagenette benchmark setting
     say(f"[export] knn_top1 = {knn:.2f}; training the linear probe")
     head, probe = train_linear_probe(tr_f, tr_y, len(label_names), max_iter=max_iter, device=device)
     with torch.no_grad():
@@ -185,6 +186,7 @@ def export_run(run_dir, name: Optional[str] = None, root=REPO_ROOT, data_dir=Non
     subsampled = bool(train_subset or test_subset)
     metrics = {
         "knn_top1": round(knn, 2),
+        "knn_top1_k20": round(knn20, 2),
         "linear_top1": round(lin, 2),
         **low_means,
         "subset_top1": round(sub, 2),
@@ -195,7 +197,8 @@ def export_run(run_dir, name: Optional[str] = None, root=REPO_ROOT, data_dir=Non
         "num_test": len(test_set),
         "subsampled": subsampled,
         "protocol": {
-            "knn": f"{knn_protocol()}, train split ({len(train_set)} images) as memory bank, no augmentation",
+            "knn": f"{knn_protocol()}, train split ({len(train_set)} images) as memory bank, no augmentation; "
+                   f"knn_top1_k20: the same with k=20",
             "linear": linear_protocol(),
             "low_label": LOW_LABEL_PROTOCOL,
             "subset": f"full forward of the loaded weight on the first {len(subset_set)} test images in sorted "

@@ -5,6 +5,7 @@ Also where the data comes from (:func:`resolve_eval_data_dir`), how it is named 
 """
 import json
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -13,11 +14,12 @@ from torch.utils.data import Dataset, Subset
 
 import otzoo
 
-__all__ = ["PAPER_DATASET_NAMES", "read_run", "load_run_model", "load_model",
+__all__ = ["PAPER_DATASET_NAMES", "read_run", "load_run_model", "run_data_cfg", "load_model",
            "resolve_eval_data_dir", "dataset_variant", "first_n"]
 
 PAPER_DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "svhn": "SVHN", "stl10": "STL-10",
-                       "in100": "ImageNet-100", "in1k": "ImageNet-1k"}
+                       "in100": "ImageNet-100", "in1k": "ImageNet-1k", "imagenette": "Imagenette",
+                       "imagenet": "ImageNet-1k"}
 
 
 def read_run(run_dir) -> dict:
@@ -37,8 +39,19 @@ def load_run_model(run_dir, num_classes: int = 0) -> nn.Module:
     info = read_run(run_dir)
     with warnings.catch_warnings():  # a run's backbone never has a head: a new one is the point
         warnings.filterwarnings("ignore", message=".*published head has 0 classes")
-        return otzoo.create_model(info["arch"], checkpoint_path=Path(run_dir) / "backbone.safetensors",
-                                  num_classes=num_classes)
+        model = otzoo.create_model(info["arch"], checkpoint_path=Path(run_dir) / "backbone.safetensors",
+                                   num_classes=num_classes)
+    model.pretrained_cfg = model.default_cfg = {**model.pretrained_cfg, **run_data_cfg(info)}
+    return model
+
+
+def run_data_cfg(info: dict) -> dict:
+    """The input size, mean and std a run trained with (its config), for the weight's cfg and transforms."""
+    conf = info.get("config") or {}
+    size, data = (conf.get("aug") or {}).get("size"), conf.get("data") or {}
+    out = {"input_size": (3, int(size), int(size))} if size else {}
+    out.update({k: tuple(data[k]) for k in ("mean", "std") if data.get(k)})
+    return out
 
 
 def load_model(run=None, model_name=None, checkpoint=None, arch=None):
@@ -77,14 +90,19 @@ def resolve_eval_data_dir(data_dir=None, recorded=None):
 
 
 def dataset_variant(dataset: str, data_dir) -> str:
-    """Human-readable dataset + copy, e.g. "CIFAR-10 (JPEG q75 copy)"."""
+    """Human-readable dataset + copy, e.g. "CIFAR-10 (JPEG q75 copy)": the name a data folder's
+    README asks for (``Say "..."`` in its ``## <folder>/`` section), else the folder's name."""
     pretty = PAPER_DATASET_NAMES.get(dataset, dataset)
     folder = Path(data_dir) if data_dir else (Path(os.environ["OTZOO_DATA"]) if os.environ.get("OTZOO_DATA") else None)
     if folder is None:
         return f"{pretty} (torchvision)"
     readme = folder.parent / "README.md"
-    if readme.is_file() and "quality 75" in readme.read_text(errors="ignore") and folder.name == dataset:
-        return f"{pretty} (JPEG q75 copy)"
+    if readme.is_file():
+        text = readme.read_text(errors="ignore")
+        section = text.split(f"## {folder.name}/", 1)[1].split("\n## ", 1)[0] if f"## {folder.name}/" in text else ""
+        said = re.search(r'Say\s+"([^"]+)"', section)
+        if said:
+            return said.group(1)
     return f"{pretty} (ImageFolder at {folder.name}/)"
 
 

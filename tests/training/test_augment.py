@@ -170,3 +170,33 @@ def test_views_on_cuda_equal_views_on_cpu(policy, cuda_device):
     for a, b in zip(cpu, gpu):
         assert b.device.type == "cuda"
         torch.testing.assert_close(b.cpu(), a, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("size", [32, 128])
+def test_blur_matches_torchvision_per_image(size):
+    from torchvision.transforms.functional import gaussian_blur
+    from training.augment import _gaussian_blur, blur_kernel_size
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 3, size, size, generator=g)
+    sigma = torch.tensor([0.1, 0.9, 2.0])
+    k = blur_kernel_size(size)
+    assert k % 2 == 1 and k == {32: 3, 128: 13}[size]
+    want = torch.stack([gaussian_blur(x[i], [k, k], [float(s), float(s)]) for i, s in enumerate(sigma)])
+    torch.testing.assert_close(_gaussian_blur(x, sigma, k), want, atol=1e-5, rtol=1e-5)
+
+
+def test_blur_policy_blurs_only_the_images_it_draws_and_draws_nothing_when_off():
+    from training.augment import ViewAugment
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (16, 3, 40, 40), dtype=torch.uint8, generator=g)
+    off, on = ViewAugment(size=32), ViewAugment(size=32, blur_p=0.5)
+    p_off = off.sample(16, 40, 40, torch.Generator().manual_seed(1))
+    assert "blur" not in p_off  # the CIFAR recipes' random stream is unchanged
+    p_on = on.sample(16, 40, 40, torch.Generator().manual_seed(1))
+    assert all(torch.equal(p_on[k], v) for k, v in p_off.items())  # blur is drawn after everything else
+    a, b = off.apply(x, p_off), on.apply(x, p_on)
+    same = (a == b).flatten(1).all(1)
+    assert torch.equal(same, ~p_on["blur"]) and 0 < int(p_on["blur"].sum()) < 16
+    assert b[p_on["blur"]].std() < a[p_on["blur"]].std()  # smoother
