@@ -29,6 +29,7 @@ _in_timm: Dict[str, Callable] = {}  # otzoo architectures mirrored in timm's reg
 _base_cfgs: Dict[str, Dict[str, Any]] = {}  # architecture -> cfg from its module's default_cfgs
 _pretrained: Dict[str, Dict[str, Any]] = {}  # weight name -> pretrained cfg
 _REQUIRED = ("name", "architecture", "sha256")
+_package_loaded = False  # until the shipped weights are registered, timm registration waits (one per arch)
 TIMM_CFG_FIELDS = tuple(f.name for f in dataclasses.fields(PretrainedCfg))
 
 
@@ -58,12 +59,17 @@ def register_model(fn: Callable) -> Callable:
         _base_cfgs[name] = dict(module_cfgs[name])
     if name in _in_timm or not timm.models.is_model(name):
         _in_timm[name] = fn
-        _sync_timm(name)
+        if _package_loaded:
+            _sync_timm(name)
     return fn
 
 
 def _sync_timm(arch: str) -> None:
-    """(Re)register ``arch`` in timm with its default cfg and one tag per registered weight."""
+    """Register ``arch`` in timm with its default cfg and one tag per registered weight.
+
+    At import this runs once per architecture, after the shipped weights are registered. A weight
+    registered or removed later re-registers its architecture: timm has no call that adds or
+    removes one tag, and its ``register_model`` replaces a name's previous entries, tags included."""
     fn = _in_timm.get(arch)
     if fn is None:
         return
@@ -125,7 +131,8 @@ def register_pretrained(cfg: Dict[str, Any]) -> Dict[str, Any]:
     """
     cfg = _check_cfg(cfg)
     _pretrained[cfg["name"]] = cfg
-    _sync_timm(cfg["architecture"])
+    if _package_loaded:
+        _sync_timm(cfg["architecture"])
     return dict(cfg)
 
 
@@ -137,12 +144,16 @@ def unregister_pretrained(name: str) -> None:
 
 
 def _load_package_cfgs() -> None:
+    """Register every shipped ``otzoo/pretrained/*.json``, then mirror each architecture in timm once."""
+    global _package_loaded
     folder = resources.files("otzoo") / "pretrained"
-    if not folder.is_dir():
-        return
-    for entry in sorted(folder.iterdir(), key=lambda p: p.name):
+    entries = sorted(folder.iterdir(), key=lambda p: p.name) if folder.is_dir() else []
+    for entry in entries:
         if entry.name.endswith(".json"):
             register_pretrained(json.loads(entry.read_text(encoding="utf-8")))
+    _package_loaded = True
+    for arch in _in_timm:
+        _sync_timm(arch)
 
 
 def list_architectures(filter: str = "") -> List[str]:

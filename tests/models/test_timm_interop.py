@@ -68,3 +68,26 @@ def test_an_unregistered_otzoo_weight_is_never_loaded_unchecked():
     stale = {"hf_hub_id": "otzoo/unregistered_resnet18_cifar10", "architecture": "resnet18_cifar"}
     with pytest.raises(NoPretrainedWeightsError, match="sha256 cannot be checked"):
         build_model(CifarResNet, "resnet18_cifar", pretrained=True, pretrained_cfg=stale)
+
+
+def test_import_registers_each_architecture_in_timm_once_with_every_shipped_tag():
+    import subprocess
+    import sys
+
+    code = ("import timm.models\ncalls = []\norig = timm.models.register_model\n"
+            "timm.models.register_model = lambda fn: (calls.append(fn.__name__), orig(fn))[1]\n"
+            "import otzoo, timm\nprint(sorted(calls))\nprint(sorted(timm.list_pretrained('*_cifar.*')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
+    archs = sorted(otzoo.models._registry._in_timm)  # otzoo's own architectures (timm's built-ins stay timm's)
+    assert archs == ["resnet18_cifar", "resnet50_cifar"]
+    assert out[0] == str(archs)  # once each, after the shipped weights are registered
+    tags = sorted(otzoo.get_pretrained_cfg(n)["tag"] for n in otzoo.list_pretrained())
+    assert out[1] == str(tags)
+
+
+def test_a_weight_registered_then_removed_at_runtime_leaves_no_timm_tag(fake_weight):
+    assert FAKE_TAG in timm.list_pretrained("resnet18_cifar*")
+    otzoo.models.unregister_pretrained(FAKE_NAME)
+    assert FAKE_TAG not in timm.list_pretrained("resnet18_cifar*")
+    with pytest.raises(RuntimeError):
+        timm.create_model(FAKE_TAG, pretrained=True)
