@@ -3,6 +3,7 @@ from ._builder import (
     ChecksumError, CorruptWeightsError, NoPretrainedWeightsError, StateDictMismatchError, UnsafeCheckpointError,
     create_model, load_weights, read_state_dict, resolve_weight_file,
 )
+from ._cfg import OtzooMeta, validate_weight_cfg
 from ._hub import WeightsNotFoundError, read_config, save_pretrained, sha256_file
 from ._registry import (
     UnknownModelError, get_pretrained_cfg, is_model, is_pretrained, list_architectures, list_models,

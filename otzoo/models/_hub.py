@@ -13,6 +13,7 @@ from huggingface_hub import hf_hub_download
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
 from timm.models import save_for_hf
 
+from ._cfg import validate_weight_cfg
 from ._registry import WEIGHTS_FILENAME, timm_cfg, weight_identity
 from ._transforms import resolve_data_config
 
@@ -54,11 +55,12 @@ def save_pretrained(model: nn.Module, folder: Union[str, Path], *, dtype: Option
         raise TypeError("save_pretrained needs a full otzoo/timm model (not a features_only wrapper); "
                         "create it with otzoo.create_model(arch) and load your state dict into it")
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     base = {k: v for k, v in timm_cfg(dict(model.pretrained_cfg)).items() if k not in _SOURCE_KEYS}
     arch = meta.get("architecture") or model.pretrained_cfg.get("architecture")
     if not arch:
         raise ValueError("model.pretrained_cfg has no 'architecture'; pass architecture=... to save_pretrained")
+    validate_weight_cfg({"name": arch, "sha256": "(written below)", **meta, "architecture": arch})  # before any write
+    folder.mkdir(parents=True, exist_ok=True)
     label_names = meta.get("label_names", base.get("label_names"))
     if label_names is not None and len(label_names) != model.num_classes:
         label_names = None  # the head changed; the old names no longer apply

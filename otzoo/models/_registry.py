@@ -6,7 +6,6 @@ weight tags (``<arch>.<method>_<dataset>``) are also registered in timm's regist
 ``timm.create_model("resnet18_cifar.<method>_<dataset>", pretrained=True)`` works after
 ``import otzoo``; timm's built-ins (``resnet18``, ``vit_base_patch16_224``...) are never replaced.
 """
-import dataclasses
 import difflib
 import fnmatch
 import json
@@ -18,6 +17,8 @@ from typing import Any, Callable, Dict, List, Optional, Union
 import timm.models
 from timm.models import PretrainedCfg, generate_default_cfgs
 
+from ._cfg import TIMM_CFG_FIELDS, validate_weight_cfg
+
 __all__ = [
     "register_model", "register_pretrained", "unregister_pretrained", "list_models",
     "list_pretrained", "list_architectures", "is_model", "is_pretrained", "get_pretrained_cfg",
@@ -28,9 +29,7 @@ _entrypoints: Dict[str, Callable] = {}  # architecture -> constructor fn(pretrai
 _in_timm: Dict[str, Callable] = {}  # otzoo architectures mirrored in timm's registry
 _base_cfgs: Dict[str, Dict[str, Any]] = {}  # architecture -> cfg from its module's default_cfgs
 _pretrained: Dict[str, Dict[str, Any]] = {}  # weight name -> pretrained cfg
-_REQUIRED = ("name", "architecture", "sha256")
 _package_loaded = False  # until the shipped weights are registered, timm registration waits (one per arch)
-TIMM_CFG_FIELDS = tuple(f.name for f in dataclasses.fields(PretrainedCfg))
 
 
 class UnknownModelError(ValueError):
@@ -103,10 +102,7 @@ def weight_identity(name: str, arch: str, method: Optional[str] = None,
 
 
 def _check_cfg(cfg: Dict[str, Any]) -> Dict[str, Any]:
-    missing = [k for k in _REQUIRED if not cfg.get(k)]
-    if missing:
-        raise ValueError(f"pretrained cfg is missing {missing}; got keys {sorted(cfg)}")
-    cfg = dict(cfg)
+    cfg = dict(validate_weight_cfg(cfg))
     name, arch = cfg["name"], cfg["architecture"]
     if arch not in _entrypoints:
         raise ValueError(f"pretrained cfg {name!r} names unknown architecture {arch!r}; "
@@ -118,7 +114,7 @@ def _check_cfg(cfg: Dict[str, Any]) -> Dict[str, Any]:
     for k, v in get_arch_default_cfg(arch).items():  # every timm field of the architecture survives
         if k in TIMM_CFG_FIELDS and k not in cfg:
             cfg[k] = v
-    return cfg
+    return validate_weight_cfg(cfg)
 
 
 def register_pretrained(cfg: Dict[str, Any]) -> Dict[str, Any]:

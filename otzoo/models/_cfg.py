@@ -1,0 +1,82 @@
+"""The schema of a weight's pretrained cfg: timm's ``PretrainedCfg`` fields plus :class:`OtzooMeta`.
+
+A cfg is one flat dict (``otzoo/pretrained/<name>.json``, the ``"otzoo"`` entry of a weight's
+``config.json``, ``model.pretrained_cfg``): every key is a field of timm's ``PretrainedCfg``
+(input size, mean, std, crop, classifier...) or of :class:`OtzooMeta` (identity, provenance,
+measured metrics). :func:`validate_weight_cfg` checks names and types, so a misspelt or
+mistyped key fails where the cfg is made, naming the key and the closest field.
+"""
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from timm.models import PretrainedCfg
+
+__all__ = ["OtzooMeta", "TIMM_CFG_FIELDS", "WEIGHT_CFG_FIELDS", "validate_weight_cfg"]
+
+TIMM_CFG_FIELDS = tuple(f.name for f in dataclasses.fields(PretrainedCfg))
+
+
+@dataclass
+class OtzooMeta:
+    """otzoo's fields of a weight cfg (``name``, ``architecture`` and ``sha256`` are required)."""
+    name: str
+    architecture: str
+    sha256: str
+    filename: str = "model.safetensors"
+    dtype: Optional[str] = None  # floating-point dtype of the stored tensors, e.g. "float16"
+    num_features: Optional[int] = None
+    label_names: Optional[List[str]] = None
+    method: Optional[str] = None  # otzoo.losses name (or "byol")
+    dataset: Optional[str] = None
+    dataset_variant: Optional[str] = None  # the exact copy the metrics were measured on
+    recipe: Dict[str, Any] = field(default_factory=dict)  # resolved training config
+    budget: Dict[str, Any] = field(default_factory=dict)  # epochs, views, hardware, wall time
+    metrics: Dict[str, Any] = field(default_factory=dict)  # measured by export / measure
+    paper: Dict[str, Any] = field(default_factory=dict)
+    reproduce: Dict[str, Any] = field(default_factory=dict)  # the commands
+    figures: List[str] = field(default_factory=list)
+    otzoo_version: Optional[str] = None
+    torch_version: Optional[str] = None
+    pretrain_otzoo_version: Optional[str] = None
+
+
+_META_TYPES = typing.get_type_hints(OtzooMeta)
+_TIMM_TYPES = typing.get_type_hints(PretrainedCfg)
+WEIGHT_CFG_FIELDS = tuple(dict.fromkeys(TIMM_CFG_FIELDS + tuple(_META_TYPES)))
+_REQUIRED = tuple(f.name for f in dataclasses.fields(OtzooMeta) if f.default is dataclasses.MISSING
+                  and f.default_factory is dataclasses.MISSING)
+
+
+def _accepts(hint, value) -> bool:
+    if value is None or hint is Any:
+        return True
+    origin = typing.get_origin(hint)
+    if origin is typing.Union:
+        return any(_accepts(h, value) for h in typing.get_args(hint) if h is not type(None))
+    if origin in (list, tuple, typing.Tuple, List):
+        return isinstance(value, (list, tuple))
+    if origin in (dict, Dict):
+        return isinstance(value, dict)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, hint) if isinstance(hint, type) else True
+
+
+def validate_weight_cfg(cfg: Dict[str, Any]) -> Dict[str, Any]:
+    """``cfg`` itself when every key is a known field of the right type; else ValueError naming it."""
+    missing = [k for k in _REQUIRED if not cfg.get(k)]
+    if missing:
+        raise ValueError(f"weight cfg {cfg.get('name', '?')!r} is missing {missing}")
+    for key, value in cfg.items():
+        hint = _META_TYPES.get(key, _TIMM_TYPES.get(key))
+        if key not in WEIGHT_CFG_FIELDS:
+            close = difflib.get_close_matches(key, WEIGHT_CFG_FIELDS, n=1)
+            raise ValueError(f"weight cfg {cfg['name']!r}: unknown field {key!r}"
+                             + (f" (did you mean {close[0]!r}?)" if close else "")
+                             + "; fields are timm's PretrainedCfg and otzoo.models.OtzooMeta")
+        if not _accepts(hint, value):
+            raise ValueError(f"weight cfg {cfg['name']!r}: field {key!r} expects {hint}, got {value!r}")
+    return cfg
