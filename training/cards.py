@@ -257,54 +257,46 @@ def _finetune_section(cfg: dict, records: Sequence[dict]) -> list:
     return lines + ["", f"Reproduce: `{own[0]['command_line']}` (with `$OTZOO_DATA` set to `DATA`).", ""]
 
 
-def render_card(cfg: dict, figures: Optional[list] = None, hub_repo: str = "OWNER/otzoo",
-                siblings: Sequence[dict] = (), finetune: Sequence[dict] = ()) -> str:
-    """Markdown model card (front matter + body) of the weight described by ``cfg``.
-
-    ``siblings``: cfgs of other weights; those with the same recipe (:func:`same_recipe`) get a table.
-    ``finetune``: fine-tuning records (``finetune --json-out``); this weight's, with its references, get one.
-    """
-    siblings = [c for c in siblings if c["name"] != cfg["name"] and same_recipe(cfg, c)]
-    name, method, arch, ds = cfg["name"], cfg["method"], cfg["architecture"], cfg["dataset"]
-    m, budget, recipe = cfg["metrics"], cfg.get("budget", {}), cfg.get("recipe", {})
-    proto = m.get("protocol", {})
-    probe = m.get("linear_probe", {})
-    variant = m.get("dataset_variant", ds)
-    paper = PAPERS.get(method, {})
-    figures = figures if figures is not None else cfg.get("figures", [])
-    subsampled = m.get("subsampled", False)
-    lines = ["---", yaml.safe_dump(front_matter(cfg), sort_keys=False).rstrip(), "---", ""]
-    lines += [
-        f"# {name}",
-        "",
-        f"A `{arch}` backbone pretrained with **{method_name(method)}** self-supervised learning on "
-        f"{variant}, shipped with a linear-probe classification head ({cfg['num_classes']} classes) "
-        f"trained on its frozen features. Part of [otzoo](https://huggingface.co/otzoo): backbones pretrained "
-        f"with optimal-transport contrastive losses.",
-        "",
-    ]
-    if subsampled:
+def _intro(cfg: dict) -> list:
+    m, arch, method = cfg["metrics"], cfg["architecture"], cfg["method"]
+    lines = [f"# {cfg['name']}", "",
+             f"A `{arch}` backbone pretrained with **{method_name(method)}** self-supervised learning on "
+             f"{m.get('dataset_variant', cfg['dataset'])}, shipped with a linear-probe classification head "
+             f"({cfg['num_classes']} classes) trained on its frozen features. Part of [otzoo](https://huggingface.co/otzoo): "
+             "backbones pretrained with optimal-transport contrastive losses.", ""]
+    if m.get("subsampled", False):
         lines += ["> **Warning:** the metrics below were measured on a subsample of the dataset "
                   f"({m.get('num_train')} train / {m.get('num_test')} test images); they are not comparable to "
                   "published numbers.", ""]
-    lines += [
-        "## Model details",
-        "",
-        "| | |", "|---|---|",
+    return lines
+
+
+def _details(cfg: dict) -> list:
+    arch, method, paper = cfg["architecture"], cfg["method"], PAPERS.get(cfg["method"], {})
+    variant = cfg["metrics"].get("dataset_variant", cfg["dataset"])
+    return [
+        "## Model details", "", "| | |", "|---|---|",
         f"| Architecture | `{arch}` ({cfg.get('num_features', 'n/a')}-d pooled features) |",
         f"| Pretraining method | {method_name(method)} (`{method}` in `otzoo.losses`) |",
         f"| Paper | {paper.get('title', 'n/a')} ({paper.get('venue', '')}) |",
-        f"| Pretraining data | {budget.get('data_variant') or variant}, train split, no labels |",
+        f"| Pretraining data | {cfg.get('budget', {}).get('data_variant') or variant}, train split, no labels |",
         f"| Head | linear probe (standardisation folded in), {cfg['num_classes']} classes |",
         f"| Input | {tuple(cfg.get('input_size', ()))}, mean {tuple(cfg.get('mean', ()))}, std {tuple(cfg.get('std', ()))} |",
         f"| Weights | `{cfg.get('filename', 'model.safetensors')}` ({cfg['dtype']}), sha256 `{cfg.get('sha256', '')}` |",
         f"| timm tag | `{cfg.get('tag', '')}` |",
         f"| License | {cfg.get('license', 'apache-2.0')} |",
         "",
-        "## Results",
-        "",
+    ]
+
+
+def _results(cfg: dict) -> list:
+    m = cfg["metrics"]
+    proto = m.get("protocol", {})
+    return [
+        "## Results", "",
         f"Measured by `training export` on the exported weight, loaded back through `otzoo.create_model` + "
-        f"`otzoo.create_transform` (fp32), on {variant}, test split ({_num(m.get('num_test'))} images):",
+        f"`otzoo.create_transform` (fp32), on {m.get('dataset_variant', cfg['dataset'])}, test split "
+        f"({_num(m.get('num_test'))} images):",
         "",
         "| Metric | Top-1 (%) | Protocol |", "|---|---|---|",
         f"| Linear probe | {m['linear_top1']:.2f} | {proto.get('linear', '')} |",
@@ -315,36 +307,36 @@ def render_card(cfg: dict, figures: Optional[list] = None, hub_repo: str = "OWNE
         f"| First {m.get('subset_size', 500)} test images | {m['subset_top1']:.2f} | {proto.get('subset', '')} |",
         "",
     ]
+
+
+def _paper_comparison(cfg: dict, has_siblings: bool) -> list:
+    method, ds, m, budget = cfg["method"], cfg["dataset"], cfg["metrics"], cfg.get("budget", {})
     ref = PAPER_TABLE2.get(ds, {}).get(method)
-    lines += ["## Comparison with the paper", ""]
-    if ref:
-        others = PAPER_TABLE2[ds]
-        base = [k for k in ("simclr", "gca_uot") if k != method and k in others]
-        extra = "; ".join(f"{method_name(k)} {others[k][0]:.2f} ± {others[k][1]:.2f}" for k in base)
-        jpeg = " and a JPEG re-encoding of the data" if "JPEG" in variant else ""
-        lines += [
-            f"The GCA paper (Chen et al., NeurIPS 2024), Table 2, standard setting ({PRETTY.get(ds, ds)}, ResNet-18, "
-            f"linear evaluation, mean ± std over 5 seeds, GPU training for 500 epochs at batch 512 per the "
-            f"authors' config, otzoo's `training/configs/gca_paper.yaml`), reports "
-            f"**{ref[0]:.2f} ± {ref[1]:.2f}** top-1 for {method_name(method)}"
-            + (f" ({extra})." if extra else "."),
-            f"This weight reaches **{m['linear_top1']:.2f}** linear top-1 after {budget.get('epochs', 'n/a')} "
-            f"pretraining epochs{_share_of_paper(budget, m.get('num_train_full', m.get('num_train')))}, {_fmt_hours(budget.get('wall_time_s'))} of wall time "
-            f"on {budget.get('hardware', 'n/a')}. The gap reflects the much smaller compute budget{jpeg}; "
-            "it says nothing about the method: compare methods within one recipe"
-            + (" (next section)." if siblings else "."),
-            "",
-        ]
-    else:
-        lines += ["The GCA paper's Table 2 has no number for this method/dataset pair.", ""]
-    lines += _lightly_reference(cfg)
-    if siblings:
-        lines += _siblings_section(cfg, siblings)
-    lines += _finetune_section(cfg, finetune)
-    lines += [
-        "## Pretraining recipe and budget",
+    if not ref:
+        return ["## Comparison with the paper", "", "The GCA paper's Table 2 has no number for this method/dataset pair.", ""]
+    others = PAPER_TABLE2[ds]
+    base = [k for k in ("simclr", "gca_uot") if k != method and k in others]
+    extra = "; ".join(f"{method_name(k)} {others[k][0]:.2f} ± {others[k][1]:.2f}" for k in base)
+    jpeg = " and a JPEG re-encoding of the data" if "JPEG" in m.get("dataset_variant", ds) else ""
+    return [
+        "## Comparison with the paper", "",
+        f"The GCA paper (Chen et al., NeurIPS 2024), Table 2, standard setting ({PRETTY.get(ds, ds)}, ResNet-18, "
+        f"linear evaluation, mean ± std over 5 seeds, GPU training for 500 epochs at batch 512 per the "
+        f"authors' config, otzoo's `training/configs/gca_paper.yaml`), reports "
+        f"**{ref[0]:.2f} ± {ref[1]:.2f}** top-1 for {method_name(method)}" + (f" ({extra})." if extra else "."),
+        f"This weight reaches **{m['linear_top1']:.2f}** linear top-1 after {budget.get('epochs', 'n/a')} "
+        f"pretraining epochs{_share_of_paper(budget, m.get('num_train_full', m.get('num_train')))}, "
+        f"{_fmt_hours(budget.get('wall_time_s'))} of wall time on {budget.get('hardware', 'n/a')}. The gap reflects "
+        f"the much smaller compute budget{jpeg}; it says nothing about the method: compare methods within one recipe"
+        + (" (next section)." if has_siblings else "."),
         "",
-        "| | |", "|---|---|",
+    ]
+
+
+def _budget(cfg: dict) -> list:
+    budget, recipe = cfg.get("budget", {}), cfg.get("recipe", {})
+    lines = [
+        "## Pretraining recipe and budget", "", "| | |", "|---|---|",
         f"| Epochs | {budget.get('epochs', 'n/a')} ({_num(budget.get('steps', 'n/a'))} steps) |",
         f"| Views seen | {_num(budget.get('views_seen', 'n/a'))} |",
         f"| Batch size | {budget.get('batch_size', 'n/a')} x {budget.get('world_size', 1)} process(es) |",
@@ -359,9 +351,13 @@ def render_card(cfg: dict, figures: Optional[list] = None, hub_repo: str = "OWNE
     if recipe.get("config"):
         lines += ["<details><summary>Resolved training config</summary>", "", "```yaml",
                   yaml.safe_dump(recipe["config"], sort_keys=False).rstrip(), "```", "", "</details>", ""]
-    lines += [
-        "## Evaluation protocol",
-        "",
+    return lines
+
+
+def _protocol(cfg: dict) -> list:
+    proto, probe = cfg["metrics"].get("protocol", {}), cfg["metrics"].get("linear_probe", {})
+    return [
+        "## Evaluation protocol", "",
         f"- **k-NN**: {proto.get('knn', '')}.",
         f"- **Linear probe**: {proto.get('linear', '')}. Optimiser: {probe.get('optimizer', 'n/a')}; "
         f"{_probe_iterations(probe)} on all of train; chosen weight decay "
@@ -369,39 +365,39 @@ def render_card(cfg: dict, figures: Optional[list] = None, hub_repo: str = "OWNE
         f"- **Subset**: {proto.get('subset', '')}; lets a fast test reproduce the number exactly.",
         "- Every evaluation runs the model in eval mode (BatchNorm running statistics), without augmentation.",
         "",
-        "## Limitations",
-        "",
-        f"- Trained on a small compute budget ({budget.get('epochs', 'n/a')} epochs on {budget.get('hardware', 'n/a')}); "
-        "expect lower accuracy than long GPU schedules.",
     ]
+
+
+def _limitations(cfg: dict) -> list:
+    budget, ds, arch = cfg.get("budget", {}), cfg["dataset"], cfg["architecture"]
+    lines = ["## Limitations", "",
+             f"- Trained on a small compute budget ({budget.get('epochs', 'n/a')} epochs on "
+             f"{budget.get('hardware', 'n/a')}); expect lower accuracy than long GPU schedules."]
     if ds in IMAGENET_DERIVED:
         lines += [f"- {PRETTY.get(ds, ds)} images come from ImageNet: ImageNet's terms of access (non-commercial "
                   "research and educational use) apply to this weight and to anything derived from it."]
-    if "JPEG" in variant:
+    if "JPEG" in cfg["metrics"].get("dataset_variant", ds):
         lines += ["- Trained and evaluated on a JPEG (quality 75) re-encoding of the dataset, not the original "
                   "files; numbers on the original release will differ slightly."]
-    lines += [
-        f"- The head only knows the {cfg['num_classes']} classes of {ds}; the backbone is meant as a feature "
-        "extractor for small (32x32) images." if arch.endswith("_cifar") else
-        f"- The head only knows the {cfg['num_classes']} classes of {ds}.",
-        "- A research artifact: not evaluated for robustness, fairness or any deployment use.",
-        "",
-        "## How to reproduce",
-        "",
-        "`DATA` stands for the dataset's ImageFolder root (with `train/` and `test/`), `runs/` for any "
-        "working folder.",
-        "",
-        "```bash",
-        cfg.get("reproduce", {}).get("pretrain", "# pretraining command not recorded"),
-        cfg.get("reproduce", {}).get("export", ""),
-        "```",
-        "",
-        "## Usage",
-        "",
-        "```python",
-        "import torch, otzoo",
-        "from PIL import Image",
-        "",
+    head = f"- The head only knows the {cfg['num_classes']} classes of {ds}"
+    lines += [head + ("; the backbone is meant as a feature extractor for small (32x32) images."
+                      if arch.endswith("_cifar") else "."),
+              "- A research artifact: not evaluated for robustness, fairness or any deployment use.", ""]
+    return lines
+
+
+def _reproduce(cfg: dict) -> list:
+    commands = cfg.get("reproduce", {})
+    return ["## How to reproduce", "",
+            "`DATA` stands for the dataset's ImageFolder root (with `train/` and `test/`), `runs/` for any "
+            "working folder.", "", "```bash", commands.get("pretrain", "# pretraining command not recorded"),
+            commands.get("export", ""), "```", ""]
+
+
+def _usage(cfg: dict, hub_repo: str) -> list:
+    name = cfg["name"]
+    return [
+        "## Usage", "", "```python", "import torch, otzoo", "from PIL import Image", "",
         f'model = otzoo.create_model("{name}", pretrained=True).eval()',
         "transform = otzoo.create_transform(otzoo.resolve_data_config(model))",
         'x = transform(Image.open("image.png").convert("RGB")).unsqueeze(0)',
@@ -409,39 +405,55 @@ def render_card(cfg: dict, figures: Optional[list] = None, hub_repo: str = "OWNE
         "    logits = model(x)                                              # (1, num_classes)",
         "    feats = model.forward_head(model.forward_features(x), pre_logits=True)  # (1, num_features)",
         'label = model.pretrained_cfg["label_names"][logits.argmax(1).item()]',
-        "```",
-        "",
+        "```", "",
         "torch.hub (GitHub: `OWNER` is the owner of the otzoo repository; or a local checkout with "
-        "`source=\"local\"`):",
-        "",
-        "```python",
-        f'model = torch.hub.load("{hub_repo}", "{name}")',
-        f'model = torch.hub.load("path/to/otzoo", "{name}", source="local")',
-        "```",
-        "",
-        "timm (importing otzoo registers its architectures and tags with timm):",
-        "",
-        "```python",
-        "import otzoo, timm",
+        "`source=\"local\"`):", "",
+        "```python", f'model = torch.hub.load("{hub_repo}", "{name}")',
+        f'model = torch.hub.load("path/to/otzoo", "{name}", source="local")', "```", "",
+        "timm (importing otzoo registers its architectures and tags with timm):", "",
+        "```python", "import otzoo, timm",
         f'model = timm.create_model("{cfg.get("tag", "")}", pretrained=True)',
-        f'model = timm.create_model("hf-hub:{cfg.get("hf_hub_id", "")}", pretrained=True)',
-        "```",
-        "",
+        f'model = timm.create_model("hf-hub:{cfg.get("hf_hub_id", "")}", pretrained=True)', "```", "",
     ]
-    if figures:
-        lines += ["## Plots", ""]
-        for f in figures:
-            engine = ((cfg.get("recipe") or {}).get("config") or {}).get("engine", {})
-            caption = FIGURE_CAPTIONS.get(f, f).format(method=method_name(method),
-                                                      plan_kind=PLAN_KINDS.get(method, "transport plan"),
-                                                      knn_train=engine.get("knn_train", 0),
-                                                      knn_test=engine.get("knn_test", 0))
-            lines += [f"![{f}]({f})", "", caption, ""]
-    lines += ["## Citation", "", "```bibtex", GCA_PAPER["bibtex"]]
+
+
+def _plots(cfg: dict, figures: list) -> list:
+    if not figures:
+        return []
+    engine = ((cfg.get("recipe") or {}).get("config") or {}).get("engine", {})
+    lines = ["## Plots", ""]
+    for f in figures:
+        caption = FIGURE_CAPTIONS.get(f, f).format(method=method_name(cfg["method"]),
+                                                  plan_kind=PLAN_KINDS.get(cfg["method"], "transport plan"),
+                                                  knn_train=engine.get("knn_train", 0), knn_test=engine.get("knn_test", 0))
+        lines += [f"![{f}]({f})", "", caption, ""]
+    return lines
+
+
+def _citation(cfg: dict) -> list:
+    paper = PAPERS.get(cfg["method"], {})
+    lines = ["## Citation", "", "```bibtex", GCA_PAPER["bibtex"]]
     if paper and paper is not GCA_PAPER and paper.get("bibtex"):
         lines += ["", paper["bibtex"]]
     lines += ["```", ""]
     if paper and paper is not GCA_PAPER and not paper.get("bibtex"):
         lines += [f"Method: {paper['authors']}, *{paper['title']}*, {paper['venue']}"
                   + (f", {paper['url']}" if paper.get("url") else "") + ".", ""]
+    return lines
+
+
+def render_card(cfg: dict, figures: Optional[list] = None, hub_repo: str = "OWNER/otzoo",
+                siblings: Sequence[dict] = (), finetune: Sequence[dict] = ()) -> str:
+    """Markdown model card (front matter + body) of the weight described by ``cfg``.
+
+    ``siblings``: cfgs of other weights; those with the same recipe (:func:`same_recipe`) get a table.
+    ``finetune``: fine-tuning records (``finetune --json-out``); this weight's, with its references, get one.
+    """
+    siblings = [c for c in siblings if c["name"] != cfg["name"] and same_recipe(cfg, c)]
+    figures = figures if figures is not None else cfg.get("figures", [])
+    lines = ["---", yaml.safe_dump(front_matter(cfg), sort_keys=False).rstrip(), "---", ""]
+    lines += _intro(cfg) + _details(cfg) + _results(cfg) + _paper_comparison(cfg, bool(siblings))
+    lines += _lightly_reference(cfg) + (_siblings_section(cfg, siblings) if siblings else [])
+    lines += _finetune_section(cfg, finetune) + _budget(cfg) + _protocol(cfg) + _limitations(cfg)
+    lines += _reproduce(cfg) + _usage(cfg, hub_repo) + _plots(cfg, figures) + _citation(cfg)
     return "\n".join(lines)
