@@ -122,39 +122,23 @@ def forward_top1(model, dataset, batch_size: int = 250, device=None) -> tuple:
     return 100.0 * (preds == labels).float().mean().item(), preds
 
 
-def export_run(run_dir, name: Optional[str] = None, root=REPO_ROOT, data_dir=None, batch_size: int = 256,
-               num_workers: int = 0, train_subset: Optional[int] = None, test_subset: Optional[int] = None,
-               subset_size: int = SUBSET_SIZE, max_iter: int = 300, figures=(), command: Optional[str] = None,
-               progress: bool = True, device="auto") -> dict:
-    """Export ``run_dir`` into ``root`` and return the written pretrained cfg (see module doc).
-
-    The feature passes, the kNN and the probe run on ``device`` (default: the GPU when there
-    is one), in fp32; the weight files are written from the CPU."""
-    run_dir, root = Path(run_dir), Path(root)
-    device = resolve_device(device)
-    info = read_run(run_dir)
-    method, arch, dataset = info["method"], info["arch"], info["dataset"]
-    name = name or default_name(method, arch, dataset)
-    data_dir = resolve_eval_data_dir(data_dir, info.get("data_dir"))
-    say = print if progress else (lambda *a, **k: None)
-    t0 = time.time()
-
+def _eval_sets(dataset: str, data_dir, train_subset, test_subset, subset_size: int) -> tuple:
+    """(train, test, first ``subset_size`` test images, label names, full split sizes)."""
     train_set = build_dataset(dataset, "train", data_dir=data_dir)
     test_set = build_dataset(dataset, "test", data_dir=data_dir)
-    label_names = list(train_set.classes)
-    num_train_full, num_test_full = len(train_set), len(test_set)
-    if train_subset:
-        train_set = evenly_spaced_subset(train_set, train_subset)
-    if test_subset:
-        test_set = evenly_spaced_subset(test_set, test_subset)
+    full = (len(train_set), len(test_set))
     subset_set = first_n(build_dataset(dataset, "test", data_dir=data_dir), subset_size)
+    return (evenly_spaced_subset(train_set, train_subset), evenly_spaced_subset(test_set, test_subset), subset_set,
+            list(train_set.classes), full)
 
-    # 1. backbone + a K-way head exactly as the release file will hold them (float16-rounded in
-    #    memory; the file is written once, in 4., and checked against this model).
-    folder = root / "weights" / name
-    model = _as_stored(load_run_model(run_dir, num_classes=len(label_names)))
 
-    # 2. features through the transform that ships with the weight; kNN; the linear probe.
+def measure_release(model, train_set, test_set, subset_set, batch_size: int = 256, num_workers: int = 0,
+                    max_iter: int = 300, device="cpu", progress: bool = True) -> tuple:
+    """Fit the linear-probe head of ``model`` (already as stored) and measure it: ``(model, metrics)``.
+
+    Features through the weight's own transform (fp32); kNN (k=200 and k=20); the probe and the
+    low-label probes; ``linear_top1`` and ``subset_top1`` of the model with its head, as stored."""
+    say = print if progress else (lambda *a, **k: None)
     tf = eval_transform(model, uint8=True)
     say(f"[export] features of {len(train_set)} train + {len(test_set)} test images (fp32, {device})")
     tr_f, tr_y = extract_features(model, _with_transform(train_set, tf), batch_size, num_workers, "fp32", device,
@@ -165,37 +149,23 @@ def export_run(run_dir, name: Optional[str] = None, root=REPO_ROOT, data_dir=Non
     knn = knn_top1(tr_f.to(device), tr_y, te_f, te_y)
     knn20 = knn_top1(tr_f.to(device), tr_y, te_f, te_y, k=20)  # lightly's Imagenette benchmark setting
     say(f"[export] knn_top1 = {knn:.2f}; training the linear probe")
-    head, probe = train_linear_probe(tr_f, tr_y, len(label_names), max_iter=max_iter, device=device)
+    num_classes = model.num_classes
+    head, probe = train_linear_probe(tr_f, tr_y, num_classes, max_iter=max_iter, device=device)
     with torch.no_grad():
-        clf = model.get_classifier()
-        clf.weight.copy_(head.weight)
-        clf.bias.copy_(head.bias)
+        model.get_classifier().weight.copy_(head.weight)
+        model.get_classifier().bias.copy_(head.bias)
     model = _as_stored(model)
-
-    low_means, low_label = low_label_metrics(tr_f, tr_y, te_f, te_y, len(label_names), max_iter, device)
+    low_means, low_label = low_label_metrics(tr_f, tr_y, te_f, te_y, num_classes, max_iter, device)
     say("[export] low-label probes: " + ", ".join(f"{k} {v['mean']:.2f} +- {v['std']:.2f}" for k, v in low_label.items()))
-
-    # 3. measure the weight as stored.
     with torch.inference_mode():
         lin = linear_top1(model.get_classifier(), te_f, te_y)
     sub, _ = forward_top1(model, _with_transform(subset_set, eval_transform(model)), device=device)
     model.cpu()
     say(f"[export] linear_top1 = {lin:.2f}, subset_top1 = {sub:.2f} (first {len(subset_set)} test images)")
-
-    variant = dataset_variant(dataset, data_dir)
-    subsampled = bool(train_subset or test_subset)
     metrics = {
-        "knn_top1": round(knn, 2),
-        "knn_top1_k20": round(knn20, 2),
-        "linear_top1": round(lin, 2),
-        **low_means,
-        "subset_top1": round(sub, 2),
-        "subset_size": len(subset_set),
-        "split": "test",
-        "dataset_variant": variant,
-        "num_train": len(train_set),
-        "num_test": len(test_set),
-        "subsampled": subsampled,
+        "knn_top1": round(knn, 2), "knn_top1_k20": round(knn20, 2), "linear_top1": round(lin, 2), **low_means,
+        "subset_top1": round(sub, 2), "subset_size": len(subset_set), "split": "test",
+        "num_train": len(train_set), "num_test": len(test_set),
         "protocol": {
             "knn": f"{knn_protocol()}, train split ({len(train_set)} images) as memory bank, no augmentation; "
                    f"knn_top1_k20: the same with k=20",
@@ -208,64 +178,91 @@ def export_run(run_dir, name: Optional[str] = None, root=REPO_ROOT, data_dir=Non
         "linear_probe": probe,
         "low_label": low_label,
     }
-    if subsampled:
-        metrics["num_train_full"], metrics["num_test_full"] = num_train_full, num_test_full
+    return model, metrics
 
+
+def _provenance(run_dir: Path, info: dict, name: str, command: Optional[str]) -> dict:
+    """recipe, budget and the commands of the run, with machine paths replaced (:func:`portable`)."""
+    method = info["method"]
     budget = {k: info.get(k) for k in ("epochs", "steps", "views_seen", "batch_size", "world_size", "hardware",
                                        "wall_time_s", "final_loss", "data_variant")}
-    config = info.get("config") or {}
-    recipe = {"method": method, "arch": arch, "seed": info.get("seed"), "epochs": info.get("epochs"),
-              "batch_size": info.get("batch_size"), "config": config}
+    recipe = {"method": method, "arch": info["arch"], "seed": info.get("seed"), "epochs": info.get("epochs"),
+              "batch_size": info.get("batch_size"), "config": info.get("config") or {}}
     export_cmd = command or f"python -m training export --run {shlex.quote(str(run_dir))} --name {name}"
     recipe, budget, export_cmd, pretrain_cmd = portable((recipe, budget, export_cmd, info.get("command")), run_dir,
                                                         info)
     paper = cards.PAPERS.get(method, {})
-    meta = {
-        "name": name,
-        "label_names": label_names,
-        "method": method,
-        "dataset": dataset,
-        "dataset_variant": variant,
-        "recipe": recipe,
-        "budget": budget,
-        "metrics": metrics,
-        "paper": {k: paper[k] for k in ("title", "authors", "venue", "url") if k in paper},
-        "otzoo_version": otzoo.__version__,
-        "torch_version": torch.__version__,
-        "pretrain_otzoo_version": info.get("otzoo_version"),
-        "reproduce": {"pretrain": pretrain_cmd, "export": export_cmd},
-    }
-    # 4. write the weight once, then load it as a user does: it must be the model measured above.
+    return {"recipe": recipe, "budget": budget,
+            "paper": {k: paper[k] for k in ("title", "authors", "venue", "url") if k in paper},
+            "otzoo_version": otzoo.__version__, "torch_version": torch.__version__,
+            "pretrain_otzoo_version": info.get("otzoo_version"),
+            "reproduce": {"pretrain": pretrain_cmd, "export": export_cmd}}
+
+
+def write_release(model, folder: Path, meta: dict) -> dict:
+    """Write the weight once, load it as a user does, and check it is the measured model; its cfg."""
     cfg = otzoo.save_pretrained(model, folder, dtype=RELEASE_DTYPE, **meta)
-    final = otzoo.create_model(arch, checkpoint_path=str(folder))
+    final = otzoo.create_model(cfg["architecture"], checkpoint_path=str(folder))
     measured, loaded = model.state_dict(), final.state_dict()
     if measured.keys() != loaded.keys() or any(not torch.equal(measured[k], loaded[k]) for k in measured):
         raise RuntimeError("the written weight differs from the model whose metrics were measured")
     if cfg["sha256"] != sha256_file(folder / cfg["filename"]):
         raise RuntimeError("save_pretrained returned a sha256 that does not match the file it wrote")
     cfg.setdefault("num_features", final.num_features)
+    return cfg
 
-    # 4. plots, cfg json, card, results, README.
-    pngs = sorted(run_dir.glob("*.png")) + [Path(f) for f in figures]
-    for png in pngs:
+
+def _copy_figures(run_dir: Path, folder: Path, figures, title: str) -> list:
+    """The run's PNGs (and ``figures``) beside the weight; curves.png redrawn with ``title``."""
+    for png in sorted(run_dir.glob("*.png")) + [Path(f) for f in figures]:
         shutil.copy2(png, folder / png.name)
     metrics_log = run_dir / "metrics.jsonl"
-    if metrics_log.is_file():  # curves.png again, titled with the weight's name
+    if metrics_log.is_file():
         from training.engine import plot_curves
 
         records = [json.loads(line) for line in metrics_log.read_text().splitlines() if line.strip()]
-        plot_curves(records, folder / "curves.png", f"{name}: {method}, {arch}, {dataset}")
-    cfg["figures"] = sorted(p.name for p in folder.glob("*.png"))
+        plot_curves(records, folder / "curves.png", title)
+    return sorted(p.name for p in folder.glob("*.png"))
+
+
+def export_run(run_dir, name: Optional[str] = None, root=REPO_ROOT, data_dir=None, batch_size: int = 256,
+               num_workers: int = 0, train_subset: Optional[int] = None, test_subset: Optional[int] = None,
+               subset_size: int = SUBSET_SIZE, max_iter: int = 300, figures=(), command: Optional[str] = None,
+               progress: bool = True, device="auto") -> dict:
+    """Export ``run_dir`` into ``root`` and return the written pretrained cfg (see module doc).
+
+    The feature passes, the kNN and the probe run on ``device`` (default: the GPU when there
+    is one), in fp32; the weight files are written from the CPU."""
+    run_dir, root, device, t0 = Path(run_dir), Path(root), resolve_device(device), time.time()
+    info = read_run(run_dir)
+    method, arch, dataset = info["method"], info["arch"], info["dataset"]
+    name = name or default_name(method, arch, dataset)
+    data_dir = resolve_eval_data_dir(data_dir, info.get("data_dir"))
+    train_set, test_set, subset_set, label_names, full = _eval_sets(dataset, data_dir, train_subset, test_subset,
+                                                                   subset_size)
+    # the model exactly as the release file will hold it (float16-rounded in memory)
+    model = _as_stored(load_run_model(run_dir, num_classes=len(label_names)))
+    model, metrics = measure_release(model, train_set, test_set, subset_set, batch_size, num_workers, max_iter,
+                                     device, progress)
+    variant = dataset_variant(dataset, data_dir)
+    metrics.update(dataset_variant=variant, subsampled=bool(train_subset or test_subset))
+    if metrics["subsampled"]:
+        metrics["num_train_full"], metrics["num_test_full"] = full
+    meta = {"name": name, "label_names": label_names, "method": method, "dataset": dataset,
+            "dataset_variant": variant, "metrics": metrics, **_provenance(run_dir, info, name, command)}
+    folder = root / "weights" / name
+    cfg = write_release(model, folder, meta)
+    cfg["figures"] = _copy_figures(run_dir, folder, figures, f"{name}: {method}, {arch}, {dataset}")
     cfg = json.loads(json.dumps(cfg))  # plain JSON types (tuples -> lists)
     cfg_path = root / "otzoo" / "pretrained" / f"{name}.json"
     cfg_path.parent.mkdir(parents=True, exist_ok=True)
     cfg_path.write_text(json.dumps(cfg, indent=2) + "\n")
-    card_path = root / "model_cards" / f"{name}.md"
     readme.sync_generated(root)  # card, results CSV and README table, from the cfg json files
-    if not readme.has_markers(root / "README.md"):
-        say(f"[export] {root / 'README.md'} has no weights-table markers; table not updated")
+    if not readme.has_markers(root / "README.md") and progress:
+        print(f"[export] {root / 'README.md'} has no weights-table markers; table not updated")
     otzoo.models.register_pretrained(cfg)
-    say(f"[export] wrote {folder}, {cfg_path}, {card_path} in {time.time() - t0:.0f} s")
+    if progress:
+        print(f"[export] wrote {folder}, {cfg_path}, {root / 'model_cards' / f'{name}.md'} in {time.time() - t0:.0f} s")
     return cfg
 
 
