@@ -67,3 +67,9 @@ def test_low_label_probes_are_in_the_results_and_front_matter():
     assert "| Linear probe, 10% of the labels (5,000 images) | 55.25 ± 0.25 |" in card
     values = [r["value"] for r in cards.parse_front_matter(card)["model-index"][0]["results"][0]["metrics"]]
     assert 40.5 in values and 55.25 in values
+    assert "added later" not in card
+    gca["metrics"]["remeasured"] = {"knn_top1": 80.123, "linear_top1": 67.24, "otzoo_version": "9", "hardware": "h",
+                                    "command": "python -m training measure x"}
+    assert "linear 67.24 again: the shipped numbers, exactly." in cards.render_card(gca)
+    gca["metrics"]["remeasured"]["linear_top1"] = 67.2
+    assert "linear 67.20 again." in cards.render_card(gca)
