@@ -96,7 +96,7 @@ _ROW_SOFTMAX = ("coupling (row-wise softmax of the 2B x 2B similarities / tau, i
                 "normalisation: rows sum to 1, columns do not)")
 PLAN_KINDS = {"simclr": _ROW_SOFTMAX, "rince": _ROW_SOFTMAX}  # where ``loss.plan`` is not a transport plan
 METRIC_NAMES = {"linear_top1": "Linear probe top-1", "knn_top1": f"k-NN top-1 (k={KNN_K}, T={KNN_T})",
-                "knn_top1_k20": "k-NN top-1 (k=20, T=0.1)",
+                "knn_top1_k20": f"k-NN top-1 (k=20, T={KNN_T})",
                 "linear_top1_1pct": "Linear probe top-1, 1% of the labels (mean of 3 subsets)",
                 "linear_top1_10pct": "Linear probe top-1, 10% of the labels (mean of 3 subsets)",
                 "subset_top1": "Top-1 on the first 500 test images"}
