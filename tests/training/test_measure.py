@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import pytest
 
@@ -10,14 +11,22 @@ NAME = "gca_uot_resnet18_measuretest"
 LOW_KEYS = ("linear_top1_1pct", "linear_top1_10pct", "low_label")
 
 
-@pytest.fixture
-def released(tmp_path):
-    """A weight exported into a temp root, then stripped of its low-label metrics (an older export)."""
-    data = make_image_tree(tmp_path / "data")
-    run = make_run_dir(tmp_path / "runs" / "r", data_dir=data)
-    root = tmp_path / "root"
-    cfg = export.export_run(run, NAME, root, data_dir=str(data), subset_size=8, max_iter=50, progress=False)
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("measure")
+    data = make_image_tree(tmp / "data")
+    run = make_run_dir(tmp / "runs" / "r", data_dir=data)
+    cfg = export.export_run(run, NAME, tmp / "root", data_dir=str(data), subset_size=8, max_iter=50, progress=False)
     unregister_pretrained(NAME)
+    return cfg, tmp / "root", data
+
+
+@pytest.fixture
+def released(exported, tmp_path):
+    """A copy of the exported weight's root, stripped of its low-label metrics (an older export)."""
+    cfg, original, data = exported
+    root = tmp_path / "root"
+    shutil.copytree(original, root)
     cfg_path, config_path = root / "otzoo" / "pretrained" / f"{NAME}.json", root / "weights" / NAME / "config.json"
     old = json.loads(cfg_path.read_text())
     for key in LOW_KEYS:
