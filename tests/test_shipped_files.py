@@ -6,7 +6,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = sorted([*REPO.glob("otzoo/pretrained/*.json"), *REPO.glob("model_cards/*.md"),
-                  *REPO.glob("weights/*/config.json"), *REPO.glob("results/*.csv"), *REPO.glob("results/*.md"),
+                  *REPO.glob("weights/*/config.json"), *REPO.glob("results/*.csv"), *REPO.glob("results/*.md"), *REPO.glob("results/**/*.json"),
                   *REPO.glob("training/configs/*.yaml")])
 # an absolute path (/root/..., /home/..., C:\...) or one that leaves the repository (../x)
 MACHINE_PATH = re.compile(r"(?<![\w:/.~-])/[A-Za-z_][\w.-]*/[\w.-]+|\b[A-Z]:\\\\|(?<![\w.])\.\./[\w.-]+")
