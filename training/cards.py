@@ -248,13 +248,15 @@ def _finetune_section(cfg: dict, records: Sequence[dict]) -> list:
              f"{own[0]['recipe']['description']}. Test top-1 on {own[0]['dataset_variant']} "
              f"({own[0]['num_test']:,} test images), one run each, beside the same recipe from random "
              "initialisation:", "",
-             "| Initialisation | Test top-1 | Train time | Hardware |", "|---|---:|---:|---|"]
+             "| Initialisation | Test top-1 | Hardware |", "|---|---:|---|"]
     for r in sorted(same, key=lambda r: (r["source"] != cfg["name"], r["source"])):
         init = "random init (same recipe)" if r["source"].startswith("random init") else f"`{r['source']}`"
         bold = "**" if r["source"] == cfg["name"] else ""
-        lines.append(f"| {bold}{init}{bold} | {r['finetune_top1']:.2f} | {r['train_time_s'] / 60:.0f} min | "
-                     f"{r['hardware']} |")
-    return lines + ["", f"Reproduce: `{own[0]['command_line']}` (with `$OTZOO_DATA` set to `DATA`).", ""]
+        lines.append(f"| {bold}{init}{bold} | {r['finetune_top1']:.2f} | {r['hardware']} |")
+    key = f"linear_top1_{recipe['label_fraction'] * 100:g}pct"
+    frozen = (f"The frozen linear probe with {recipe['label_fraction']:.0%} of the labels reaches "
+              f"{cfg['metrics'][key]:.2f} (Results). " if key in cfg["metrics"] else "")
+    return lines + ["", f"{frozen}Reproduce: `{own[0]['command_line']}` (with `$OTZOO_DATA` set to `DATA`).", ""]
 
 
 def _intro(cfg: dict) -> list:

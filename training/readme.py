@@ -69,12 +69,12 @@ def render_finetune_table(records: list) -> str:
     """Markdown table of fine-tuning results (or a sentence saying there are none)."""
     if not records:
         return "No fine-tuning results yet."
-    rows = ["| Dataset | Initialisation | Labels | Epochs | Test top-1 | Train time | Hardware |",
-            "|---|---|---:|---:|---:|---:|---|"]
+    rows = ["| Dataset | Initialisation | Labels | Epochs | Test top-1 | Hardware |",
+            "|---|---|---:|---:|---:|---|"]
     for r in records:
         rows.append(f"| {r['dataset_variant']} | {_init(r)} | {r['num_labelled']:,} "
                     f"({r['recipe']['label_fraction']:.0%}) | {r['recipe']['epochs']} | {_pct(r['finetune_top1'])} | "
-                    f"{r['train_time_s'] / 60:.0f} min | {r['hardware']} |")
+                    f"{r['hardware']} |")
     return "\n".join(rows)
 
 
