@@ -102,6 +102,9 @@ METRIC_NAMES = {"linear_top1": "Linear probe top-1", "knn_top1": f"k-NN top-1 (k
                 "subset_top1": "Top-1 on the first 500 test images"}
 
 
+EVAL_KEYS = ("linear_top1", "knn_top1", "knn_top1_k20", "linear_top1_1pct", "linear_top1_10pct", "subset_top1")
+
+
 def method_name(method: str) -> str:
     return METHOD_NAMES.get(method, method)
 
@@ -116,9 +119,7 @@ def front_matter(cfg: dict) -> dict:
     results = [EvalResult(task_type="image-classification", task_name="Image Classification",
                           dataset_type=dataset_id, dataset_name=m.get("dataset_variant", cfg["dataset"]),
                           dataset_split="test", metric_type="accuracy", metric_name=names[k], metric_value=m[k])
-               for k in ("linear_top1", "knn_top1", "knn_top1_k20", "linear_top1_1pct", "linear_top1_10pct",
-                         "subset_top1")
-               if k in m]
+               for k in EVAL_KEYS if k in m]
     return ModelCardData(
         license=cfg.get("license", "apache-2.0"), library_name="otzoo", pipeline_tag="image-feature-extraction",
         tags=["image-feature-extraction", "image-classification", "self-supervised-learning", "optimal-transport",
