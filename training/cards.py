@@ -247,8 +247,8 @@ def _finetune_section(cfg: dict, records: Sequence[dict]) -> list:
     lines = [f"## Fine-tuning with {recipe['label_fraction']:.0%} of the labels", "",
              f"`python -m training finetune` trains the backbone and a fresh head end to end: "
              f"{own[0]['recipe']['description']}. Test top-1 on {own[0]['dataset_variant']} "
-             f"({own[0]['num_test']:,} test images), one run each, beside the same recipe from random "
-             "initialisation:", "",
+             f"({own[0]['num_test']:,} test images), one run each (seed 0: differences of about a point between "
+             "weights are within seed noise), beside the same recipe from random initialisation:", "",
              "| Initialisation | Test top-1 | Hardware |", "|---|---:|---|"]
     for r in sorted(same, key=lambda r: (r["source"] != cfg["name"], r["source"])):
         init = "random init (same recipe)" if r["source"].startswith("random init") else f"`{r['source']}`"
