@@ -2,8 +2,8 @@
 
 For GPU windows that carry their data (about 60 MB): every image of ``SRC/<split>/<class>/``
 is resized so that its shorter side is ``--size`` (bicubic, aspect kept), converted to RGB and
-saved as JPEG (``--quality``) under ``DST`` with the same relative path. The Imagenette
-224 px copy (134 MiB) becomes about 55 MiB at 144 px, quality 75.
+saved as JPEG (``--quality``) under ``DST`` with the same relative path. Measured on the
+Imagenette 224 px copy (134 MiB): 66 MB at 144 px, quality 75 (train 47 MB, 42 MB as .tgz).
 """
 import argparse
 import sys
