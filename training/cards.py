@@ -9,6 +9,7 @@ from typing import Optional, Sequence
 
 import yaml
 
+from training.protocols.finetune import is_scratch
 from training.protocols.knn import KNN_K, KNN_T
 
 METHOD_NAMES = {
@@ -251,7 +252,7 @@ def _finetune_section(cfg: dict, records: Sequence[dict]) -> list:
              "weights are within seed noise), beside the same recipe from random initialisation:", "",
              "| Initialisation | Test top-1 | Hardware |", "|---|---:|---|"]
     for r in sorted(same, key=lambda r: (r["source"] != cfg["name"], r["source"])):
-        init = "random init (same recipe)" if r["source"].startswith("random init") else f"`{r['source']}`"
+        init = "random init (same recipe)" if is_scratch(r) else f"`{r['source']}`"
         bold = "**" if r["source"] == cfg["name"] else ""
         lines.append(f"| {bold}{init}{bold} | {r['finetune_top1']:.2f} | {r['hardware']} |")
     key = f"linear_top1_{recipe['label_fraction'] * 100:g}pct"

@@ -20,7 +20,8 @@ from training.engine import DistInfo, hardware_string
 from training.device import PRECISIONS, resolve_device, resolve_precision
 from training.loading import dataset_variant, load_model, resolve_eval_data_dir
 from training.protocols.features import eval_transform, extract_features
-from training.protocols.finetune import FinetuneRecipe, finetune, finetune_transform, label_subset
+from training.protocols.finetune import (FinetuneRecipe, finetune, finetune_transform, label_subset,
+                                         scratch_source)
 from training.protocols.knn import KNN_K, KNN_T, knn_protocol, knn_top1
 from training.protocols.linear import linear_protocol, linear_top1, train_linear_probe
 
@@ -75,7 +76,7 @@ def main(argv=None, prog: str = "python -m training evaluate", command: str = "k
     try:
         device = resolve_device(args.device)
         if getattr(args, "scratch", None):
-            model, info = otzoo.create_model(args.scratch), {"source": f"random init ({args.scratch})",
+            model, info = otzoo.create_model(args.scratch), {"source": scratch_source(args.scratch),
                                                              "arch": args.scratch}
         else:
             model, info = load_model(args.run, args.model, args.checkpoint, args.arch)

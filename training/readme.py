@@ -62,7 +62,9 @@ def render_table(cfgs: list) -> str:
 
 
 def _init(record: dict) -> str:
-    return "random init" if record["source"].startswith("random init") else f"`{record['source']}`"
+    from training.protocols.finetune import is_scratch
+
+    return "random init" if is_scratch(record) else f"`{record['source']}`"
 
 
 def render_finetune_table(records: list) -> str:

@@ -20,7 +20,7 @@ from torchvision import transforms as T
 from ..device import autocast, resolve_device
 from .linear import balanced_subset
 
-__all__ = ["FinetuneRecipe", "RECIPE_10PCT", "finetune_transform", "label_subset", "param_groups", "finetune_optimizer",
+__all__ = ["FinetuneRecipe", "RECIPE_10PCT", "scratch_source", "is_scratch", "finetune_transform", "label_subset", "param_groups", "finetune_optimizer",
            "finetune"]
 
 
@@ -48,6 +48,15 @@ class FinetuneRecipe:
 
 
 RECIPE_10PCT = FinetuneRecipe(label_fraction=0.1)  # the recipe behind the cards' and README's fine-tuning rows
+
+
+def scratch_source(arch: str) -> str:
+    """The ``source`` a fine-tuning record of the random-init reference carries."""
+    return f"random init ({arch})"
+
+
+def is_scratch(record: dict) -> bool:
+    return record["source"].startswith("random init (")
 
 
 def finetune_transform(model: nn.Module):
