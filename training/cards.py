@@ -394,7 +394,7 @@ def _limitations(cfg: dict) -> list:
     if "JPEG" in cfg["metrics"].get("dataset_variant", ds):
         lines += ["- Trained and evaluated on a JPEG (quality 75) re-encoding of the dataset, not the original "
                   "files; numbers on the original release will differ slightly."]
-    head = f"- The head only knows the {cfg['num_classes']} classes of {ds}"
+    head = f"- The head only knows the {cfg['num_classes']} classes of {PRETTY.get(ds, ds)}"
     lines += [head + ("; the backbone is meant as a feature extractor for small (32x32) images."
                       if arch.endswith("_cifar") else "."),
               "- A research artifact: not evaluated for robustness, fairness or any deployment use.", ""]
@@ -403,9 +403,10 @@ def _limitations(cfg: dict) -> list:
 
 def _reproduce(cfg: dict) -> list:
     commands = cfg.get("reproduce", {})
+    splits = "`train/` and `val/`" if cfg["dataset"] in IMAGENET_DERIVED else "`train/` and `test/`"
     return ["## How to reproduce", "",
-            "`DATA` stands for the dataset's ImageFolder root (with `train/` and `test/`), `runs/` for any "
-            "working folder.", "", "```bash", commands.get("pretrain", "# pretraining command not recorded"),
+            f"`DATA` stands for the dataset's ImageFolder root (with {splits}), `runs/` for any working folder.", "",
+            "```bash", commands.get("pretrain", "# pretraining command not recorded"),
             commands.get("export", ""), "```", ""]
 
 

@@ -71,60 +71,63 @@ def _recipe(args) -> FinetuneRecipe:
     return FinetuneRecipe(**{f.name: getattr(args, f.name) for f in dataclasses.fields(FinetuneRecipe)})
 
 
+def _load_source(args):
+    """(model, info) of --scratch / --run / --model / --checkpoint."""
+    if getattr(args, "scratch", None):
+        return otzoo.create_model(args.scratch), {"source": scratch_source(args.scratch), "arch": args.scratch}
+    return load_model(args.run, args.model, args.checkpoint, args.arch)
+
+
+def _eval_sets(args, model, dataset: str, data_dir, command: str):
+    """(train, test, num_classes) with the weight's eval transform, subsampled as asked."""
+    tf = eval_transform(model, uint8=command != "finetune")  # feature passes take uint8; finetune's forward floats
+    train_set = build_dataset(dataset, "train", data_dir=data_dir, transform=tf)
+    test_set = build_dataset(dataset, "test", data_dir=data_dir, transform=tf)
+    return (evenly_spaced_subset(train_set, args.train_subset), evenly_spaced_subset(test_set, args.test_subset),
+            len(train_set.classes))
+
+
+def _measure(args, command, model, train_set, test_set, num_classes, dataset, data_dir, precision, device) -> dict:
+    """The protocol's numbers: knn_top1, linear_top1 (+ probe) or the fine-tuning result."""
+    if command == "finetune":
+        recipe = _recipe(args)
+        train_aug = build_dataset(dataset, "train", data_dir=data_dir, transform=finetune_transform(model))
+        train_aug = evenly_spaced_subset(train_aug, args.train_subset)
+        train_aug = label_subset(train_aug, labels_of(train_aug), recipe.label_fraction, recipe.label_seed)
+        return finetune(model, train_aug, test_set, num_classes, recipe, num_workers=args.workers,
+                        precision=precision, device=device)
+    tr_f, tr_y = extract_features(model, train_set, args.batch_size, args.workers, precision, device, True)
+    te_f, te_y = extract_features(model, test_set, args.batch_size, args.workers, precision, device, True)
+    if command == "knn":
+        return {"knn_top1": round(knn_top1(tr_f.to(device), tr_y, te_f, te_y, k=args.k, t=args.t), 2),
+                "protocol": knn_protocol(args.k, args.t)}
+    linear, record = train_linear_probe(tr_f, tr_y, num_classes, max_iter=args.max_iter, seed=args.seed,
+                                        device=device)
+    return {"linear_top1": round(linear_top1(linear, te_f, te_y), 2), "probe": record}
+
+
 def main(argv=None, prog: str = "python -m training evaluate", command: str = "knn") -> int:
     args = build_parser(prog, command).parse_args(argv)
     try:
         device = resolve_device(args.device)
-        if getattr(args, "scratch", None):
-            model, info = otzoo.create_model(args.scratch), {"source": scratch_source(args.scratch),
-                                                             "arch": args.scratch}
-        else:
-            model, info = load_model(args.run, args.model, args.checkpoint, args.arch)
-    except (FileNotFoundError, ValueError, RuntimeError) as err:
+        model, info = _load_source(args)
+        dataset = args.dataset or info.get("dataset") or "cifar10"
+        data_dir = resolve_eval_data_dir(args.data_dir, info.get("data_dir"))
+        train_set, test_set, num_classes = _eval_sets(args, model, dataset, data_dir, command)
+    except (FileNotFoundError, ValueError, RuntimeError) as err:  # DataNotFoundError included
         print(f"error: {err}", file=sys.stderr)
         return 2
     precision = resolve_precision(args.precision, device)
-    dataset = args.dataset or info.get("dataset") or "cifar10"
-    data_dir = resolve_eval_data_dir(args.data_dir, info.get("data_dir"))
-    tf = eval_transform(model, uint8=command != "finetune")  # feature passes take uint8; finetune's forward floats
-    try:
-        train_set = build_dataset(dataset, "train", data_dir=data_dir, transform=tf)
-        test_set = build_dataset(dataset, "test", data_dir=data_dir, transform=tf)
-    except DataNotFoundError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    num_classes = len(train_set.classes)
-    if args.train_subset:
-        train_set = evenly_spaced_subset(train_set, args.train_subset)
-    if args.test_subset:
-        test_set = evenly_spaced_subset(test_set, args.test_subset)
     result = {"command": command, "source": info["source"], "arch": info.get("arch"), "dataset": dataset,
               "dataset_variant": dataset_variant(dataset, data_dir), "num_train": len(train_set),
               "num_test": len(test_set)}
     start = time.time()
-    if command in ("knn", "linear"):
-        tr_f, tr_y = extract_features(model, train_set, args.batch_size, args.workers, precision, device, True)
-        te_f, te_y = extract_features(model, test_set, args.batch_size, args.workers, precision, device, True)
-        if command == "knn":
-            result["knn_top1"] = round(knn_top1(tr_f.to(device), tr_y, te_f, te_y, k=args.k, t=args.t), 2)
-            result["protocol"] = knn_protocol(args.k, args.t)
-        else:
-            linear, record = train_linear_probe(tr_f, tr_y, num_classes, max_iter=args.max_iter, seed=args.seed,
-                                                device=device)
-            result["linear_top1"] = round(linear_top1(linear, te_f, te_y), 2)
-            result["probe"] = record
-    else:
-        recipe = _recipe(args)
-        train_aug = build_dataset(dataset, "train", data_dir=data_dir, transform=finetune_transform(model))
-        if args.train_subset:
-            train_aug = evenly_spaced_subset(train_aug, args.train_subset)
-        train_aug = label_subset(train_aug, labels_of(train_aug), recipe.label_fraction, recipe.label_seed)
-        result.update(finetune(model, train_aug, test_set, num_classes, recipe, num_workers=args.workers,
-                               precision=precision, device=device))
-    result["device"], result["precision"] = str(device), precision
-    result["hardware"] = hardware_string(DistInfo(device=device), precision)
-    result["command_line"] = " ".join([prog, *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
-    result["eval_time_s"] = round(time.time() - start, 1)
+    result.update(_measure(args, command, model, train_set, test_set, num_classes, dataset, data_dir, precision,
+                           device))
+    result.update(device=str(device), precision=precision,
+                  hardware=hardware_string(DistInfo(device=device), precision),
+                  command_line=" ".join([prog, *map(shlex.quote, sys.argv[1:] if argv is None else argv)]),
+                  eval_time_s=round(time.time() - start, 1))
     key = {"knn": "knn_top1", "linear": "linear_top1", "finetune": "finetune_top1"}[command]
     print(f"{command} top-1 = {result[key]:.2f}%  ({info['source']}, {result['dataset_variant']}, "
           f"{result['num_train']} train / {result['num_test']} test images, {result['eval_time_s']} s)")

@@ -7,6 +7,7 @@ numbers it prints come from two tiny epochs on a few hundred images: they check 
 chain works, not how good any method is.
 """
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -28,8 +29,8 @@ def run_smoke(data_dir=None, keep=None, config=SMOKE_CONFIG, n_classify: int = 8
     Raises ``training.datasets.DataNotFoundError`` (naming ``$OTZOO_DATA``) before any work when
     the dataset is neither in ``data_dir`` / ``$OTZOO_DATA`` nor downloadable.
     """
-    from training import evaluate, export, pretrain
-    from training.datasets import build_dataset, evenly_spaced_subset, resolve_data_dir
+    from training import export
+    from training.datasets import build_dataset, resolve_data_dir
 
     import otzoo
 
@@ -44,22 +45,11 @@ def run_smoke(data_dir=None, keep=None, config=SMOKE_CONFIG, n_classify: int = 8
     times, summary = {}, {"root": str(root)}
     try:
         t = time.time()
-        rc = pretrain.main(["--config", str(config), "--output-dir", str(run_dir), *data_arg],
-                           prog="python -m training pretrain", command="pretrain")
-        if rc:
-            raise RuntimeError(f"pretrain exited with {rc}")
+        run_info = _pretrain(config, run_dir, data_arg)
         times["pretrain"] = time.time() - t
-        run_info = json.loads((run_dir / "run.json").read_text())
-
-        sub = ["--train-subset", str(EVAL_TRAIN), "--test-subset", str(EVAL_TEST), "--precision", "auto"]
         for cmd in ("knn", "linear"):
             t = time.time()
-            out = root / f"{cmd}.json"
-            rc = evaluate.main(["--run", str(run_dir), *data_arg, *sub, "--json-out", str(out)],
-                               prog=f"python -m training {cmd}", command=cmd)
-            if rc:
-                raise RuntimeError(f"{cmd} exited with {rc}")
-            result = json.loads(out.read_text())
+            result = _evaluate(cmd, run_dir, data_arg, root)
             summary[f"{cmd}_top1"], summary["eval_precision"] = result[f"{cmd}_top1"], result["precision"]
             times[cmd] = time.time() - t
 
@@ -71,25 +61,8 @@ def run_smoke(data_dir=None, keep=None, config=SMOKE_CONFIG, n_classify: int = 8
                                 progress=False)  # registers the smoke cfg in this process
         times["export"] = time.time() - t
 
-        # load it back the way a user does: by name, from a weights dir, sha256 verified
         t = time.time()
-        old = os.environ.get("OTZOO_WEIGHTS_DIR")
-        os.environ["OTZOO_WEIGHTS_DIR"] = str(root / "weights")
-        try:
-            model = otzoo.create_model(name, pretrained=True).eval()
-        finally:
-            if old is None:
-                os.environ.pop("OTZOO_WEIGHTS_DIR", None)
-            else:
-                os.environ["OTZOO_WEIGHTS_DIR"] = old
-        tf = otzoo.create_transform(otzoo.resolve_data_config(model))
-        picks = evenly_spaced_subset(test_pil, n_classify)
-        names = model.pretrained_cfg.get("label_names") or test_pil.classes
-        rows = []
-        with torch.inference_mode():
-            for img, y in picks:
-                p = model(tf(img.convert("RGB")).unsqueeze(0)).softmax(1)[0]
-                rows.append((names[y], names[int(p.argmax())], float(p.max())))
+        rows = _load_and_classify(name, root / "weights", test_pil, n_classify)
         times["load+classify"] = time.time() - t
         summary.update(name=name, cfg=cfg, classified=rows, times=times, run=run_info)
     finally:
@@ -99,6 +72,58 @@ def run_smoke(data_dir=None, keep=None, config=SMOKE_CONFIG, n_classify: int = 8
         if not keep:
             shutil.rmtree(root, ignore_errors=True)
     return summary
+
+
+def _pretrain(config, run_dir: Path, data_arg: list) -> dict:
+    from training import pretrain
+
+    rc = pretrain.main(["--config", str(config), "--output-dir", str(run_dir), *data_arg],
+                       prog="python -m training pretrain", command="pretrain")
+    if rc:
+        raise RuntimeError(f"pretrain exited with {rc}")
+    return json.loads((run_dir / "run.json").read_text())
+
+
+def _evaluate(cmd: str, run_dir: Path, data_arg: list, root: Path) -> dict:
+    from training import evaluate
+
+    out = root / f"{cmd}.json"
+    sub = ["--train-subset", str(EVAL_TRAIN), "--test-subset", str(EVAL_TEST), "--precision", "auto"]
+    rc = evaluate.main(["--run", str(run_dir), *data_arg, *sub, "--json-out", str(out)],
+                       prog=f"python -m training {cmd}", command=cmd)
+    if rc:
+        raise RuntimeError(f"{cmd} exited with {rc}")
+    return json.loads(out.read_text())
+
+
+@contextlib.contextmanager
+def _weights_dir(path: Path):
+    old = os.environ.get("OTZOO_WEIGHTS_DIR")
+    os.environ["OTZOO_WEIGHTS_DIR"] = str(path)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("OTZOO_WEIGHTS_DIR", None)
+        else:
+            os.environ["OTZOO_WEIGHTS_DIR"] = old
+
+
+def _load_and_classify(name: str, weights_dir: Path, test_pil, n: int) -> list:
+    """Load the export the way a user does (by name, sha256 verified) and classify ``n`` test images."""
+    import otzoo
+    from training.datasets import evenly_spaced_subset
+
+    with _weights_dir(weights_dir):
+        model = otzoo.create_model(name, pretrained=True).eval()
+    tf = otzoo.create_transform(otzoo.resolve_data_config(model))
+    names = model.pretrained_cfg.get("label_names") or test_pil.classes
+    rows = []
+    with torch.inference_mode():
+        for img, y in evenly_spaced_subset(test_pil, n):
+            p = model(tf(img.convert("RGB")).unsqueeze(0)).softmax(1)[0]
+            rows.append((names[y], names[int(p.argmax())], float(p.max())))
+    return rows
 
 
 def format_summary(s: dict) -> str:

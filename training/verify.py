@@ -23,7 +23,7 @@ import torch
 
 import otzoo
 from training.datasets import DataNotFoundError, build_dataset, evenly_spaced_subset
-from training.loading import dataset_variant, first_n
+from training.loading import PAPER_DATASET_NAMES, dataset_variant, first_n
 from training.protocols.features import eval_transform
 from training.export import forward_top1
 
@@ -46,6 +46,7 @@ def verify(name: str = DEFAULT_NAME, data_dir=None, subset_only: bool = False, n
     checks = [("torch.hub == create_model", same, True, same)]
 
     test_set = build_dataset(cfg["dataset"], "test", data_dir=data_dir, transform=eval_transform(model))
+    check_same_classes(name, cfg, test_set.classes)
     variant = dataset_variant(cfg["dataset"], data_dir)
     comparable = variant == m.get("dataset_variant")
     names = cfg.get("label_names") or test_set.classes
@@ -75,6 +76,21 @@ def verify(name: str = DEFAULT_NAME, data_dir=None, subset_only: bool = False, n
         checks = [c if i == 0 else (*c[:3], None) for i, c in enumerate(checks)]
     ok = all(c[3] is not False for c in checks)
     return {"ok": ok, "checks": checks, "shown": shown, "variant": variant, "seconds": time.time() - t0}
+
+
+def check_same_classes(name: str, cfg: dict, classes) -> None:
+    """Refuse a test split whose classes are not the weight's (e.g. $OTZOO_DATA still set to CIFAR-10)."""
+    want, pretty = cfg.get("label_names"), PAPER_DATASET_NAMES.get(cfg["dataset"], cfg["dataset"])
+    if want and list(classes) != list(want):
+        raise DataNotFoundError(
+            f"the test split found has classes {_short(classes)}, but {name} was trained on {pretty} with classes "
+            f"{_short(want)}: pass --data-dir with the {pretty} ImageFolder root (train/ + test/ or val/), "
+            "or unset OTZOO_DATA to use torchvision's download.")
+
+
+def _short(names) -> str:
+    names = list(names)
+    return str(names[:4])[:-1] + (f", ... ({len(names)} in all)]" if len(names) > 4 else "]")
 
 
 def main(argv=None, prog: str = "python -m training verify", command: str = "verify") -> int:

@@ -56,3 +56,12 @@ def test_verify_tampered_file_fails(exported, monkeypatch, tmp_path, capsys):  #
     monkeypatch.setenv("OTZOO_WEIGHTS_DIR", str(tmp_path))
     assert verify.main([NAME, "--data-dir", str(data), "--subset-only"]) == 1
     assert "sha256" in capsys.readouterr().err
+
+
+def test_verify_refuses_a_data_dir_of_other_classes(weights_dir, tmp_path, capsys):
+    from tests.training.test_evaluate import make_image_tree
+
+    other = make_image_tree(tmp_path / "other", classes=("cat", "dog", "ship", "truck"))
+    assert verify.main([NAME, "--data-dir", str(other), "--subset-only"]) == 2
+    err = capsys.readouterr().err
+    assert "['cat', 'dog', 'ship', 'truck']" in err and "--data-dir" in err and "c0" in err
