@@ -6,6 +6,7 @@ import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_CIFAR10 = REPO_ROOT.parent / "shared" / "data" / "cifar10"
+SHARED_IMAGENETTE = REPO_ROOT.parent / "shared" / "data" / "imagenette"
 
 
 @pytest.fixture
@@ -16,6 +17,14 @@ def cifar10_dir() -> Path:
     if not (path / "train").is_dir() or not (path / "test").is_dir():
         pytest.skip(f"CIFAR-10 ImageFolder tree not found at {path} (set $OTZOO_DATA)")
     return path
+
+
+@pytest.fixture
+def imagenette_dir() -> Path:
+    """The Imagenette ImageFolder root (train/ + val/) beside the repo (../shared/data/imagenette); skips if absent."""
+    if not (SHARED_IMAGENETTE / "train").is_dir() or not (SHARED_IMAGENETTE / "val").is_dir():
+        pytest.skip(f"Imagenette ImageFolder tree not found at {SHARED_IMAGENETTE}")
+    return SHARED_IMAGENETTE
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 Parametrized over the json files in this checkout, so each weight ``training export`` adds is
 tested by being added. ``subset_top1`` is recomputed with an independent loop (torchvision's
 ImageFolder, the weight's own transform, ``create_model(name, pretrained=True)``) and must
-match exactly; it needs the CIFAR-10 tree (``cifar10_dir`` skips with a reason without it).
+match exactly; it needs the dataset's tree (``cifar10_dir`` / ``imagenette_dir`` skip with a reason without it).
 """
 import csv
 import json
@@ -18,6 +18,7 @@ from training.cards import EVAL_KEYS, parse_front_matter
 
 REPO = Path(__file__).resolve().parents[1]
 RELEASED = sorted(p.stem for p in (REPO / "otzoo" / "pretrained").glob("*.json"))
+TEST_SPLIT = {"cifar10": ("test", 10000), "imagenette": ("val", 3925)}  # folder, images
 
 
 def read_cfg(name):
@@ -32,7 +33,7 @@ def test_weight_folder_matches_cfg(name):
     assert sha256_file(folder / cfg["filename"]) == cfg["sha256"]
     assert json.loads((folder / "config.json").read_text())["otzoo"]["sha256"] == cfg["sha256"]
     m = cfg["metrics"]
-    assert not m["subsampled"] and m["num_test"] == 10000 and m["subset_size"] == 500
+    assert not m["subsampled"] and m["num_test"] == TEST_SPLIT[cfg["dataset"]][1] and m["subset_size"] == 500
     assert 10.0 < m["linear_top1"] <= 100.0 and 10.0 < m["knn_top1"] <= 100.0
     for fig in cfg["figures"]:
         assert (folder / fig).is_file(), fig
@@ -58,12 +59,13 @@ def test_card_and_results_carry_the_cfg_numbers(name):
 
 @pytest.mark.data
 @pytest.mark.parametrize("name", RELEASED)
-def test_subset_top1_reproduces_exactly(name, cifar10_dir):
+def test_subset_top1_reproduces_exactly(name, request):
     from torchvision.datasets import ImageFolder
 
     model = otzoo.create_model(name, pretrained=True).eval()
-    m = model.pretrained_cfg["metrics"]
-    test = ImageFolder(str(cifar10_dir / "test"), transform=otzoo.create_transform(otzoo.resolve_data_config(model)))
+    m, dataset = model.pretrained_cfg["metrics"], model.pretrained_cfg["dataset"]
+    folder = request.getfixturevalue(f"{dataset}_dir") / TEST_SPLIT[dataset][0]
+    test = ImageFolder(str(folder), transform=otzoo.create_transform(otzoo.resolve_data_config(model)))
     idx = list(range(m["subset_size"]))  # sorted file order: class folder, then file name
     loader = torch.utils.data.DataLoader(torch.utils.data.Subset(test, idx), batch_size=100)
     correct = 0

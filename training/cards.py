@@ -9,6 +9,8 @@ from typing import Optional, Sequence
 
 import yaml
 
+import otzoo
+
 from training.protocols.finetune import is_scratch
 from training.protocols.knn import KNN_K, KNN_T
 
@@ -278,6 +280,7 @@ def _intro(cfg: dict) -> list:
 def _details(cfg: dict) -> list:
     arch, method, paper = cfg["architecture"], cfg["method"], PAPERS.get(cfg["method"], {})
     variant = cfg["metrics"].get("dataset_variant", cfg["dataset"])
+    timm_tag = f"`{cfg.get('tag', '')}`" if has_timm_tag(cfg) else "none: timm's own architecture (see Usage)"
     return [
         "## Model details", "", "| | |", "|---|---|",
         f"| Architecture | `{arch}` ({cfg.get('num_features', 'n/a')}-d pooled features) |",
@@ -287,7 +290,7 @@ def _details(cfg: dict) -> list:
         f"| Head | linear probe (standardisation folded in), {cfg['num_classes']} classes |",
         f"| Input | {tuple(cfg.get('input_size', ()))}, mean {tuple(cfg.get('mean', ()))}, std {tuple(cfg.get('std', ()))} |",
         f"| Weights | `{cfg.get('filename', 'model.safetensors')}` ({cfg['dtype']}), sha256 `{cfg.get('sha256', '')}` |",
-        f"| timm tag | `{cfg.get('tag', '')}` |",
+        f"| timm tag | {timm_tag} |",
         f"| License | {cfg.get('license', 'apache-2.0')} |",
         "",
     ]
@@ -426,11 +429,27 @@ def _usage(cfg: dict, hub_repo: str) -> list:
         "`source=\"local\"`):", "",
         "```python", f'model = torch.hub.load("{hub_repo}", "{name}")',
         f'model = torch.hub.load("path/to/otzoo", "{name}", source="local")', "```", "",
-        "timm (importing otzoo registers its architectures and tags with timm):", "",
-        "```python", "import otzoo, timm",
-        f'model = timm.create_model("{cfg.get("tag", "")}", pretrained=True)',
-        f'model = timm.create_model("hf-hub:{cfg.get("hf_hub_id", "")}", pretrained=True)', "```", "",
+        *_timm_usage(cfg),
     ]
+
+
+def _timm_usage(cfg: dict) -> list:
+    hub = f'model = timm.create_model("hf-hub:{cfg.get("hf_hub_id", "")}", pretrained=True)'
+    if has_timm_tag(cfg):
+        return ["timm (importing otzoo registers its architectures and tags with timm):", "",
+                "```python", "import otzoo, timm",
+                f'model = timm.create_model("{cfg.get("tag", "")}", pretrained=True)', hub, "```", ""]
+    return [f"timm (`{cfg['architecture']}` is timm's own architecture, so the weight has no timm tag: "
+            "`otzoo.models.timm_overlay` gives timm its file, sha256-checked, and its cfg):", "",
+            "```python", "import otzoo, timm",
+            f'model = timm.create_model("{cfg["architecture"]}", pretrained=True,',
+            f'                          pretrained_cfg_overlay=otzoo.models.timm_overlay("{cfg["name"]}"))',
+            hub, "```", ""]
+
+
+def has_timm_tag(cfg: dict) -> bool:
+    """Whether ``timm.create_model(cfg["tag"])`` exists: otzoo's own architectures, not timm's built-ins."""
+    return cfg["architecture"] in otzoo.models._registry._in_timm
 
 
 def _plots(cfg: dict, figures: list) -> list:

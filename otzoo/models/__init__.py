@@ -1,7 +1,7 @@
 """otzoo models: registry, constructors, weight loading and saving (timm underneath)."""
 from ._builder import (
     ChecksumError, CorruptWeightsError, NoPretrainedWeightsError, StateDictMismatchError, UnsafeCheckpointError,
-    create_model, load_weights, read_state_dict, resolve_weight_file,
+    create_model, load_weights, read_state_dict, resolve_weight_file, timm_overlay,
 )
 from ._cfg import OtzooMeta, validate_weight_cfg
 from ._hub import WeightsNotFoundError, read_config, save_pretrained, sha256_file

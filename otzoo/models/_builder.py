@@ -68,6 +68,22 @@ def resolve_weight_file(cfg: Dict[str, Any]) -> Path:
                         name=name, tried=tuple(tried))
 
 
+def timm_overlay(name: str) -> Dict[str, Any]:
+    """``pretrained_cfg_overlay`` that loads otzoo weight ``name`` into timm's own architecture of that name
+    (``resnet18``, ``resnet50``, ``vit_base_patch16_224`` stay timm's, so their otzoo weights have no timm tag):
+
+        timm.create_model("resnet18", pretrained=True, pretrained_cfg_overlay=otzoo.models.timm_overlay(name))
+
+    The weight's timm cfg fields (input size, mean/std, num_classes, ...) plus ``file``: its local file
+    (``$OTZOO_WEIGHTS_DIR``, the checkout or the Hub cache), sha256-checked here."""
+    from ._registry import get_pretrained_cfg, timm_cfg
+
+    cfg = get_pretrained_cfg(name)
+    path = resolve_weight_file(cfg)
+    read_state_dict(path, cfg.get("sha256"))  # raises ChecksumError / CorruptWeightsError
+    return dict(timm_cfg(cfg), file=str(path))
+
+
 def read_state_dict(path: Union[str, Path], sha256: Optional[str] = None) -> Dict[str, torch.Tensor]:
     """Read a state dict from ``.safetensors`` (or a pickle only ``torch.load(weights_only=True)`` accepts),
     checking the file's sha256 against ``sha256`` when given."""

@@ -101,8 +101,8 @@ def weight_identity(name: str, arch: str, method: Optional[str] = None,
             "license": LICENSE}
 
 
-def _check_cfg(cfg: Dict[str, Any]) -> Dict[str, Any]:
-    cfg = dict(validate_weight_cfg(cfg))
+def _check_cfg(cfg_in: Dict[str, Any]) -> Dict[str, Any]:
+    cfg = dict(validate_weight_cfg(cfg_in))
     name, arch = cfg["name"], cfg["architecture"]
     if arch not in _entrypoints:
         raise ValueError(f"pretrained cfg {name!r} names unknown architecture {arch!r}; "
@@ -111,10 +111,19 @@ def _check_cfg(cfg: Dict[str, Any]) -> Dict[str, Any]:
         raise ValueError(f"weight name {name!r} clashes with an architecture name")
     for k, v in weight_identity(name, arch, cfg.get("method"), cfg.get("dataset")).items():
         cfg.setdefault(k, v)
-    for k, v in get_arch_default_cfg(arch).items():  # every timm field of the architecture survives
+    base = get_arch_default_cfg(arch)
+    for k, v in base.items():  # every timm field of the architecture survives
         if k in TIMM_CFG_FIELDS and k not in cfg:
             cfg[k] = v
+    if "pool_size" not in cfg_in and base.get("pool_size") and tuple(cfg["input_size"]) != tuple(base["input_size"]):
+        cfg["pool_size"] = _scaled_pool_size(base, cfg["input_size"])
     return validate_weight_cfg(cfg)
+
+
+def _scaled_pool_size(base: Dict[str, Any], input_size) -> tuple:
+    """The architecture's final feature-map size at another input size (e.g. ResNet 224 -> 7, 128 -> 4)."""
+    return tuple(-(-int(s) * int(p) // int(b)) for s, p, b in zip(input_size[1:], base["pool_size"],
+                                                                     base["input_size"][1:]))
 
 
 def register_pretrained(cfg: Dict[str, Any]) -> Dict[str, Any]:

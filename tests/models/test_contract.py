@@ -37,7 +37,11 @@ def test_weight_cfg_keeps_every_timm_field_of_its_architecture(name):
     base = otzoo.get_pretrained_cfg(cfg["architecture"])
     missing = [k for k in base if k in TIMM_CFG_FIELDS and k not in cfg]
     assert not missing, f"{name} lost {missing} of {cfg['architecture']}'s cfg"
-    tag_cfg = timm.create_model(cfg["tag"]).pretrained_cfg
+    if cfg["architecture"] in otzoo.models._registry._in_timm:
+        tag_cfg = timm.create_model(cfg["tag"]).pretrained_cfg
+    else:  # timm's own architecture: the weight reaches timm through timm_overlay
+        tag_cfg = timm.create_model(cfg["architecture"], pretrained_cfg_overlay=otzoo.models.timm_overlay(name)
+                                    ).pretrained_cfg
     for key in ("pool_size", "first_conv", "classifier", "crop_pct", "interpolation", "input_size", "mean", "std"):
         if base.get(key) is not None:
             assert tag_cfg.get(key) is not None, f"timm's cfg of {cfg['tag']} has no {key}"

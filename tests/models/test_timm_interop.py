@@ -81,7 +81,8 @@ def test_import_registers_each_architecture_in_timm_once_with_every_shipped_tag(
     archs = sorted(otzoo.models._registry._in_timm)  # otzoo's own architectures (timm's built-ins stay timm's)
     assert archs == ["resnet18_cifar", "resnet50_cifar"]
     assert out[0] == str(archs)  # once each, after the shipped weights are registered
-    tags = sorted(otzoo.get_pretrained_cfg(n)["tag"] for n in otzoo.list_pretrained())
+    cfgs = [otzoo.get_pretrained_cfg(n) for n in otzoo.list_pretrained()]
+    tags = sorted(c["tag"] for c in cfgs if c["architecture"] in archs)
     assert out[1] == str(tags)
 
 
@@ -91,3 +92,45 @@ def test_a_weight_registered_then_removed_at_runtime_leaves_no_timm_tag(fake_wei
     assert FAKE_TAG not in timm.list_pretrained("resnet18_cifar*")
     with pytest.raises(RuntimeError):
         timm.create_model(FAKE_TAG, pretrained=True)
+
+
+@pytest.fixture
+def builtin_arch_weight(tmp_path, no_local_weights, monkeypatch):
+    """A weight of timm's own resnet18 (no timm tag: timm's built-ins stay timm's), trained at 128 px."""
+    from otzoo.models import register_pretrained, unregister_pretrained
+    from .fakes import write_fake_weight
+
+    cfg = write_fake_weight(tmp_path / "weights", name="fakessl_resnet18_imagenette", arch="resnet18",
+                            dataset="imagenette", input_size=(3, 128, 128))
+    cfg = register_pretrained(cfg)
+    monkeypatch.setenv("OTZOO_WEIGHTS_DIR", str(tmp_path / "weights"))
+    yield cfg
+    unregister_pretrained(cfg["name"])
+
+
+def test_timm_builtin_architecture_loads_an_otzoo_weight_through_the_overlay(builtin_arch_weight, tmp_path):
+    name = builtin_arch_weight["name"]
+    assert builtin_arch_weight["tag"] not in timm.list_pretrained("resnet18*")  # timm's resnet18 untouched
+    assert builtin_arch_weight["pool_size"] == (4, 4)  # 7x7 at 224 px -> 4x4 at 128 px
+    theirs = timm.create_model("resnet18", pretrained=True, pretrained_cfg_overlay=otzoo.models.timm_overlay(name))
+    ours = otzoo.create_model(name, pretrained=True)
+    assert same_state(ours, theirs) and theirs.num_classes == ours.num_classes
+    assert theirs.pretrained_cfg["input_size"] == (3, 128, 128)
+    assert tuple(ours.forward_features(torch.randn(1, 3, 128, 128)).shape[2:]) == tuple(ours.pretrained_cfg["pool_size"])
+    path = tmp_path / "weights" / name / "model.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 1
+    path.write_bytes(bytes(data))
+    with pytest.raises(ChecksumError):
+        otzoo.models.timm_overlay(name)
+
+
+def test_timm_builtin_architecture_loads_an_otzoo_weight_from_the_hub(builtin_arch_weight, no_local_weights,
+                                                                      tmp_path):
+    from .fakes import fill_hf_cache
+
+    name, repo_id = builtin_arch_weight["name"], builtin_arch_weight["hf_hub_id"]
+    fill_hf_cache(no_local_weights, tmp_path / "weights" / name, repo_id)
+    theirs = timm.create_model(f"hf-hub:{repo_id}", pretrained=True)
+    assert same_state(otzoo.create_model(name, pretrained=True), theirs)
+    assert theirs.pretrained_cfg["input_size"] == (3, 128, 128)
