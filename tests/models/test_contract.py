@@ -77,12 +77,13 @@ def test_pretrained_with_new_head_and_input_channels(name, num_classes, in_chans
     with torch.no_grad():
         out = model(_x(model, in_chans=in_chans))
     assert tuple(out.shape) == (2, num_classes or model.num_features)
-    tag = reference.pretrained_cfg["tag"]
-    if tag not in timm.list_pretrained(tag):
-        return  # weights of timm's built-in architectures reach timm through hf-hub: (conventions.md)
+    tag, overlay = reference.pretrained_cfg["tag"], None
+    if tag not in timm.list_pretrained(tag):  # timm's built-in architecture: no tag (conventions.md), the overlay
+        tag, overlay = reference.pretrained_cfg["architecture"], otzoo.models.timm_overlay(name)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        via_timm = timm.create_model(tag, pretrained=True, num_classes=num_classes, in_chans=in_chans)
+        via_timm = timm.create_model(tag, pretrained=True, num_classes=num_classes, in_chans=in_chans,
+                                     pretrained_cfg_overlay=overlay)
     torch.testing.assert_close(via_timm.state_dict()[first], expected)
 
 
