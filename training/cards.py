@@ -280,7 +280,8 @@ def _intro(cfg: dict) -> list:
 def _details(cfg: dict) -> list:
     arch, method, paper = cfg["architecture"], cfg["method"], PAPERS.get(cfg["method"], {})
     variant = cfg["metrics"].get("dataset_variant", cfg["dataset"])
-    timm_tag = f"`{cfg.get('tag', '')}`" if has_timm_tag(cfg) else "none: timm's own architecture (see Usage)"
+    own_arch = otzoo.models.has_timm_tags(arch)
+    timm_tag = f"`{cfg.get('tag', '')}`" if own_arch else "none: timm's own architecture (see Usage)"
     return [
         "## Model details", "", "| | |", "|---|---|",
         f"| Architecture | `{arch}` ({cfg.get('num_features', 'n/a')}-d pooled features) |",
@@ -438,7 +439,7 @@ def _usage(cfg: dict, hub_repo: str) -> list:
 
 def _timm_usage(cfg: dict) -> list:
     hub = f'model = timm.create_model("hf-hub:{cfg.get("hf_hub_id", "")}", pretrained=True)'
-    if has_timm_tag(cfg):
+    if otzoo.models.has_timm_tags(cfg["architecture"]):
         return ["timm (importing otzoo registers its architectures and tags with timm):", "",
                 "```python", "import otzoo, timm",
                 f'model = timm.create_model("{cfg.get("tag", "")}", pretrained=True)', hub, "```", ""]
@@ -448,11 +449,6 @@ def _timm_usage(cfg: dict) -> list:
             f'model = timm.create_model("{cfg["architecture"]}", pretrained=True,',
             f'                          pretrained_cfg_overlay=otzoo.models.timm_overlay("{cfg["name"]}"))',
             hub, "```", ""]
-
-
-def has_timm_tag(cfg: dict) -> bool:
-    """Whether ``timm.create_model(cfg["tag"])`` exists: otzoo's own architectures, not timm's built-ins."""
-    return cfg["architecture"] in otzoo.models._registry._in_timm
 
 
 def _plots(cfg: dict, figures: list) -> list:

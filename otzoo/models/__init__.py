@@ -6,7 +6,7 @@ from ._builder import (
 from ._cfg import OtzooMeta, validate_weight_cfg
 from ._hub import WeightsNotFoundError, read_config, save_pretrained, sha256_file
 from ._registry import (
-    UnknownModelError, get_pretrained_cfg, is_model, is_pretrained, list_architectures, list_models,
+    UnknownModelError, get_pretrained_cfg, has_timm_tags, is_model, is_pretrained, list_architectures, list_models,
     list_pretrained, register_model, register_pretrained, unregister_pretrained, weight_identity,
 )
 from ._transforms import create_transform, resolve_data_config

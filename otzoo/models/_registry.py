@@ -22,7 +22,7 @@ from ._cfg import TIMM_CFG_FIELDS, validate_weight_cfg
 __all__ = [
     "register_model", "register_pretrained", "unregister_pretrained", "list_models",
     "list_pretrained", "list_architectures", "is_model", "is_pretrained", "get_pretrained_cfg",
-    "get_arch_default_cfg", "model_entrypoint", "resolve_model_name", "UnknownModelError",
+    "get_arch_default_cfg", "model_entrypoint", "resolve_model_name", "UnknownModelError", "has_timm_tags",
 ]
 
 _entrypoints: Dict[str, Callable] = {}  # architecture -> constructor fn(pretrained=False, **kwargs)
@@ -43,6 +43,13 @@ def timm_cfg(cfg: Dict[str, Any]) -> Dict[str, Any]:
         if k in TIMM_CFG_FIELDS and k != "state_dict":
             out[k] = tuple(v) if isinstance(v, list) else v
     return out
+
+
+def has_timm_tags(architecture: str) -> bool:
+    """Whether the weights of ``architecture`` have timm tags (``timm.create_model(cfg["tag"])``): otzoo's own
+    architectures do; timm's built-ins (``resnet18``, ...) stay timm's, and their weights go through
+    ``otzoo.models.timm_overlay``."""
+    return architecture in _in_timm
 
 
 def register_model(fn: Callable) -> Callable:

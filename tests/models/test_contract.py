@@ -37,7 +37,7 @@ def test_weight_cfg_keeps_every_timm_field_of_its_architecture(name):
     base = otzoo.get_pretrained_cfg(cfg["architecture"])
     missing = [k for k in base if k in TIMM_CFG_FIELDS and k not in cfg]
     assert not missing, f"{name} lost {missing} of {cfg['architecture']}'s cfg"
-    if cfg["architecture"] in otzoo.models._registry._in_timm:
+    if otzoo.models.has_timm_tags(cfg["architecture"]):
         tag_cfg = timm.create_model(cfg["tag"]).pretrained_cfg
     else:  # timm's own architecture: the weight reaches timm through timm_overlay
         tag_cfg = timm.create_model(cfg["architecture"], pretrained_cfg_overlay=otzoo.models.timm_overlay(name)
@@ -78,7 +78,7 @@ def test_pretrained_with_new_head_and_input_channels(name, num_classes, in_chans
         out = model(_x(model, in_chans=in_chans))
     assert tuple(out.shape) == (2, num_classes or model.num_features)
     tag, overlay = reference.pretrained_cfg["tag"], None
-    if tag not in timm.list_pretrained(tag):  # timm's built-in architecture: no tag (conventions.md), the overlay
+    if not otzoo.models.has_timm_tags(reference.pretrained_cfg["architecture"]):  # timm's built-in: the overlay
         tag, overlay = reference.pretrained_cfg["architecture"], otzoo.models.timm_overlay(name)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -78,12 +78,18 @@ def test_import_registers_each_architecture_in_timm_once_with_every_shipped_tag(
             "timm.models.register_model = lambda fn: (calls.append(fn.__name__), orig(fn))[1]\n"
             "import otzoo, timm\nprint(sorted(calls))\nprint(sorted(timm.list_pretrained('*_cifar.*')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
-    archs = sorted(otzoo.models._registry._in_timm)  # otzoo's own architectures (timm's built-ins stay timm's)
+    archs = [a for a in otzoo.list_architectures() if otzoo.models.has_timm_tags(a)]  # timm's built-ins stay timm's
     assert archs == ["resnet18_cifar", "resnet50_cifar"]
     assert out[0] == str(archs)  # once each, after the shipped weights are registered
     cfgs = [otzoo.get_pretrained_cfg(n) for n in otzoo.list_pretrained()]
     tags = sorted(c["tag"] for c in cfgs if c["architecture"] in archs)
     assert out[1] == str(tags)
+
+
+@pytest.mark.parametrize("name", otzoo.list_pretrained())
+def test_has_timm_tags_says_whether_timm_lists_the_weights_tag(name):
+    cfg = otzoo.get_pretrained_cfg(name)
+    assert otzoo.models.has_timm_tags(cfg["architecture"]) == (cfg["tag"] in timm.list_pretrained(cfg["tag"]))
 
 
 def test_a_weight_registered_then_removed_at_runtime_leaves_no_timm_tag(fake_weight):
