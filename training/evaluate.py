@@ -78,30 +78,47 @@ def _load_source(args):
     return load_model(args.run, args.model, args.checkpoint, args.arch)
 
 
-def _eval_sets(args, model, dataset: str, data_dir, command: str):
-    """(train, test, num_classes) with the weight's eval transform, subsampled as asked."""
-    tf = eval_transform(model, uint8=command != "finetune")  # feature passes take uint8; finetune's forward floats
-    train_set = build_dataset(dataset, "train", data_dir=data_dir, transform=tf)
-    test_set = build_dataset(dataset, "test", data_dir=data_dir, transform=tf)
-    return (evenly_spaced_subset(train_set, args.train_subset), evenly_spaced_subset(test_set, args.test_subset),
-            len(train_set.classes))
+@dataclasses.dataclass
+class _EvalJob:
+    """What one protocol run needs: the parsed args, the model and its evaluation data."""
+    args: argparse.Namespace
+    command: str
+    model: object
+    dataset: str
+    data_dir: object
+    train_set: object = None
+    test_set: object = None
+    num_classes: int = 0
 
 
-def _measure(args, command, model, train_set, test_set, num_classes, dataset, data_dir, precision, device) -> dict:
-    """The protocol's numbers: knn_top1, linear_top1 (+ probe) or the fine-tuning result."""
-    if command == "finetune":
-        recipe = _recipe(args)
-        train_aug = build_dataset(dataset, "train", data_dir=data_dir, transform=finetune_transform(model))
-        train_aug = evenly_spaced_subset(train_aug, args.train_subset)
-        train_aug = label_subset(train_aug, labels_of(train_aug), recipe.label_fraction, recipe.label_seed)
-        return finetune(model, train_aug, test_set, num_classes, recipe, num_workers=args.workers,
-                        precision=precision, device=device)
-    tr_f, tr_y = extract_features(model, train_set, args.batch_size, args.workers, precision, device, True)
-    te_f, te_y = extract_features(model, test_set, args.batch_size, args.workers, precision, device, True)
-    if command == "knn":
+def _eval_sets(job: _EvalJob) -> None:
+    """Fill in train/test (the weight's eval transform, subsampled as asked) and num_classes."""
+    tf = eval_transform(job.model, uint8=job.command != "finetune")  # feature passes take uint8
+    train_set = build_dataset(job.dataset, "train", data_dir=job.data_dir, transform=tf)
+    test_set = build_dataset(job.dataset, "test", data_dir=job.data_dir, transform=tf)
+    job.train_set = evenly_spaced_subset(train_set, job.args.train_subset)
+    job.test_set = evenly_spaced_subset(test_set, job.args.test_subset)
+    job.num_classes = len(train_set.classes)
+
+
+def _finetune(job: _EvalJob, precision: str, device) -> dict:
+    args, recipe = job.args, _recipe(job.args)
+    train_aug = build_dataset(job.dataset, "train", data_dir=job.data_dir, transform=finetune_transform(job.model))
+    train_aug = evenly_spaced_subset(train_aug, args.train_subset)
+    train_aug = label_subset(train_aug, labels_of(train_aug), recipe.label_fraction, recipe.label_seed)
+    return finetune(job.model, train_aug, job.test_set, job.num_classes, recipe, num_workers=args.workers,
+                    precision=precision, device=device)
+
+
+def _probe(job: _EvalJob, precision: str, device) -> dict:
+    """knn_top1 or linear_top1 (+ the probe's record) on frozen features."""
+    args = job.args
+    tr_f, tr_y = extract_features(job.model, job.train_set, args.batch_size, args.workers, precision, device, True)
+    te_f, te_y = extract_features(job.model, job.test_set, args.batch_size, args.workers, precision, device, True)
+    if job.command == "knn":
         return {"knn_top1": round(knn_top1(tr_f.to(device), tr_y, te_f, te_y, k=args.k, t=args.t), 2),
                 "protocol": knn_protocol(args.k, args.t)}
-    linear, record = train_linear_probe(tr_f, tr_y, num_classes, max_iter=args.max_iter, seed=args.seed,
+    linear, record = train_linear_probe(tr_f, tr_y, job.num_classes, max_iter=args.max_iter, seed=args.seed,
                                         device=device)
     return {"linear_top1": round(linear_top1(linear, te_f, te_y), 2), "probe": record}
 
@@ -111,19 +128,18 @@ def main(argv=None, prog: str = "python -m training evaluate", command: str = "k
     try:
         device = resolve_device(args.device)
         model, info = _load_source(args)
-        dataset = args.dataset or info.get("dataset") or "cifar10"
-        data_dir = resolve_eval_data_dir(args.data_dir, info.get("data_dir"))
-        train_set, test_set, num_classes = _eval_sets(args, model, dataset, data_dir, command)
+        job = _EvalJob(args, command, model, args.dataset or info.get("dataset") or "cifar10",
+                       resolve_eval_data_dir(args.data_dir, info.get("data_dir")))
+        _eval_sets(job)
     except (FileNotFoundError, ValueError, RuntimeError) as err:  # DataNotFoundError included
         print(f"error: {err}", file=sys.stderr)
         return 2
     precision = resolve_precision(args.precision, device)
-    result = {"command": command, "source": info["source"], "arch": info.get("arch"), "dataset": dataset,
-              "dataset_variant": dataset_variant(dataset, data_dir), "num_train": len(train_set),
-              "num_test": len(test_set)}
+    result = {"command": command, "source": info["source"], "arch": info.get("arch"), "dataset": job.dataset,
+              "dataset_variant": dataset_variant(job.dataset, job.data_dir), "num_train": len(job.train_set),
+              "num_test": len(job.test_set)}
     start = time.time()
-    result.update(_measure(args, command, model, train_set, test_set, num_classes, dataset, data_dir, precision,
-                           device))
+    result.update((_finetune if command == "finetune" else _probe)(job, precision, device))
     result.update(device=str(device), precision=precision,
                   hardware=hardware_string(DistInfo(device=device), precision),
                   command_line=" ".join([prog, *map(shlex.quote, sys.argv[1:] if argv is None else argv)]),
