@@ -238,33 +238,11 @@ def create_model(name: str, pretrained: bool = False, num_classes: Optional[int]
     """
     weight = _registry.resolve_model_name(name)
     cfg = get_pretrained_cfg(weight) if weight else get_arch_default_cfg(name)
-    arch = cfg["architecture"]
     if pretrained and weight is None and checkpoint_path is None:
-        weights = _registry.list_pretrained(f"*_{arch.removesuffix('_cifar')}_*")
-        weights = [w for w in weights if get_pretrained_cfg(w)["architecture"] == arch]
-        hint = (f"Its weights: {', '.join(weights)}." if weights else "No otzoo weights exist for it yet.")
-        raise NoPretrainedWeightsError(
-            f"{name!r} is an architecture; otzoo weights have their own names (<method>_<arch>_<dataset>). "
-            f"{hint} Use create_model(<weight name>, pretrained=True), pretrained=False for random init, or "
-            f"checkpoint_path=... for your own file. All weights: otzoo.list_pretrained().")
+        _refuse_architecture_pretrained(name, cfg["architecture"])
     state_dict, source = None, None
     if checkpoint_path is not None:
-        file, config = _locate_checkpoint(checkpoint_path)
-        expected_sha = cfg.get("sha256") if weight else None
-        if config is not None:
-            from ._hub import read_config
-
-            file_cfg = read_config(config)
-            if file_cfg.get("architecture", arch) != arch:
-                raise ValueError(f"{config} describes a {file_cfg['architecture']!r} but {name!r} is a {arch!r}; "
-                                 f"use otzoo.create_model({file_cfg['architecture']!r}, checkpoint_path=...)")
-            if Path(file).name == file_cfg.get("filename", "model.safetensors"):
-                expected_sha = file_cfg.get("sha256", expected_sha)
-            cfg = {**cfg, **file_cfg}
-        state_dict, source = read_state_dict(file, expected_sha), str(file)
-        if config is None:  # the file's own head decides the default
-            fc = f"{cfg.get('classifier')}.weight"
-            cfg["num_classes"] = state_dict[fc].shape[0] if fc in state_dict else 0
+        state_dict, source, cfg = _read_checkpoint(checkpoint_path, name, cfg, cfg.get("sha256") if weight else None)
     elif pretrained:
         file = resolve_weight_file(cfg)
         state_dict, source = read_state_dict(file, cfg["sha256"]), str(file)
@@ -272,19 +250,54 @@ def create_model(name: str, pretrained: bool = False, num_classes: Optional[int]
         num_classes = cfg.get("num_classes")
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
-    entrypoint = _registry.model_entrypoint(arch)
-    if state_dict is not None and "device" not in kwargs:
-        # the file overwrites every tensor: skip random init by building on the meta device
-        model = entrypoint(pretrained=False, pretrained_cfg=timm_cfg(cfg), device="meta", **kwargs)
-        persistent = set(model.state_dict())
-        if any(n not in persistent for n, _ in model.named_buffers()):  # non-persistent buffers need init
-            model = entrypoint(pretrained=False, pretrained_cfg=timm_cfg(cfg), **kwargs)
-    else:
-        model = entrypoint(pretrained=False, pretrained_cfg=timm_cfg(cfg), **kwargs)
+    model = _instantiate(cfg, skip_init=state_dict is not None and "device" not in kwargs, **kwargs)
     if state_dict is not None:
         load_weights(model, state_dict, cfg, source=source)
     model.pretrained_cfg = model.default_cfg = cfg
     return model
+
+
+def _refuse_architecture_pretrained(name: str, arch: str) -> None:
+    weights = _registry.list_pretrained(f"*_{arch.removesuffix('_cifar')}_*")
+    weights = [w for w in weights if get_pretrained_cfg(w)["architecture"] == arch]
+    hint = (f"Its weights: {', '.join(weights)}." if weights else "No otzoo weights exist for it yet.")
+    raise NoPretrainedWeightsError(
+        f"{name!r} is an architecture; otzoo weights have their own names (<method>_<arch>_<dataset>). "
+        f"{hint} Use create_model(<weight name>, pretrained=True), pretrained=False for random init, or "
+        f"checkpoint_path=... for your own file. All weights: otzoo.list_pretrained().")
+
+
+def _read_checkpoint(checkpoint_path, name: str, cfg: Dict[str, Any], expected_sha: Optional[str]) -> tuple:
+    """(state_dict, source, cfg) of a user's file or save_pretrained folder; its config.json updates ``cfg``."""
+    arch = cfg["architecture"]
+    file, config = _locate_checkpoint(checkpoint_path)
+    if config is not None:
+        from ._hub import read_config
+
+        file_cfg = read_config(config)
+        if file_cfg.get("architecture", arch) != arch:
+            raise ValueError(f"{config} describes a {file_cfg['architecture']!r} but {name!r} is a {arch!r}; "
+                             f"use otzoo.create_model({file_cfg['architecture']!r}, checkpoint_path=...)")
+        if Path(file).name == file_cfg.get("filename", "model.safetensors"):
+            expected_sha = file_cfg.get("sha256", expected_sha)
+        cfg = {**cfg, **file_cfg}
+    state_dict = read_state_dict(file, expected_sha)
+    if config is None:  # the file's own head decides the default
+        fc = f"{cfg.get('classifier')}.weight"
+        cfg = {**cfg, "num_classes": state_dict[fc].shape[0] if fc in state_dict else 0}
+    return state_dict, str(file), cfg
+
+
+def _instantiate(cfg: Dict[str, Any], skip_init: bool, **kwargs: Any) -> nn.Module:
+    """The architecture's model; ``skip_init`` (a file overwrites every tensor) builds it on the meta device
+    unless it has non-persistent buffers, which need their init."""
+    entrypoint = _registry.model_entrypoint(cfg["architecture"])
+    if skip_init:
+        model = entrypoint(pretrained=False, pretrained_cfg=timm_cfg(cfg), device="meta", **kwargs)
+        persistent = set(model.state_dict())
+        if all(n in persistent for n, _ in model.named_buffers()):
+            return model
+    return entrypoint(pretrained=False, pretrained_cfg=timm_cfg(cfg), **kwargs)
 
 
 def build_model(model_cls: type, variant: str, pretrained: bool = False, pretrained_cfg: Any = None,
