@@ -169,9 +169,13 @@ def _share_of_paper(budget: dict, num_train) -> str:
             f"{num_train:,} images x 2 views)")
 
 
-def _std_range(dataset: str) -> str:
-    stds = [std for _, std in PAPER_TABLE2.get(dataset, {}).values()]
-    return f"{min(stds):.2f}-{max(stds):.2f}" if stds else "n/a"
+def _paper_stds(cfg: dict) -> str:
+    """`` (the paper's standard deviations ...)`` where the paper has them for this dataset, else ``""``."""
+    stds = [std for _, std in PAPER_TABLE2.get(cfg["dataset"], {}).values()]
+    if not stds:
+        return ""
+    return (f" (the paper's standard deviations over 5 seeds on {PRETTY.get(cfg['dataset'], cfg['dataset'])} "
+            f"are {min(stds):.2f}-{max(stds):.2f})")
 
 
 def _throughput(budget: dict) -> str:
@@ -213,9 +217,8 @@ def _siblings_section(cfg: dict, siblings: list) -> list:
         bold = "**" if c["name"] == cfg["name"] else ""
         lines.append(f"| {bold}`{c['name']}`{bold} | {method_name(c['method'])} | {m['linear_top1']:.2f} | "
                      f"{m['knn_top1']:.2f} | {_fmt_hours(b.get('wall_time_s'))} |")
-    return lines + ["", "One seed each: differences of about a point are within seed-to-seed noise "
-                    f"(the paper's standard deviations over 5 seeds on {PRETTY.get(cfg['dataset'], cfg['dataset'])} "
-                    f"are {_std_range(cfg['dataset'])}).", ""]
+    noise = f"One seed each: differences of about a point are within seed-to-seed noise{_paper_stds(cfg)}."
+    return lines + ["", noise, ""]
 
 
 def _low_label_rows(m: dict) -> list:
@@ -384,7 +387,9 @@ def _protocol(cfg: dict) -> list:
         f"- **Linear probe**: {proto.get('linear', '')}. Optimiser: {probe.get('optimizer', 'n/a')}; "
         f"{_probe_iterations(probe)} on all of train; chosen weight decay "
         f"{probe.get('weight_decay', 'n/a')} (held-out top-1 per candidate: {json.dumps(probe.get('val_top1', {}))}).",
-        f"- **Subset**: {proto.get('subset', '')}; lets a fast test reproduce the number exactly.",
+        f"- **Subset**: {proto.get('subset', '')}; lets a fast test reproduce the number exactly. The files are sorted "
+        "by class folder, so the subset holds only the first classes: a reproducibility check, not an accuracy "
+        "to compare between weights.",
         "- Every evaluation runs the model in eval mode (BatchNorm running statistics), without augmentation.",
         "",
     ]

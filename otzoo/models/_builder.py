@@ -76,8 +76,6 @@ def timm_overlay(name: str) -> Dict[str, Any]:
 
     The weight's timm cfg fields (input size, mean/std, num_classes, ...) plus ``file``: its local file
     (``$OTZOO_WEIGHTS_DIR``, the checkout or the Hub cache), sha256-checked here."""
-    from ._registry import get_pretrained_cfg, timm_cfg
-
     cfg = get_pretrained_cfg(name)
     path = resolve_weight_file(cfg)
     read_state_dict(path, cfg.get("sha256"))  # raises ChecksumError / CorruptWeightsError

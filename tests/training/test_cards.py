@@ -28,6 +28,15 @@ def test_same_recipe_siblings_are_listed():
     assert "## Same recipe" not in cards.render_card(gca, siblings=[longer])
 
 
+
+def test_noise_line_quotes_the_paper_only_where_it_has_numbers():
+    def noise_line(dataset):
+        pair = [dict(with_recipe(f"{m}_resnet18_x", m, 60.0), dataset=dataset) for m in ("gca_uot", "simclr")]
+        card = cards.render_card(pair[0], siblings=pair)
+        return next(line for line in card.splitlines() if line.startswith("One seed each"))
+    assert "the paper's standard deviations over 5 seeds on CIFAR-10 are" in noise_line("cifar10")
+    assert noise_line("imagenette").endswith("within seed-to-seed noise.") and "n/a" not in noise_line("imagenette")
+
 def test_plan_caption_names_what_the_loss_plan_is():
     gca = dict(with_recipe("gca_uot_resnet18_cifar10", "gca_uot", 67.24), figures=["plan.png"])
     sim = dict(with_recipe("simclr_resnet18_cifar10", "simclr", 66.5), figures=["plan.png"])
