@@ -242,6 +242,10 @@ def _lightly_reference(cfg: dict) -> list:
             f"{_fmt_hours(b.get('wall_time_s'))} on {b.get('hardware', 'n/a')}.", ""]
 
 
+def _at_size(record: dict) -> str:
+    return f", at {record['input_size']} px" if record.get("input_size") else ""
+
+
 def _finetune_section(cfg: dict, records: Sequence[dict]) -> list:
     """This weight's fine-tuning results beside the same recipe from random init and from other weights."""
     own = [r for r in records if r["source"] == cfg["name"]]
@@ -249,10 +253,11 @@ def _finetune_section(cfg: dict, records: Sequence[dict]) -> list:
         return []
     recipe = {k: v for k, v in own[0]["recipe"].items() if k != "description"}
     same = [r for r in records if r["dataset"] == cfg["dataset"] and r["arch"] == cfg["architecture"]
+            and r.get("input_size") == own[0].get("input_size")
             and {k: v for k, v in r["recipe"].items() if k != "description"} == recipe]
     lines = [f"## Fine-tuning with {recipe['label_fraction']:.0%} of the labels", "",
              f"`python -m training finetune` trains the backbone and a fresh head end to end: "
-             f"{own[0]['recipe']['description']}. Test top-1 on {own[0]['dataset_variant']} "
+             f"{own[0]['recipe']['description']}{_at_size(own[0])}. Test top-1 on {own[0]['dataset_variant']} "
              f"({own[0]['num_test']:,} test images), one run each (seed 0: differences of about a point between "
              "weights are within seed noise), beside the same recipe from random initialisation:", "",
              "| Initialisation | Test top-1 | Hardware |", "|---|---:|---|"]
@@ -263,7 +268,9 @@ def _finetune_section(cfg: dict, records: Sequence[dict]) -> list:
     key = f"linear_top1_{recipe['label_fraction'] * 100:g}pct"
     frozen = (f"The frozen linear probe with {recipe['label_fraction']:.0%} of the labels reaches "
               f"{cfg['metrics'][key]:.2f} (Results). " if key in cfg["metrics"] else "")
-    return lines + ["", f"{frozen}Reproduce: `{own[0]['command_line']}` (with `$OTZOO_DATA` set to `DATA`).", ""]
+    scratch = "".join(f"; random init: `{r['command_line']}`" for r in same if is_scratch(r))
+    return lines + ["", f"{frozen}Reproduce: `{own[0]['command_line']}`{scratch} (with `$OTZOO_DATA` set to `DATA`).",
+                    ""]
 
 
 def _intro(cfg: dict) -> list:

@@ -42,6 +42,9 @@ def build_parser(prog: str, command: str) -> argparse.ArgumentParser:
     src.add_argument("--checkpoint", help="exported folder or model.safetensors (with --arch if no config.json)")
     if command == "finetune":
         src.add_argument("--scratch", metavar="ARCH", help="random initialisation of ARCH (the reference)")
+        p.add_argument("--img-size", type=int, metavar="N",
+                       help="train and test at N px (default: the weight's input size; give --scratch the size "
+                            "of the weight it is compared with, e.g. 128 for the Imagenette weights)")
     p.add_argument("--arch", help="architecture for a bare --checkpoint file")
     p.add_argument("--dataset", help="dataset name (default: the run's / weight's, else cifar10)")
     p.add_argument("--data-dir", help="folder with train/ and test/ ImageFolder trees (default $OTZOO_DATA)")
@@ -72,10 +75,25 @@ def _recipe(args) -> FinetuneRecipe:
 
 
 def _load_source(args):
-    """(model, info) of --scratch / --run / --model / --checkpoint."""
+    """(model, info) of --scratch / --run / --model / --checkpoint, at --img-size when given."""
     if getattr(args, "scratch", None):
-        return otzoo.create_model(args.scratch), {"source": scratch_source(args.scratch), "arch": args.scratch}
-    return load_model(args.run, args.model, args.checkpoint, args.arch)
+        model, info = otzoo.create_model(args.scratch), {"source": scratch_source(args.scratch), "arch": args.scratch}
+    else:
+        model, info = load_model(args.run, args.model, args.checkpoint, args.arch)
+    size = getattr(args, "img_size", None)
+    if size:
+        _set_input_size(model, size)
+    return model, info
+
+
+def _set_input_size(model, size: int) -> None:
+    """Make ``model``'s transforms work at ``size`` px; a ViT's patch grid is fixed, so it only takes its own."""
+    own = model.pretrained_cfg["input_size"]
+    fixed = getattr(getattr(model, "patch_embed", None), "img_size", None)
+    if fixed is not None and tuple(fixed) != (size, size):
+        raise ValueError(f"--img-size {size}: this model's patch embedding is built for {own[-1]} px; "
+                         f"drop --img-size to fine-tune it at {own[-1]} px")
+    model.pretrained_cfg = dict(model.pretrained_cfg, input_size=(own[0], size, size))
 
 
 @dataclasses.dataclass
@@ -137,7 +155,7 @@ def main(argv=None, prog: str = "python -m training evaluate", command: str = "k
     precision = resolve_precision(args.precision, device)
     result = {"command": command, "source": info["source"], "arch": info.get("arch"), "dataset": job.dataset,
               "dataset_variant": dataset_variant(job.dataset, job.data_dir), "num_train": len(job.train_set),
-              "num_test": len(job.test_set)}
+              "num_test": len(job.test_set), "input_size": int(model.pretrained_cfg["input_size"][-1])}
     start = time.time()
     result.update((_finetune if command == "finetune" else _probe)(job, precision, device))
     result.update(device=str(device), precision=precision,

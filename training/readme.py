@@ -21,7 +21,7 @@ FT_END = "<!-- finetune-table:end -->"
 CSV_FIELDS = ["name", "architecture", "method", "dataset", "dataset_variant", "epochs", "views_seen",
               "batch_size", "knn_top1", "linear_top1", "linear_top1_1pct", "linear_top1_10pct", "subset_top1",
               "hardware", "wall_time_h", "otzoo_version", "hf_hub_id", "sha256"]
-FT_FIELDS = ["source", "arch", "dataset", "dataset_variant", "label_fraction", "num_labelled", "epochs",
+FT_FIELDS = ["source", "arch", "dataset", "dataset_variant", "input_size", "label_fraction", "num_labelled", "epochs",
              "finetune_top1", "num_test", "train_time_min", "hardware", "command_line"]
 
 
@@ -71,10 +71,11 @@ def render_finetune_table(records: list) -> str:
     """Markdown table of fine-tuning results (or a sentence saying there are none)."""
     if not records:
         return "No fine-tuning results yet."
-    rows = ["| Dataset | Initialisation | Labels | Epochs | Test top-1 | Hardware |",
-            "|---|---|---:|---:|---:|---|"]
+    rows = ["| Dataset | Initialisation | Input | Labels | Epochs | Test top-1 | Hardware |",
+            "|---|---|---:|---:|---:|---:|---|"]
     for r in records:
-        rows.append(f"| {r['dataset_variant']} | {_init(r)} | {r['num_labelled']:,} "
+        size = f"{r['input_size']} px" if r.get("input_size") else "n/a"
+        rows.append(f"| {r['dataset_variant']} | {_init(r)} | {size} | {r['num_labelled']:,} "
                     f"({r['recipe']['label_fraction']:.0%}) | {r['recipe']['epochs']} | {_pct(r['finetune_top1'])} | "
                     f"{r['hardware']} |")
     return "\n".join(rows)

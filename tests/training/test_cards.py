@@ -45,10 +45,11 @@ def test_plan_caption_names_what_the_loss_plan_is():
     assert "transport plan" not in sim_card and "rows sum to 1, columns do not" in sim_card
 
 
-def finetune_record(source, top1, **recipe):
+def finetune_record(source, top1, input_size=32, **recipe):
     rec = {"epochs": 10, "label_fraction": 0.1, "lr": 0.1, "description": "10 epochs on 10% of the labels"}
     rec.update(recipe)
     return {"source": source, "arch": "resnet18_cifar", "dataset": "cifar10", "dataset_variant": "CIFAR-10 (JPEG q75 copy)",
+            "input_size": input_size,
             "finetune_top1": top1, "num_labelled": 5000, "num_test": 10000, "train_time_s": 1500.0,
             "hardware": "1x CPU", "command_line": f"python -m training finetune --model {source}", "recipe": rec}
 
@@ -57,12 +58,14 @@ def test_fine_tuning_section_puts_the_weight_beside_scratch_with_the_same_recipe
     gca = with_recipe("gca_uot_resnet18_cifar10", "gca_uot", 67.24)
     records = [finetune_record("gca_uot_resnet18_cifar10", 71.5), finetune_record("random init (resnet18_cifar)", 48.25),
                finetune_record("random init (resnet18_cifar)", 60.0, epochs=50),
+               finetune_record("random init (resnet18_cifar)", 55.0, input_size=64),
                finetune_record("simclr_resnet18_cifar10", 70.0)]
     card = cards.render_card(gca, finetune=records)
     section = card[card.index("## Fine-tuning with 10% of the labels"):card.index("## Pretraining recipe")]
     assert section.index("| **`gca_uot_resnet18_cifar10`** | 71.50 |") < section.index(
         "| random init (same recipe) | 48.25 |") and "| `simclr_resnet18_cifar10` | 70.00 |" in section
-    assert "60.00" not in section  # another recipe is not put beside it
+    assert "60.00" not in section and "55.00" not in section  # another recipe or input size is not put beside it
+    assert "at 32 px" in section and "random init: `python -m training finetune --model random init" in section
     assert "## Fine-tuning" not in cards.render_card(gca, finetune=records[1:])
 
 

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 import otzoo
+import timm
 from training import evaluate
 from training.loading import load_run_model
 from training.protocols.features import eval_transform, extract_features
@@ -98,6 +99,26 @@ def test_finetune_cli_runs_and_reports(tmp_path):
     res = json.loads(out.read_text())
     assert res["source"] == "random init (resnet18_cifar)" and res["num_labelled"] == 8  # 2 of 4 per class
     assert res["recipe"]["backbone_lr_scale"] == 0.5 and res["recipe"]["label_fraction"] == 0.5
+    assert res["input_size"] == 32  # the architecture's own
+
+
+def test_finetune_img_size_sets_the_transforms_and_is_recorded(tmp_path):
+    data = make_image_tree(tmp_path / "data", n_train=4, n_test=2)
+    out = tmp_path / "ft.json"
+    assert evaluate.main(["--scratch", "resnet18_cifar", "--img-size", "24", "--data-dir", str(data), "--epochs", "1",
+                          "--json-out", str(out)], prog="finetune", command="finetune") == 0
+    assert json.loads(out.read_text())["input_size"] == 24
+    args = evaluate.build_parser("finetune", "finetune").parse_args(["--scratch", "resnet18_cifar", "--img-size", "24"])
+    model, _ = evaluate._load_source(args)
+    assert evaluate.finetune_transform(model).transforms[0].size == (24, 24)
+    assert evaluate.eval_transform(model)(Image.new("RGB", (40, 40))).shape == (3, 24, 24)
+
+
+def test_img_size_is_refused_for_a_vit_at_another_size():
+    vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0)
+    with pytest.raises(ValueError, match="drop --img-size"):
+        evaluate._set_input_size(vit, 128)
+    evaluate._set_input_size(vit, 224)  # its own size is fine
 
 
 def test_cli_errors_are_clear(tmp_path, capsys):

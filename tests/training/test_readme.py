@@ -61,10 +61,11 @@ def test_finetune_records_make_the_readme_table_csv_and_card_section(tmp_path):
         (folder / f"{rec['source'][:6]}.json").write_text(json.dumps(rec))
     assert readme.main(["--root", str(tmp_path)]) == 0
     text = (tmp_path / "README.md").read_text()
-    assert "| `gca_uot_resnet18_cifar10` | 5,000 (10%) | 10 | 71.50 | 1x CPU |" in text and "old" not in text
-    assert "| random init | 5,000 (10%) | 10 | 48.25 |" in text
+    assert "| `gca_uot_resnet18_cifar10` | 32 px | 5,000 (10%) | 10 | 71.50 | 1x CPU |" in text and "old" not in text
+    assert "| random init | 32 px | 5,000 (10%) | 10 | 48.25 |" in text
     rows = list(csv.DictReader((tmp_path / "results" / "finetune-cifar10.csv").open()))
     assert [r["finetune_top1"] for r in rows] == ["71.5", "48.25"] and rows[0]["label_fraction"] == "0.1"
+    assert rows[0]["input_size"] == "32"
     assert "## Fine-tuning with 10% of the labels" in (tmp_path / "model_cards" / f"{CFG['name']}.md").read_text()
 
 
