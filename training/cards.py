@@ -211,13 +211,16 @@ def _siblings_section(cfg: dict, siblings: list) -> list:
     lines = ["## Same recipe, other methods", "",
              "Weights pretrained with exactly this recipe (same config, seed and budget; only the loss differs), "
              "measured by the same export protocol:", "",
-             "| Weight | Method | Linear top-1 | k-NN top-1 | Wall time |", "|---|---|---:|---:|---|"]
+             "| Weight | Method | Linear top-1 | k-NN top-1 | Wall time | Hardware |", "|---|---|---:|---:|---|---|"]
     for c in rows:
         m, b = c["metrics"], c.get("budget", {})
         bold = "**" if c["name"] == cfg["name"] else ""
         lines.append(f"| {bold}`{c['name']}`{bold} | {method_name(c['method'])} | {m['linear_top1']:.2f} | "
-                     f"{m['knn_top1']:.2f} | {_fmt_hours(b.get('wall_time_s'))} |")
+                     f"{m['knn_top1']:.2f} | {_fmt_hours(b.get('wall_time_s'))} | {b.get('hardware', 'n/a')} |")
     noise = f"One seed each: differences of about a point are within seed-to-seed noise{_paper_stds(cfg)}."
+    if len({c.get("budget", {}).get("hardware") for c in rows}) > 1:
+        noise += (" The weights ran on different hardware: wall times are not comparable, and `engine.precision: "
+                  "auto` means bf16 autocast where the hardware has it, fp32 elsewhere.")
     return lines + ["", noise, ""]
 
 

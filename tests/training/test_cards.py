@@ -26,6 +26,9 @@ def test_same_recipe_siblings_are_listed():
     assert "| `simclr_resnet18_cifar10` | SimCLR (InfoNCE) | 66.50 |" in section
     assert "simclr_long" not in section
     assert "## Same recipe" not in cards.render_card(gca, siblings=[longer])
+    assert "different hardware" not in section
+    sim["budget"] = dict(sim.get("budget", {}), hardware="1x CPU other, fp32")
+    assert "different hardware" in cards.render_card(gca, siblings=[gca, sim])
 
 
 
