@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# One device window: pretrain METHODs side by side (one process each, sharing the device) with
+# RECIPE, then pack what `python -m training export` needs into $OUT/runs.tar.part-* so that it
+# fits what the device tool brings back (8 files, 64 MiB): each finished run's config, run.json,
+# metrics, curves, log and its backbone cast to float16 (the dtype of the released files, so the
+# export is the same as from the fp32 file; two resnet18 backbones fit, three do not).
+#
+# On the device machine, from the repository root, with the data in $OTZOO_DATA:
+#   bash training/gpu_window.sh training/configs/cifar10_gpu.yaml 8m gca_uot simclr [-- key=value ...]
+# Back here (FILES: the folder the tool copied $OUT to):
+#   mkdir -p runs && cat FILES/runs.tar.part-* | tar x -C runs
+#   python -m training export --run runs/<recipe>_<method> --data-dir DATA
+# BUDGET is each run's --time-budget, a safety stop: a run it stops has no backbone and
+# nothing of it comes back but its log (a checkpoint is too large to carry between windows).
+set -uo pipefail
+if [ $# -lt 3 ]; then
+    echo "usage: bash training/gpu_window.sh RECIPE BUDGET METHOD... [-- key=value ...]" >&2
+    exit 2
+fi
+recipe=$1 budget=$2
+shift 2
+methods=()
+while [ $# -gt 0 ] && [ "$1" != "--" ]; do methods+=("$1"); shift; done
+[ "${1:-}" = "--" ] && shift
+out=${OUT:?set OUT to the folder whose files come back}
+runs=${OTZOO_WINDOW_RUNS:-/tmp/otzoo-window}
+name=$(basename "$recipe" .yaml)
+mkdir -p "$runs"
+
+for m in "${methods[@]}"; do
+    python -m training pretrain --config "$recipe" method="$m" --output-dir "$runs/${name}_$m" \
+        --time-budget "$budget" "$@" > "$runs/${name}_$m.log" 2>&1 &
+done
+wait
+status=0
+for m in "${methods[@]}"; do
+    cp "$runs/${name}_$m.log" "$runs/${name}_$m/pretrain.log" 2>/dev/null
+    if [ -f "$runs/${name}_$m/backbone.safetensors" ]; then echo "[window] $m: complete"
+    else echo "[window] $m: no backbone (see ${name}_$m.log):"; tail -5 "$runs/${name}_$m.log"; status=1; fi
+done
+
+python - "$runs" <<'EOF'
+import sys
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+for path in Path(sys.argv[1]).glob("*/backbone.safetensors"):
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    half = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
+    save_file(half, str(path), metadata=meta)
+EOF
+(cd "$runs" && tar cf - --exclude=checkpoint.pt --exclude='*.tmp' */backbone.safetensors */run.json \
+    */config.yaml */metrics.jsonl */curves.png */pretrain.log 2>/dev/null) | split -b 15M - "$out/runs.tar.part-"
+cp "$runs"/*.log "$out/" 2>/dev/null
+ls -l "$out"
+exit $status
