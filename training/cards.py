@@ -86,6 +86,11 @@ LIGHTLY_BENCHMARK = {  # published by lightly (docs: "Benchmarks"); a reference 
                 "minutes on one RTX A6000"),
 }
 IMAGENET_DERIVED = ("imagenette", "imagenet")  # ImageNet's terms apply to weights trained on them
+
+
+def eval_split(dataset: str) -> str:
+    """The split the metrics are measured on: ImageNet-derived sets have no public test split, so ``val``."""
+    return "val" if dataset in IMAGENET_DERIVED else "test"
 FIGURE_CAPTIONS = {
     "curves.png": "*curves.png*: training loss and learning rate per step, and the k-NN monitor during "
                   "pretraining ({knn_train:,} train / {knn_test:,} test images, evenly spaced; not the release "
@@ -118,10 +123,12 @@ def front_matter(cfg: dict) -> dict:
 
     m = cfg["metrics"]
     dataset_id = HF_DATASETS.get(cfg["dataset"], cfg["dataset"])
-    names = dict(METRIC_NAMES, subset_top1=f"Top-1 on the first {m.get('subset_size', 500)} test images")
+    split = eval_split(cfg["dataset"])
+    names = dict(METRIC_NAMES, subset_top1=f"Top-1 on the first {m.get('subset_size', 500)} {split} images")
     results = [EvalResult(task_type="image-classification", task_name="Image Classification",
                           dataset_type=dataset_id, dataset_name=m.get("dataset_variant", cfg["dataset"]),
-                          dataset_split="test", metric_type="accuracy", metric_name=names[k], metric_value=m[k])
+                          dataset_split={"val": "validation"}.get(split, split), metric_type="accuracy",
+                          metric_name=names[k], metric_value=m[k])
                for k in EVAL_KEYS if k in m]
     return ModelCardData(
         license=cfg.get("license", "apache-2.0"), library_name="otzoo", pipeline_tag="image-feature-extraction",
@@ -316,8 +323,8 @@ def _results(cfg: dict) -> list:
     return [
         "## Results", "",
         f"Measured by `training export` on the exported weight, loaded back through `otzoo.create_model` + "
-        f"`otzoo.create_transform` (fp32), on {m.get('dataset_variant', cfg['dataset'])}, test split "
-        f"({_num(m.get('num_test'))} images):",
+        f"`otzoo.create_transform` (fp32), on {m.get('dataset_variant', cfg['dataset'])}, "
+        f"{eval_split(cfg['dataset'])} split ({_num(m.get('num_test'))} images):",
         "",
         "| Metric | Top-1 (%) | Protocol |", "|---|---|---|",
         f"| Linear probe | {m['linear_top1']:.2f} | {proto.get('linear', '')} |",
@@ -325,7 +332,8 @@ def _results(cfg: dict) -> list:
         *([f"| k-NN, k=20 | {m['knn_top1_k20']:.2f} | the same with k=20 (lightly's Imagenette setting) |"]
           if "knn_top1_k20" in m else []),
         *_low_label_rows(m),
-        f"| First {m.get('subset_size', 500)} test images | {m['subset_top1']:.2f} | {proto.get('subset', '')} |",
+        f"| First {m.get('subset_size', 500)} {eval_split(cfg['dataset'])} images | {m['subset_top1']:.2f} | "
+        f"{proto.get('subset', '')} |",
         "",
         *_remeasured_note(m),
     ]

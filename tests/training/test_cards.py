@@ -88,3 +88,12 @@ def test_low_label_probes_are_in_the_results_and_front_matter():
     assert "linear 67.24 again: the shipped numbers, exactly." in cards.render_card(gca)
     gca["metrics"]["remeasured"]["linear_top1"] = 67.2
     assert "linear 67.20 again." in cards.render_card(gca)
+
+
+def test_imagenet_derived_cards_name_the_val_split():
+    cifar = with_recipe("gca_uot_resnet18_cifar10", "gca_uot", 67.24)
+    nette = dict(cifar, dataset="imagenette")
+    assert "test split" in cards.render_card(cifar) and "split: test" in cards.render_card(cifar)
+    card = cards.render_card(nette)
+    assert "val split" in card and "split: validation" in card and "test split" not in card
+    assert "First 500 val images" in card
