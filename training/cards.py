@@ -201,14 +201,17 @@ def _num(v) -> str:
 
 
 RECIPE_FREE_KEYS = ("method", "output_dir", "run_name", "loss")
+MONITOR_KEYS = ("log_every", "checkpoint_minutes", "progress", "knn_every", "knn_train", "knn_test", "knn_k", "knn_t")
 
 
 def same_recipe(a: dict, b: dict) -> bool:
-    """True if two weights were pretrained with one recipe (config equal up to the method and paths)."""
+    """True if two weights were pretrained with one recipe: config equal up to the method, paths and the
+    engine's logging / checkpointing / kNN-monitor settings (they watch training, they do not change it)."""
     from training.config import with_defaults
 
     def key(c):
         conf = with_defaults((c.get("recipe") or {}).get("config") or {})  # keys added later take their defaults
+        conf = dict(conf, engine={k: v for k, v in conf.get("engine", {}).items() if k not in MONITOR_KEYS})
         return c.get("architecture"), c.get("dataset"), {k: v for k, v in conf.items() if k not in RECIPE_FREE_KEYS}
     return bool((a.get("recipe") or {}).get("config")) and key(a) == key(b)
 

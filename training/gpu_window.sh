@@ -10,6 +10,9 @@
 # Back here (FILES: the folder the tool copied $OUT to):
 #   mkdir -p runs && cat FILES/runs.tar.part-* | tar x -C runs
 #   python -m training export --run runs/<recipe>_<method> --data-dir DATA
+# A time-to-accuracy curve: `-- engine.knn_every=2 engine.knn_train=50000 engine.knn_test=10000` (kNN
+# top-1 on all of train / test every 2 epochs, in metrics.jsonl); the monitor only watches training,
+# so the weights still count as the recipe's (training.cards.same_recipe).
 # BUDGET is each run's --time-budget, a safety stop: a run it stops has no backbone and
 # nothing of it comes back but its log (a checkpoint is too large to carry between windows).
 set -uo pipefail

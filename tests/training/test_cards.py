@@ -19,6 +19,9 @@ def test_same_recipe_siblings_are_listed():
     sim = with_recipe("simclr_resnet18_cifar10", "simclr", 66.5)
     longer = with_recipe("simclr_long_resnet18_cifar10", "simclr", 80.0, epochs=100)
     assert cards.same_recipe(gca, sim) and not cards.same_recipe(gca, longer)
+    watched = with_recipe("iot_resnet18_cifar10", "iot", 60.0, engine={"knn_every": 1, "knn_test": 10000})
+    assert cards.same_recipe(gca, watched)  # a denser kNN monitor watches the same training
+    assert not cards.same_recipe(gca, with_recipe("iot_resnet18_cifar10", "iot", 60.0, engine={"precision": "fp32"}))
     assert not cards.same_recipe(CFG, CFG)  # no recorded config: never claimed comparable
     card = cards.render_card(gca, siblings=[gca, sim, longer])
     section = card[card.index("## Same recipe, other methods"):card.index("## Pretraining recipe")]
