@@ -86,11 +86,6 @@ LIGHTLY_BENCHMARK = {  # published by lightly (docs: "Benchmarks"); a reference 
                 "minutes on one RTX A6000"),
 }
 IMAGENET_DERIVED = ("imagenette", "imagenet")  # ImageNet's terms apply to weights trained on them
-
-
-def eval_split(dataset: str) -> str:
-    """The split the metrics are measured on: ImageNet-derived sets have no public test split, so ``val``."""
-    return "val" if dataset in IMAGENET_DERIVED else "test"
 FIGURE_CAPTIONS = {
     "curves.png": "*curves.png*: training loss and learning rate per step, and the k-NN monitor during "
                   "pretraining ({knn_train:,} train / {knn_test:,} test images, evenly spaced; not the release "
@@ -115,6 +110,11 @@ EVAL_KEYS = ("linear_top1", "knn_top1", "knn_top1_k20", "linear_top1_1pct", "lin
 
 def method_name(method: str) -> str:
     return METHOD_NAMES.get(method, method)
+
+
+def eval_split(dataset: str) -> str:
+    """The split the metrics are measured on: ImageNet-derived sets have no public test split, so ``val``."""
+    return "val" if dataset in IMAGENET_DERIVED else "test"
 
 
 def front_matter(cfg: dict) -> dict:

@@ -46,7 +46,6 @@ python - "$runs" <<'EOF'
 import sys
 from pathlib import Path
 
-import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
