@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import otzoo
-from training.datasets import DataNotFoundError, build_dataset, evenly_spaced_subset, labels_of
+from training.datasets import build_dataset, evenly_spaced_subset, labels_of
 from training.engine import DistInfo, hardware_string
 from training.device import PRECISIONS, resolve_device, resolve_precision
 from training.loading import dataset_variant, load_model, resolve_eval_data_dir

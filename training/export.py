@@ -26,7 +26,7 @@ import torch
 
 import otzoo
 from otzoo.models import sha256_file
-from training import cards, readme
+from training import readme, references
 from training.datasets import DataNotFoundError, build_dataset, evenly_spaced_subset
 from training.device import resolve_device
 from training.loading import dataset_variant, first_n, load_run_model, read_run, resolve_eval_data_dir
@@ -191,7 +191,7 @@ def _provenance(run_dir: Path, info: dict, name: str, command: Optional[str]) ->
     export_cmd = command or f"python -m training export --run {shlex.quote(str(run_dir))} --name {name}"
     recipe, budget, export_cmd, pretrain_cmd = portable((recipe, budget, export_cmd, info.get("command")), run_dir,
                                                         info)
-    paper = cards.PAPERS.get(method, {})
+    paper = references.PAPERS.get(method, {})
     return {"recipe": recipe, "budget": budget,
             "paper": {k: paper[k] for k in ("title", "authors", "venue", "url") if k in paper},
             "otzoo_version": otzoo.__version__, "torch_version": torch.__version__,

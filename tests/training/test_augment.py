@@ -1,5 +1,4 @@
 import colorsys
-import math
 
 import pytest
 import torch

@@ -4,8 +4,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 from PIL import Image
 
 import otzoo
