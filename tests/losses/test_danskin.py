@@ -1,5 +1,4 @@
 """SinSim, matching gap and OTCO: references, POT plans, Danskin gradients."""
-import math
 
 import numpy as np
 import ot

@@ -1,5 +1,4 @@
 """GCA-INCE, GCA-RINCE, GCA-UOT: references, closed forms, POT, domains, gradcheck."""
-import math
 import warnings
 
 import numpy as np

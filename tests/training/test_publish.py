@@ -1,5 +1,3 @@
-import json
-
 import pytest
 
 from otzoo.models import unregister_pretrained
