@@ -13,8 +13,9 @@
 # A time-to-accuracy curve: `-- engine.knn_every=2 engine.knn_train=50000 engine.knn_test=10000` (kNN
 # top-1 on all of train / test every 2 epochs, in metrics.jsonl); the monitor only watches training,
 # so the weights still count as the recipe's (training.cards.same_recipe).
-# BUDGET is each run's --time-budget, a safety stop: a run it stops has no backbone and
-# nothing of it comes back but its log (a checkpoint is too large to carry between windows).
+# BUDGET is each run's --time-budget, a safety stop: a run it stops has no backbone and nothing
+# of it comes back but its log (a checkpoint is too large to carry between windows).
+# $PYTHON: the interpreter (default python3).
 set -uo pipefail
 if [ $# -lt 3 ]; then
     echo "usage: bash training/gpu_window.sh RECIPE BUDGET METHOD... [-- key=value ...]" >&2
@@ -27,11 +28,12 @@ while [ $# -gt 0 ] && [ "$1" != "--" ]; do methods+=("$1"); shift; done
 [ "${1:-}" = "--" ] && shift
 out=${OUT:?set OUT to the folder whose files come back}
 runs=${OTZOO_WINDOW_RUNS:-/tmp/otzoo-window}
+py=${PYTHON:-python3}
 name=$(basename "$recipe" .yaml)
 mkdir -p "$runs"
 
 for m in "${methods[@]}"; do
-    python -m training pretrain --config "$recipe" method="$m" --output-dir "$runs/${name}_$m" \
+    "$py" -m training pretrain --config "$recipe" method="$m" --output-dir "$runs/${name}_$m" \
         --time-budget "$budget" "$@" > "$runs/${name}_$m.log" 2>&1 &
 done
 wait
@@ -42,7 +44,7 @@ for m in "${methods[@]}"; do
     else echo "[window] $m: no backbone (see ${name}_$m.log):"; tail -5 "$runs/${name}_$m.log"; status=1; fi
 done
 
-python - "$runs" <<'EOF'
+"$py" - "$runs" <<'EOF'
 import sys
 from pathlib import Path
 

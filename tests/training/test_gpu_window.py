@@ -1,6 +1,7 @@
 """training/gpu_window.sh: runs side by side, packs finished runs (fp16 backbones) in parts, says what failed."""
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,8 @@ TINY = ["dataset=synthetic", "data.subset=32", "batch_size=16", "epochs=1", "mod
 def test_window_packs_finished_runs_and_fails_on_the_rest(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
-    env = dict(os.environ, OUT=str(out), OTZOO_WINDOW_RUNS=str(tmp_path / "runs"), OMP_NUM_THREADS="1")
+    env = dict(os.environ, OUT=str(out), OTZOO_WINDOW_RUNS=str(tmp_path / "runs"), OMP_NUM_THREADS="1",
+               PYTHON=sys.executable)
     proc = subprocess.run(["bash", "training/gpu_window.sh", "training/configs/smoke.yaml", "5m", "simclr", "nosuch",
                            "--", *TINY], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 1, proc.stdout + proc.stderr
