@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-__all__ = ["plot_plan"]
+__all__ = ["plot_plan", "LAYOUTS"]
 
 
 def _pyplot():
@@ -15,9 +15,12 @@ def _pyplot():
     return plt
 
 
+LAYOUTS = ("stacked", "cross_view")
+
+
 def plot_plan(plan, ax=None, title: Optional[str] = None, log: bool = False, cmap: str = "viridis",
-              colorbar: bool = True, split: Optional[int] = None, labels=None, positives: bool = True):
-    """Heat map of a coupling, e.g. ``plot_plan(loss.plan(z1, z2))``.
+              colorbar: bool = True, layout: Optional[str] = None, labels=None, positives: bool = True):
+    """Heat map of a coupling, e.g. ``plot_plan(loss.plan(z1, z2), layout=loss.plan_layout)``.
 
     Args:
         plan: ``(n, m)`` tensor or array (a ``loss.plan`` output).
@@ -26,12 +29,15 @@ def plot_plan(plan, ax=None, title: Optional[str] = None, log: bool = False, cma
         log: show ``log10`` of the entries (zeros, e.g. the masked diagonal, stay blank).
         cmap: colormap name.
         colorbar: add a colorbar, labelled P_ij (or log10 P_ij) in mathtext.
-        split: draw lines after row/column ``split`` (default ``n // 2`` for square plans of
-            the stacked 2B layout, separating the two views); ``0`` disables them.
-        labels: class labels of the ``B`` images of one view, class-sorted (optional): thin
-            lines mark where the class changes, in both views, so class blocks show.
-        positives: for the stacked 2B layout, mark the positives (image k's two views: the
-            off-diagonals ``(k, k + B)`` and ``(k + B, k)``) with dotted lines.
+        layout: the loss's ``plan_layout``: ``"stacked"`` (``2B x 2B``, both views stacked:
+            GCA, IOT, InfoNCE, RINCE; lines separate the views), ``"cross_view"`` (``B x B``,
+            rows view 1, columns view 2: OTCO, matching gap, SinSim, BYOL), or ``None`` (no
+            views marked).
+        labels: class labels of the ``B`` images of one view, class-sorted (optional, with a
+            ``layout``): thin lines mark where the class changes, in each view, so class blocks show.
+        positives: with a ``layout``, mark the positives (image k's two views) with dotted
+            lines: the off-diagonals ``(k, k + B)`` and ``(k + B, k)`` when stacked, the
+            diagonal for cross-view.
 
     Returns:
         the matplotlib ``AxesImage``.
@@ -44,6 +50,8 @@ def plot_plan(plan, ax=None, title: Optional[str] = None, log: bool = False, cma
     plan = np.asarray(plan, dtype=np.float64)
     if plan.ndim != 2:
         raise ValueError(f"plot_plan: plan must be 2-D (n, m), got shape {plan.shape}")
+    n, m = plan.shape
+    views = _views(layout, n, m)
     if ax is None:
         _, ax = plt.subplots(figsize=(4.5, 4))
     data = plan
@@ -51,28 +59,50 @@ def plot_plan(plan, ax=None, title: Optional[str] = None, log: bool = False, cma
         with np.errstate(divide="ignore"):
             data = np.where(plan > 0, np.log10(np.where(plan > 0, plan, 1)), np.nan)
     im = ax.imshow(data, cmap=cmap, interpolation="nearest")
-    n, m = plan.shape
-    if split is None:
-        split = n // 2 if n == m and n % 2 == 0 else 0
-    if labels is not None and split:
-        labels = np.asarray(labels)
-        for edge in np.flatnonzero(labels[1:] != labels[:-1]) + 1:
-            for pos in (edge, edge + split):
-                ax.axhline(pos - 0.5, color="w", lw=0.3, alpha=0.6)
-                ax.axvline(pos - 0.5, color="w", lw=0.3, alpha=0.6)
-    if split:
-        ax.axhline(split - 0.5, color="w", lw=0.8)
-        ax.axvline(split - 0.5, color="w", lw=0.8)
-        if positives and n == m == 2 * split:
-            k = np.arange(split)
-            ax.plot(k + split, k, ":", color="r", lw=0.8, label="positives")
-            ax.plot(k, k + split, ":", color="r", lw=0.8)
-            ax.set_xlim(-0.5, m - 0.5)
-            ax.set_ylim(n - 0.5, -0.5)
-    ax.set_xlabel("j (view 1 | view 2)" if split else "j")
-    ax.set_ylabel("i (view 1 | view 2)" if split else "i")
+    if views:
+        _mark_views(ax, layout, n // views, labels, positives)
+    names = {"stacked": ("i (view 1 | view 2)", "j (view 1 | view 2)"), "cross_view": ("i (view 1)", "j (view 2)")}
+    ylabel, xlabel = names.get(layout, ("i", "j"))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_title(title if title is not None else f"coupling P ({n} x {m})")
     if colorbar:
         ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04,
                            label=r"$\log_{10} P_{ij}$" if log else r"$P_{ij}$")
     return im
+
+
+def _views(layout: Optional[str], n: int, m: int) -> int:
+    """How many views the rows hold (2 stacked, 1 cross-view, 0 none); checks the shape fits."""
+    if layout is None:
+        return 0
+    if layout not in LAYOUTS:
+        raise ValueError(f"plot_plan: layout must be one of {LAYOUTS} or None, got {layout!r}")
+    views = 2 if layout == "stacked" else 1
+    if n != m or n % views:
+        raise ValueError(f"plot_plan: a {layout} plan is square{' with an even size' if views == 2 else ''}, "
+                         f"got {n} x {m}; pass the loss's plan_layout (or layout=None)")
+    return views
+
+
+def _mark_views(ax, layout: str, batch: int, labels, positives: bool) -> None:
+    """Class-change lines per view, the view split (stacked) and the dotted positives."""
+    import numpy as np
+
+    offsets = (0, batch) if layout == "stacked" else (0,)
+    if labels is not None:
+        labels = np.asarray(labels)
+        for edge in np.flatnonzero(labels[1:] != labels[:-1]) + 1:
+            for pos in (edge + o for o in offsets):
+                ax.axhline(pos - 0.5, color="w", lw=0.3, alpha=0.6)
+                ax.axvline(pos - 0.5, color="w", lw=0.3, alpha=0.6)
+    if layout == "stacked":
+        ax.axhline(batch - 0.5, color="w", lw=0.8)
+        ax.axvline(batch - 0.5, color="w", lw=0.8)
+    if positives:
+        k = np.arange(batch)
+        pairs = [(k + batch, k), (k, k + batch)] if layout == "stacked" else [(k, k)]
+        for i, (x, y) in enumerate(pairs):
+            ax.plot(x, y, ":", color="r", lw=0.8, label=None if i else "positives")
+        ax.set_xlim(-0.5, len(offsets) * batch - 0.5)
+        ax.set_ylim(len(offsets) * batch - 0.5, -0.5)

@@ -23,12 +23,15 @@ FIGURE_CAPTIONS = {
                   "metric).",
     "plan.png": "*plan.png*: the {method} {plan_kind} of this model on one batch of class-sorted test "
                 "images x 2 views (log10 scale; the batch size is in the figure's title; `python -m training "
-                "plan`). Positives sit on the off-diagonals; mass inside the class blocks is what the plan "
-                "learned without labels.",
+                "plan`). {positives}; mass inside the class blocks is what the plan learned without labels.",
 }
+PLAN_POSITIVES = {"stacked": "Positives sit on the off-diagonals",
+                  "cross_view": "Rows are view 1 and columns view 2, so positives sit on the diagonal"}
 _ROW_SOFTMAX = ("coupling (row-wise softmax of the 2B x 2B similarities / tau, i.e. one Sinkhorn row "
                 "normalisation: rows sum to 1, columns do not)")
-PLAN_KINDS = {"simclr": _ROW_SOFTMAX, "rince": _ROW_SOFTMAX}  # where ``loss.plan`` is not a transport plan
+PLAN_KINDS = {"simclr": _ROW_SOFTMAX, "rince": _ROW_SOFTMAX,  # where ``loss.plan`` is not a transport plan
+              "byol": ("cross-view similarity (row-wise softmax of minus the distances between the normalised "
+                       "online predictions and target projections; not an optimal-transport coupling)")}
 METRIC_NAMES = {"linear_top1": "Linear probe top-1", "knn_top1": f"k-NN top-1 (k={KNN_K}, T={KNN_T})",
                 "knn_top1_k20": f"k-NN top-1 (k=20, T={KNN_T})",
                 "linear_top1_1pct": "Linear probe top-1, 1% of the labels (mean of 3 subsets)",
@@ -408,6 +411,12 @@ def _timm_usage(cfg: dict) -> list:
             hub, "```", ""]
 
 
+def _plan_layout(method: str) -> str:
+    from otzoo.losses import get_loss_class
+
+    return get_loss_class(method).plan_layout
+
+
 def _plots(cfg: dict, figures: list) -> list:
     if not figures:
         return []
@@ -416,6 +425,7 @@ def _plots(cfg: dict, figures: list) -> list:
     for f in figures:
         caption = FIGURE_CAPTIONS.get(f, f).format(method=method_name(cfg["method"]),
                                                   plan_kind=PLAN_KINDS.get(cfg["method"], "transport plan"),
+                                                  positives=PLAN_POSITIVES[_plan_layout(cfg["method"])],
                                                   knn_train=engine.get("knn_train", 0), knn_test=engine.get("knn_test", 0))
         lines += [f"![{f}]({f})", "", caption, ""]
     return lines

@@ -3,7 +3,8 @@
 Loads the run's ``checkpoint.pt`` (backbone + projector, as trained), takes ``--batch``
 evenly spaced test images (class-sorted, so same-class blocks line up), draws two views with
 the run's augmentation and a fixed seed, and plots ``loss.plan(z1, z2)`` with
-:func:`otzoo.viz.plot_plan` (the stacked ``2B x 2B`` coupling for the GCA / IOT losses).
+:func:`otzoo.viz.plot_plan` in the loss's ``plan_layout`` (the stacked ``2B x 2B`` coupling for
+GCA / IOT / InfoNCE / RINCE, the cross-view ``B x B`` one for OTCO / matching gap / SinSim / BYOL).
 """
 import argparse
 import sys
@@ -49,10 +50,11 @@ def run_plan(run_dir, out=None, data_dir=None, batch: int = 64, seed: int = 0, l
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from otzoo.losses import get_loss_class
     from otzoo.viz import plot_plan
 
     fig, ax = plt.subplots(figsize=(6, 5.5))
-    plot_plan(plan, ax=ax, log=log, labels=labels.numpy(),
+    plot_plan(plan, ax=ax, log=log, labels=labels.numpy(), layout=get_loss_class(cfg["method"]).plan_layout,
               title=f"{run_dir.name}: {cfg['method']} plan\n{batch} class-sorted test images x 2 views"
                     f"{' (log10)' if log else ''}\ndotted: positives; thin lines: class blocks")
     ax.title.set_fontsize(10)

@@ -76,7 +76,10 @@ def diagonal_mask(n: int, device) -> Tensor:
 class ContrastiveLoss(nn.Module):
     """Base class: ``forward(z1, z2, **extras)`` validates, gathers, casts to fp32 (or the
     wider input dtype) with autocast disabled and calls ``_loss``; ``plan`` calls ``_plan``
-    under ``no_grad``. Subclasses set ``name`` and ``extras`` (required keyword inputs).
+    under ``no_grad``. Subclasses set ``name``, ``extras`` (required keyword inputs) and
+    ``plan_layout``: ``"stacked"`` when ``plan`` is ``(2B, 2B)`` over both views stacked
+    (``[view 1; view 2]``, positives at ``(k, k + B)``), ``"cross_view"`` when it is ``(B, B)``
+    with rows from view 1 and columns from view 2 (positives on the diagonal).
 
     ``check_finite`` (default True): raise :class:`NonFiniteInputError` on NaN/inf inputs.
     That check reads a value back from the device; a training loop that watches the loss
@@ -85,6 +88,7 @@ class ContrastiveLoss(nn.Module):
 
     name: str = "loss"
     extras: Tuple[str, ...] = ()
+    plan_layout: str = "stacked"
     check_finite: bool = True
 
     def __init__(self, gather_distributed: bool = False) -> None:

@@ -25,6 +25,7 @@ class BYOLLoss(ContrastiveLoss):
     """
 
     name = "byol"
+    plan_layout = "cross_view"
     extras = ("t1", "t2")
 
     def __init__(self, gather_distributed: bool = False) -> None:

@@ -46,6 +46,7 @@ class MatchingGapLoss(ContrastiveLoss):
     """
 
     name = "matching_gap"
+    plan_layout = "cross_view"
 
     def __init__(self, epsilon: float = 0.1, iters: int = 50, tol: Optional[float] = None,
                  domain: str = "auto", gather_distributed: bool = False) -> None:

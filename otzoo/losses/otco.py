@@ -43,6 +43,7 @@ class OTCOLoss(ContrastiveLoss):
     """
 
     name = "otco"
+    plan_layout = "cross_view"
 
     def __init__(self, tau: float = 0.5, epsilon: float = 0.1, iters: int = 20,
                  tol: Optional[float] = None, domain: str = "auto",

@@ -40,6 +40,7 @@ class SinSimLoss(ContrastiveLoss):
     """
 
     name = "sinsim"
+    plan_layout = "cross_view"
     extras = ("h1", "h2")
 
     def __init__(self, tau: float = 0.5, beta: float = 0.5, epsilon_h: float = 0.1,

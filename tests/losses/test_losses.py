@@ -155,8 +155,10 @@ def test_invariant_to_swapping_views(name):
 def test_plan_is_a_detached_coupling(name):
     z1, z2, ex = _inputs64(name)
     z1.requires_grad_(True)
-    p = make(name).plan(z1, z2, **ex)
-    n = z1.shape[0] if name in ("sinsim", "matching_gap", "otco", "byol") else 2 * z1.shape[0]
+    loss = make(name)
+    p = loss.plan(z1, z2, **ex)
+    assert loss.plan_layout == ("cross_view" if name in ("sinsim", "matching_gap", "otco", "byol") else "stacked")
+    n = z1.shape[0] if loss.plan_layout == "cross_view" else 2 * z1.shape[0]
     assert p.shape == (n, n) and not p.requires_grad
     assert (p >= 0).all() and torch.isfinite(p).all()
     if n == 2 * z1.shape[0]:

@@ -1,6 +1,9 @@
 """Model cards: rendered only from a cfg; weights of one recipe are put side by side."""
 import copy
 
+import pytest
+
+from otzoo.losses import get_loss_class, list_losses
 from training import cards
 from tests.training.test_readme import CFG
 
@@ -49,6 +52,17 @@ def test_plan_caption_names_what_the_loss_plan_is():
     assert "the GCA-UOT transport plan of this model" in cards.render_card(gca)
     sim_card = cards.render_card(sim)
     assert "transport plan" not in sim_card and "rows sum to 1, columns do not" in sim_card
+
+
+@pytest.mark.parametrize("method", list_losses())
+def test_plan_caption_matches_the_layout_of_every_loss(method):
+    cfg = dict(with_recipe(f"{method}_resnet18_cifar10", method, 60.0), figures=["plan.png"])
+    caption = next(line for line in cards.render_card(cfg).splitlines() if line.startswith("*plan.png*"))
+    assert cards.method_name(method) in caption
+    cross_view = get_loss_class(method).plan_layout == "cross_view"
+    assert ("positives sit on the diagonal" in caption) == cross_view
+    assert ("Positives sit on the off-diagonals" in caption) == (not cross_view)
+    assert ("transport plan" in caption) == (method not in ("simclr", "rince", "byol"))
 
 
 def finetune_record(source, top1, input_size=32, **recipe):
