@@ -3,6 +3,7 @@
 Every number in a card comes from the cfg that ``training export`` measured and wrote; the
 paper's reference numbers are the GCA paper's Table 2 (Chen et al., NeurIPS 2024).
 """
+import hashlib
 import json
 from pathlib import Path
 from typing import Optional, Sequence
@@ -138,16 +139,32 @@ RECIPE_FREE_KEYS = ("method", "output_dir", "run_name", "loss")
 MONITOR_KEYS = ("log_every", "checkpoint_minutes", "progress", "knn_every", "knn_train", "knn_test", "knn_k", "knn_t")
 
 
-def same_recipe(a: dict, b: dict) -> bool:
-    """True if two weights were pretrained with one recipe: config equal up to the method, paths and the
-    engine's logging / checkpointing / kNN-monitor settings (they watch training, they do not change it)."""
+def recipe_key(cfg: dict) -> Optional[tuple]:
+    """What makes a recipe: architecture, dataset and the config up to the method, paths and the engine's
+    logging / checkpointing / kNN-monitor settings (they watch training, they do not change it);
+    ``None`` for a weight that recorded no config."""
     from training.config import with_defaults
 
-    def key(c):
-        conf = with_defaults((c.get("recipe") or {}).get("config") or {})  # keys added later take their defaults
-        conf = dict(conf, engine={k: v for k, v in conf.get("engine", {}).items() if k not in MONITOR_KEYS})
-        return c.get("architecture"), c.get("dataset"), {k: v for k, v in conf.items() if k not in RECIPE_FREE_KEYS}
-    return bool((a.get("recipe") or {}).get("config")) and key(a) == key(b)
+    conf = (cfg.get("recipe") or {}).get("config")
+    if not conf:
+        return None
+    conf = with_defaults(conf)  # keys added later take their defaults
+    conf = dict(conf, engine={k: v for k, v in conf.get("engine", {}).items() if k not in MONITOR_KEYS})
+    return cfg.get("architecture"), cfg.get("dataset"), {k: v for k, v in conf.items() if k not in RECIPE_FREE_KEYS}
+
+
+def same_recipe(a: dict, b: dict) -> bool:
+    """True if two weights were pretrained with one recipe (:func:`recipe_key`; never without a config)."""
+    key = recipe_key(a)
+    return key is not None and key == recipe_key(b)
+
+
+def recipe_id(cfg: dict) -> str:
+    """Short id of the weight's recipe (equal ids: :func:`same_recipe`), or of its file without a config."""
+    key = recipe_key(cfg)
+    if key is None:
+        return "file-" + cfg["sha256"][:8]
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:8]
 
 
 def _siblings_section(cfg: dict, siblings: list) -> list:
@@ -166,6 +183,23 @@ def _siblings_section(cfg: dict, siblings: list) -> list:
         noise += (" The weights ran on different hardware: wall times are not comparable, and `engine.precision: "
                   "auto` means bf16 autocast where the hardware has it, fp32 elsewhere.")
     return lines + ["", noise, ""]
+
+
+def _earlier_section(cfg: dict, earlier: list) -> list:
+    """This weight beside the earlier releases of its name (other recipes) that it replaced."""
+    lines = ["## Earlier releases of this name", "",
+             f"`{cfg['name']}` was released before from another recipe; the file was replaced (the Hub repo's "
+             "history keeps it) and its measured numbers stay here and in `results/`:", "",
+             "| Release | Recipe | Epochs | Views seen | Hardware | Wall time | Linear top-1 | k-NN top-1 |",
+             "|---|---|---:|---:|---|---|---:|---:|"]
+    for c in [cfg] + sorted(earlier, key=recipe_id):
+        m, b = c["metrics"], c.get("budget", {})
+        release = "**this file**" if c is cfg else f"earlier, sha256 `{c['sha256'][:12]}`"
+        lines.append(f"| {release} | `{recipe_id(c)}` | {b.get('epochs', 'n/a')} | {_num(b.get('views_seen', 'n/a'))} | "
+                     f"{b.get('hardware', 'n/a')} | {_fmt_hours(b.get('wall_time_s'))} | {m['linear_top1']:.2f} | "
+                     f"{m['knn_top1']:.2f} |")
+    return lines + ["", "Each recipe's config is in the card of its release; `recipe` ids match "
+                    "`results/results-*.csv`.", ""]
 
 
 def _low_label_rows(m: dict) -> list:
@@ -444,17 +478,20 @@ def _citation(cfg: dict) -> list:
 
 
 def render_card(cfg: dict, figures: Optional[list] = None, hub_repo: str = "OWNER/otzoo",
-                siblings: Sequence[dict] = (), finetune: Sequence[dict] = ()) -> str:
+                siblings: Sequence[dict] = (), finetune: Sequence[dict] = (), earlier: Sequence[dict] = ()) -> str:
     """Markdown model card (front matter + body) of the weight described by ``cfg``.
 
     ``siblings``: cfgs of other weights; those with the same recipe (:func:`same_recipe`) get a table.
     ``finetune``: fine-tuning records (``finetune --json-out``); this weight's, with its references, get one.
+    ``earlier``: cfgs of replaced releases (``results/superseded/``); those of this name get a table.
     """
     siblings = [c for c in siblings if c["name"] != cfg["name"] and same_recipe(cfg, c)]
+    earlier = [c for c in earlier if c["name"] == cfg["name"] and not same_recipe(cfg, c)]
     figures = figures if figures is not None else cfg.get("figures", [])
     lines = ["---", yaml.safe_dump(front_matter(cfg), sort_keys=False).rstrip(), "---", ""]
     lines += _intro(cfg) + _details(cfg) + _results(cfg) + _paper_comparison(cfg, bool(siblings))
     lines += _lightly_reference(cfg) + (_siblings_section(cfg, siblings) if siblings else [])
+    lines += _earlier_section(cfg, earlier) if earlier else []
     lines += _finetune_section(cfg, finetune) + _budget(cfg) + _protocol(cfg) + _limitations(cfg)
     lines += _reproduce(cfg) + _usage(cfg, hub_repo) + _plots(cfg, figures) + _citation(cfg)
     return "\n".join(lines)

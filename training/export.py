@@ -11,7 +11,8 @@
    which must give exactly the measured tensors;
 4. writes ``otzoo/pretrained/<name>.json``, ``config.json`` (with the metrics),
    ``model_cards/<name>.md``, ``results/results-<dataset>.csv`` and the README table, and
-   registers the cfg with ``otzoo.models.register_pretrained``.
+   registers the cfg with ``otzoo.models.register_pretrained``. A weight of this name from another
+   recipe is replaced; its cfg moves to ``results/superseded/`` (its numbers stay in the CSV and the card).
 """
 import argparse
 import json
@@ -254,9 +255,7 @@ def export_run(run_dir, name: Optional[str] = None, root=REPO_ROOT, data_dir=Non
     cfg = write_release(model, folder, meta)
     cfg["figures"] = _copy_figures(run_dir, folder, figures, f"{name}: {method}, {arch}, {dataset}")
     cfg = json.loads(json.dumps(cfg))  # plain JSON types (tuples -> lists)
-    cfg_path = root / "otzoo" / "pretrained" / f"{name}.json"
-    cfg_path.parent.mkdir(parents=True, exist_ok=True)
-    cfg_path.write_text(json.dumps(cfg, indent=2) + "\n")
+    cfg_path = readme.write_cfg(root, cfg)  # a replaced release of another recipe moves to results/superseded/
     readme.sync_generated(root)  # card, results CSV and README table, from the cfg json files
     if not readme.has_markers(root / "README.md") and progress:
         print(f"[export] {root / 'README.md'} has no weights-table markers; table not updated")

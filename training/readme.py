@@ -4,6 +4,10 @@
 (what ``otzoo.list_pretrained()`` lists): the table between ``<!-- weights-table:start -->`` and
 ``<!-- weights-table:end -->`` in README.md, ``results/results-<dataset>.csv`` and
 ``model_cards/<name>.md``. ``--check`` writes nothing and exits 1 when any of them is stale.
+
+A release that replaces a weight of the same name from another recipe (:func:`write_cfg`) keeps the
+replaced cfg in ``results/superseded/<name>.<recipe>.json``: its row stays in the results CSV (status
+``superseded``) and the new card sets both recipes side by side.
 """
 import argparse
 import csv
@@ -18,7 +22,8 @@ END = "<!-- weights-table:end -->"
 NO_WEIGHTS = "No weights have been released yet."
 FT_START = "<!-- finetune-table:start -->"
 FT_END = "<!-- finetune-table:end -->"
-CSV_FIELDS = ["name", "architecture", "method", "dataset", "dataset_variant", "epochs", "views_seen",
+SUPERSEDED = Path("results") / "superseded"
+CSV_FIELDS = ["name", "status", "recipe", "architecture", "method", "dataset", "dataset_variant", "epochs", "views_seen",
               "batch_size", "knn_top1", "linear_top1", "linear_top1_1pct", "linear_top1_10pct", "subset_top1",
               "hardware", "wall_time_h", "otzoo_version", "hf_hub_id", "sha256"]
 FT_FIELDS = ["source", "arch", "dataset", "dataset_variant", "input_size", "label_fraction", "num_labelled", "epochs",
@@ -29,6 +34,31 @@ def cfgs_from_root(root) -> list:
     """Pretrained cfgs of ``<root>/otzoo/pretrained/*.json``, sorted by name."""
     folder = Path(root) / "otzoo" / "pretrained"
     return sorted((json.loads(p.read_text()) for p in folder.glob("*.json")), key=lambda c: c["name"])
+
+
+def superseded_from_root(root) -> list:
+    """Cfgs of replaced releases, ``<root>/results/superseded/*.json``, sorted by name and recipe."""
+    from training.cards import recipe_id
+
+    paths = (Path(root) / SUPERSEDED).glob("*.json")
+    return sorted((json.loads(p.read_text()) for p in paths), key=lambda c: (c["name"], recipe_id(c)))
+
+
+def write_cfg(root, cfg: dict) -> Path:
+    """Write ``otzoo/pretrained/<name>.json``; a replaced cfg of another recipe moves to ``results/superseded/``
+    (and one of this recipe there is dropped: this release replaces it). Returns the cfg's path."""
+    from training.cards import recipe_id
+
+    root, path = Path(root), Path(root) / "otzoo" / "pretrained" / f"{cfg['name']}.json"
+    old = json.loads(path.read_text()) if path.is_file() else None
+    archive = root / SUPERSEDED
+    (archive / f"{cfg['name']}.{recipe_id(cfg)}.json").unlink(missing_ok=True)
+    if old is not None and recipe_id(old) != recipe_id(cfg):
+        archive.mkdir(parents=True, exist_ok=True)
+        (archive / f"{cfg['name']}.{recipe_id(old)}.json").write_text(json.dumps(old, indent=2) + "\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(cfg, indent=2) + "\n")
+    return path
 
 
 def finetune_records(root) -> list:
@@ -94,16 +124,20 @@ def has_markers(readme) -> bool:
     return readme.is_file() and START in readme.read_text() and END in readme.read_text()
 
 
-def results_csv(cfgs: list) -> str:
-    """CSV text with one row per weight in ``cfgs``."""
+def results_csv(cfgs: list, superseded: list = ()) -> str:
+    """CSV text with one row per weight in ``cfgs`` (status released) and in ``superseded`` (replaced)."""
+    from training.cards import recipe_id
+
     out = io.StringIO()
     w = csv.DictWriter(out, fieldnames=CSV_FIELDS, lineterminator="\n")
     w.writeheader()
-    for c in cfgs:
+    rows = [(c, "released") for c in cfgs] + [(c, "superseded") for c in superseded]
+    for c, status in sorted(rows, key=lambda r: (r[0]["name"], r[1])):
         m, b = c.get("metrics", {}), c.get("budget", {})
         wall = b.get("wall_time_s")
         w.writerow({
-            "name": c["name"], "architecture": c.get("architecture"), "method": c.get("method"),
+            "name": c["name"], "status": status, "recipe": recipe_id(c), "architecture": c.get("architecture"),
+            "method": c.get("method"),
             "dataset": c.get("dataset"), "dataset_variant": m.get("dataset_variant"), "epochs": b.get("epochs"),
             "views_seen": b.get("views_seen"), "batch_size": b.get("batch_size"),
             "knn_top1": m.get("knn_top1"), "linear_top1": m.get("linear_top1"),
@@ -131,15 +165,16 @@ def generated_files(root) -> dict:
     from training.cards import render_card
 
     root = Path(root)
-    cfgs = cfgs_from_root(root)
+    cfgs, superseded = cfgs_from_root(root), superseded_from_root(root)
     out = {}
-    for ds in sorted({c.get("dataset") for c in cfgs} | {"cifar10"}):
-        out[root / "results" / f"results-{ds}.csv"] = results_csv([c for c in cfgs if c.get("dataset") == ds])
+    for ds in sorted({c.get("dataset") for c in cfgs + superseded} | {"cifar10"}):
+        out[root / "results" / f"results-{ds}.csv"] = results_csv([c for c in cfgs if c.get("dataset") == ds],
+                                                                  [c for c in superseded if c.get("dataset") == ds])
     records = finetune_records(root)
     for ds in sorted({r["dataset"] for r in records}):
         out[root / "results" / f"finetune-{ds}.csv"] = finetune_csv([r for r in records if r["dataset"] == ds])
     for c in cfgs:
-        out[root / "model_cards" / f"{c['name']}.md"] = render_card(c, siblings=cfgs, finetune=records)
+        out[root / "model_cards" / f"{c['name']}.md"] = render_card(c, siblings=cfgs, finetune=records, earlier=superseded)
     if has_markers(root / "README.md"):
         text = replace_table((root / "README.md").read_text(), render_table(cfgs))
         if FT_START in text:

@@ -68,6 +68,32 @@ def test_finetune_records_make_the_readme_table_csv_and_card_section(tmp_path):
     assert "## Fine-tuning with 10% of the labels" in (tmp_path / "model_cards" / f"{CFG['name']}.md").read_text()
 
 
+def test_a_release_from_another_recipe_keeps_the_replaced_one_in_results_and_the_card(tmp_path):
+    from tests.training.test_cards import with_recipe
+
+    (tmp_path / "README.md").write_text(f"{readme.START}\n{readme.END}\n")
+    cpu = dict(with_recipe(CFG["name"], "gca_uot", 67.24), sha256="c" * 64)
+    gpu = dict(with_recipe(CFG["name"], "gca_uot", 88.5, epochs=64, batch_size=512), sha256="d" * 64)
+    archive = tmp_path / readme.SUPERSEDED
+    readme.write_cfg(tmp_path, cpu)
+    readme.write_cfg(tmp_path, dict(cpu, metrics=dict(cpu["metrics"], linear_top1=67.3)))  # same recipe: replaced
+    assert not archive.exists()
+    readme.write_cfg(tmp_path, gpu)
+    assert [p.name for p in archive.iterdir()] == [f"{CFG['name']}.{cards.recipe_id(cpu)}.json"]
+    assert cards.recipe_id(cpu) != cards.recipe_id(gpu)
+    readme.sync_generated(tmp_path)
+    rows = list(csv.DictReader((tmp_path / "results" / "results-cifar10.csv").open()))
+    assert [(r["status"], r["linear_top1"], r["recipe"]) for r in rows] == [
+        ("released", "88.5", cards.recipe_id(gpu)), ("superseded", "67.3", cards.recipe_id(cpu))]
+    card = (tmp_path / "model_cards" / f"{CFG['name']}.md").read_text()
+    section = card[card.index("## Earlier releases of this name"):]
+    assert f"| **this file** | `{cards.recipe_id(gpu)}` |" in section and "| 88.50 |" in section
+    assert f"| earlier, sha256 `{'c' * 12}` | `{cards.recipe_id(cpu)}` |" in section and "| 67.30 |" in section
+    assert readme.cfgs_from_root(tmp_path) == [json.loads(json.dumps(gpu))]  # only the release is registered
+    readme.write_cfg(tmp_path, cpu)  # back to the first recipe: it is the release again, not also superseded
+    assert [p.name for p in archive.iterdir()] == [f"{CFG['name']}.{cards.recipe_id(gpu)}.json"]
+
+
 def test_missing_markers_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "README.md").write_text("# no markers\n")
     assert readme.main(["--root", str(tmp_path)]) == 2
