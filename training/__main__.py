@@ -11,6 +11,7 @@ COMMANDS = {
     "measure": ("training.measure", "measure a released weight again (new metrics; its tensors never change)"),
     "publish": ("training.publish", "upload an exported weight folder to the HF Hub (--dry-run offline)"),
     "plan": ("training.plot_plan", "heat map of a trained run's transport plan on one test batch"),
+    "curve": ("training.accuracy_curve", "time to accuracy: a run's kNN monitor against wall-clock minutes"),
     "smoke": ("training.smoke", "pretrain -> knn -> linear -> export -> load on a few hundred images"),
     "verify": ("training.verify", "load a released weight, classify test images, reproduce its card's numbers"),
     "resize-data": ("training.resize_data", "a smaller JPEG copy of an ImageFolder root (data for GPU windows)"),

@@ -25,6 +25,10 @@ FIGURE_CAPTIONS = {
     "plan.png": "*plan.png*: the {method} {plan_kind} of this model on one batch of class-sorted test "
                 "images x 2 views (log10 scale; the batch size is in the figure's title; `python -m training "
                 "plan`). {positives}; mass inside the class blocks is what the plan learned without labels.",
+    "knn_vs_time.png": "*knn_vs_time.png*: time to accuracy: the k-NN monitor ({knn_train:,} train / {knn_test:,} "
+                       "test images) against the run's wall-clock minutes, each point labelled with its epoch "
+                       "(`python -m training curve`); a star marks lightly's published point where there is one "
+                       "(other hardware and recipe).",
 }
 PLAN_POSITIVES = {"stacked": "Positives sit on the off-diagonals",
                   "cross_view": "Rows are view 1 and columns view 2, so positives sit on the diagonal"}

@@ -27,7 +27,7 @@ import torch
 
 import otzoo
 from otzoo.models import sha256_file
-from training import readme, references
+from training import accuracy_curve, readme, references
 from training.datasets import DataNotFoundError, build_dataset, evenly_spaced_subset
 from training.device import resolve_device
 from training.loading import dataset_variant, first_n, load_run_model, read_run, resolve_eval_data_dir
@@ -214,7 +214,8 @@ def write_release(model, folder: Path, meta: dict) -> dict:
 
 
 def _copy_figures(run_dir: Path, folder: Path, figures, title: str) -> list:
-    """The run's PNGs (and ``figures``) beside the weight; curves.png redrawn with ``title``."""
+    """The run's PNGs (and ``figures``) beside the weight; curves.png redrawn with ``title``, and
+    knn_vs_time.png drawn when the run has kNN monitor points."""
     for png in sorted(run_dir.glob("*.png")) + [Path(f) for f in figures]:
         shutil.copy2(png, folder / png.name)
     metrics_log = run_dir / "metrics.jsonl"
@@ -223,6 +224,8 @@ def _copy_figures(run_dir: Path, folder: Path, figures, title: str) -> list:
 
         records = [json.loads(line) for line in metrics_log.read_text().splitlines() if line.strip()]
         plot_curves(records, folder / "curves.png", title)
+        if accuracy_curve.knn_points(records):
+            accuracy_curve.run_curve(run_dir, folder / accuracy_curve.FILENAME)
     return sorted(p.name for p in folder.glob("*.png"))
 
 

@@ -12,7 +12,8 @@
 #   python -m training export --run runs/<recipe>_<method> --data-dir DATA
 # A time-to-accuracy curve: `-- engine.knn_every=2 engine.knn_train=50000 engine.knn_test=10000` (kNN
 # top-1 on all of train / test every 2 epochs, in metrics.jsonl); the monitor only watches training,
-# so the weights still count as the recipe's (training.cards.same_recipe).
+# so the weights still count as the recipe's (training.cards.same_recipe). Export draws it
+# (knn_vs_time.png, in the card); `python -m training curve --run R --out results/...` puts it in results/.
 # BUDGET is each run's --time-budget, a safety stop: a run it stops has no backbone and nothing
 # of it comes back but its log (a checkpoint is too large to carry between windows).
 # $PYTHON: the interpreter (default python3).
@@ -51,12 +52,14 @@ from pathlib import Path
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from training.export import RELEASE_DTYPE
+
 for path in Path(sys.argv[1]).glob("*/backbone.safetensors"):
     with safe_open(str(path), "pt") as f:
         meta = f.metadata()
         tensors = {k: f.get_tensor(k) for k in f.keys()}
-    half = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
-    save_file(half, str(path), metadata=meta)
+    released = {k: v.to(RELEASE_DTYPE) if v.is_floating_point() else v for k, v in tensors.items()}
+    save_file(released, str(path), metadata=meta)
 EOF
 (cd "$runs" && tar cf - --exclude=checkpoint.pt --exclude='*.tmp' */backbone.safetensors */run.json \
     */config.yaml */metrics.jsonl */curves.png */pretrain.log 2>/dev/null) | split -b 15M - "$out/runs.tar.part-"
