@@ -104,8 +104,7 @@ def render_finetune_table(records: list) -> str:
     rows = ["| Dataset | Initialisation | Input | Labels | Epochs | Test top-1 | Hardware |",
             "|---|---|---:|---:|---:|---:|---|"]
     for r in records:
-        size = f"{r['input_size']} px" if r.get("input_size") else "n/a"
-        rows.append(f"| {r['dataset_variant']} | {_init(r)} | {size} | {r['num_labelled']:,} "
+        rows.append(f"| {r['dataset_variant']} | {_init(r)} | {r['input_size']} px | {r['num_labelled']:,} "
                     f"({r['recipe']['label_fraction']:.0%}) | {r['recipe']['epochs']} | {_pct(r['finetune_top1'])} | "
                     f"{r['hardware']} |")
     return "\n".join(rows)
