@@ -61,24 +61,15 @@ def save_pretrained(model: nn.Module, folder: Union[str, Path], *, dtype: Option
         raise ValueError("model.pretrained_cfg has no 'architecture'; pass architecture=... to save_pretrained")
     validate_weight_cfg({"name": arch, "sha256": "(written below)", **meta, "architecture": arch})  # before any write
     folder.mkdir(parents=True, exist_ok=True)
-    label_names = meta.get("label_names", base.get("label_names"))
+    label_names = meta.get("label_names", base.pop("label_names", None))
     if label_names is not None and len(label_names) != model.num_classes:
         label_names = None  # the head changed; the old names no longer apply
-    base.pop("label_names", None)
-
-    saved = copy.deepcopy(model).cpu()
-    if dtype is not None:
-        saved = saved.to(dtype=dtype)  # leaves integer buffers alone
-    stored = sorted({str(t.dtype).removeprefix("torch.") for t in saved.state_dict().values() if t.is_floating_point()})
-    saved.pretrained_cfg = {**base, **timm_cfg(meta), "architecture": arch}
-    saved.pretrained_cfg.pop("label_names", None)
-    data_cfg = resolve_data_config(saved)
-    model_config = {"label_names": list(label_names)} if label_names is not None else None
-    save_for_hf(saved, folder, model_config=model_config, safe_serialization=True)
+    data_cfg, stored = _write_weights(model, folder, dtype, {**base, **timm_cfg(meta), "architecture": arch},
+                                      label_names)
 
     ident = weight_identity(meta.get("name") or arch, arch, meta.get("method"), meta.get("dataset"))
     cfg: Dict[str, Any] = {**data_cfg, "first_conv": base.get("first_conv"), "classifier": base.get("classifier"),
-                           "license": ident["license"], "dtype": "/".join(stored)}
+                           "license": ident["license"], "dtype": stored}
     cfg.update(meta)
     cfg.update(architecture=arch, num_classes=model.num_classes, num_features=model.num_features,
                filename=WEIGHTS_NAME, sha256=sha256_file(folder / WEIGHTS_NAME))
@@ -94,6 +85,21 @@ def save_pretrained(model: nn.Module, folder: Union[str, Path], *, dtype: Option
     hf_config["otzoo"] = cfg
     config_path.write_text(json.dumps(hf_config, indent=2) + "\n", encoding="utf-8")
     return cfg
+
+
+def _write_weights(model: nn.Module, folder: Path, dtype: Optional[torch.dtype], pretrained_cfg: dict,
+                   label_names) -> tuple:
+    """timm's ``save_for_hf`` of a CPU copy of ``model`` (cast to ``dtype``) carrying ``pretrained_cfg``
+    (without label names); returns its data config and the stored floating-point dtype(s), e.g. ``"float16"``."""
+    saved = copy.deepcopy(model).cpu()
+    if dtype is not None:
+        saved = saved.to(dtype=dtype)  # leaves integer buffers alone
+    stored = sorted({str(t.dtype).removeprefix("torch.") for t in saved.state_dict().values() if t.is_floating_point()})
+    saved.pretrained_cfg = {k: v for k, v in pretrained_cfg.items() if k != "label_names"}
+    data_cfg = resolve_data_config(saved)
+    model_config = {"label_names": list(label_names)} if label_names is not None else None
+    save_for_hf(saved, folder, model_config=model_config, safe_serialization=True)
+    return data_cfg, "/".join(stored)
 
 
 def read_config(path: Union[str, Path]) -> Dict[str, Any]:
