@@ -124,11 +124,16 @@ def _paper_stds(cfg: dict) -> str:
             f"are {min(stds):.2f}-{max(stds):.2f})")
 
 
-def _throughput(budget: dict) -> str:
+def _views_per_s(budget: dict) -> str:
     views, wall = budget.get("views_seen"), budget.get("wall_time_s")
-    if not views or not wall:
-        return "n/a"
-    return f"{views / wall:.0f} views/s (views seen / wall time, including compile, monitor and checkpoints)"
+    return f"{views / wall:.0f}" if views and wall else "n/a"
+
+
+def _throughput(budget: dict) -> str:
+    rate = _views_per_s(budget)
+    if rate == "n/a":
+        return rate
+    return f"{rate} views/s (views seen / wall time, including compile, monitor and checkpoints)"
 
 
 def _round(v, digits: int):
@@ -176,12 +181,14 @@ def _siblings_section(cfg: dict, siblings: list) -> list:
     lines = ["## Same recipe, other methods", "",
              "Weights pretrained with exactly this recipe (same config, seed and budget; only the loss differs), "
              "measured by the same export protocol:", "",
-             "| Weight | Method | Linear top-1 | k-NN top-1 | Wall time | Hardware |", "|---|---|---:|---:|---|---|"]
+             "| Weight | Method | Linear top-1 | k-NN top-1 | Wall time | Views/s | Hardware |",
+             "|---|---|---:|---:|---|---:|---|"]
     for c in rows:
         m, b = c["metrics"], c.get("budget", {})
         bold = "**" if c["name"] == cfg["name"] else ""
         lines.append(f"| {bold}`{c['name']}`{bold} | {method_name(c['method'])} | {m['linear_top1']:.2f} | "
-                     f"{m['knn_top1']:.2f} | {_fmt_hours(b.get('wall_time_s'))} | {b.get('hardware', 'n/a')} |")
+                     f"{m['knn_top1']:.2f} | {_fmt_hours(b.get('wall_time_s'))} | {_views_per_s(b)} | "
+                     f"{b.get('hardware', 'n/a')} |")
     noise = f"One seed each: differences of about a point are within seed-to-seed noise{_paper_stds(cfg)}."
     if len({c.get("budget", {}).get("hardware") for c in rows}) > 1:
         noise += (" The weights ran on different hardware: wall times are not comparable, and `engine.precision: "

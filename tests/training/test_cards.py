@@ -29,6 +29,7 @@ def test_same_recipe_siblings_are_listed():
     card = cards.render_card(gca, siblings=[gca, sim, longer])
     section = card[card.index("## Same recipe, other methods"):card.index("## Pretraining recipe")]
     assert "| **`gca_uot_resnet18_cifar10`** | GCA-UOT | 67.24 |" in section
+    assert "| 2.00 h (120 min) | 417 | cpu |" in section  # views/s = 3,000,000 views / 7,200 s
     assert "| `simclr_resnet18_cifar10` | SimCLR (InfoNCE) | 66.50 |" in section
     assert "simclr_long" not in section
     assert "## Same recipe" not in cards.render_card(gca, siblings=[longer])
