@@ -74,7 +74,7 @@ def measure_weight(name: str, root=REPO_ROOT, data_dir=None, batch_size: int = 2
     metrics["low_label"] = runs
     metrics["remeasured"] = {**again, "otzoo_version": otzoo.__version__, "hardware": hardware_string(
         DistInfo(device=device), "fp32"), "command": command or f"python -m training measure {name}"}
-    cfg_path.write_text(json.dumps(cfg, indent=2) + "\n")
+    readme.write_cfg(root, cfg)
     config_path = folder / "config.json"
     hf_config = json.loads(config_path.read_text())
     hf_config["otzoo"]["metrics"] = metrics
