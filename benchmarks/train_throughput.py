@@ -15,7 +15,8 @@ and pretrain/plain (target >= 3.5), and the peak RSS. Examples::
 
     python benchmarks/train_throughput.py --data-dir ../shared/data/cifar10 --steps 5
     python benchmarks/train_throughput.py --data-dir DATA --baseline 72e7f4d --skip-plain
-    python benchmarks/train_throughput.py --device cuda --batch 512 --steps 50 --log-every 50 --skip-plain
+    python benchmarks/train_throughput.py --device cuda --recipe training/configs/cifar10_gpu.yaml \\
+        --batch 512 --steps 50 --log-every 50
 """
 import argparse
 import json
@@ -58,7 +59,7 @@ def bench_pretrain(src: Path, method, args, n_images, cache_dir, device_override
         if device_override:
             overrides.append(f"engine.device={args.device}")
         overrides.append(f"data.dir={args.data_dir}" if args.data_dir else "dataset=synthetic")
-        cmd = [sys.executable, "-m", "training", "pretrain", "--config", RECIPE, *overrides,
+        cmd = [sys.executable, "-m", "training", "pretrain", "--config", args.recipe, *overrides,
                "--output-dir", str(Path(tmp) / "run")]
         env = {**os.environ, "PYTHONPATH": str(src)}
         subprocess.run(cmd, cwd=src, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -145,9 +146,11 @@ def bench_plain(args, n_images):
     return [2 * args.batch / x for x in times[1:]]  # first step: warmup + worker start
 
 
-def main(argv=None):
+def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", help="CIFAR-10 ImageFolder root (default: synthetic images)")
+    p.add_argument("--recipe", default=RECIPE, help=f"pretrain config, relative to the repo (default {RECIPE}; "
+                                                    "on a GPU: training/configs/cifar10_gpu.yaml)")
     p.add_argument("--arch", default="resnet18_cifar")
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--steps", type=int, default=2, help="measured steps per setting and round")
@@ -167,15 +170,13 @@ def main(argv=None):
                    help="torch.compile backbone + projector in pretrain and raw (default: the recipe's engine.compile)")
     args = p.parse_args(argv)
     if args.compile is None:
-        args.compile = load_config(str(REPO / RECIPE))["engine"]["compile"]
-    device = resolve_device(args.device)
-    precision = resolve_precision(args.precision, device)
-    if device.type == "cuda":
-        args.skip_plain = True
+        args.compile = load_config(str(REPO / args.recipe))["engine"]["compile"]
+    return args
+
+
+def measure(args, device, precision) -> dict:
+    """``{setting: [views/s per record]}``, the settings run in turn for ``args.rounds`` rounds."""
     n_images = args.batch * (args.steps + args.log_every)
-    print(f"torch {torch.__version__}, {device}, {torch.get_num_threads()} threads, precision {precision}, compile {args.compile}, "
-          f"batch {args.batch} ({2 * args.batch} views/step), {args.rounds} rounds x {args.steps} measured steps "
-          f"per setting (+1 warmup step per pretrain/plain block, 1 raw warmup step)")
     runs = {"raw": []}
     runs.update({f"pretrain[{m}]": [] for m in args.methods})
     if args.baseline:
@@ -188,7 +189,7 @@ def main(argv=None):
         cache = Path(tmp) / "cache"
         base = extract_revision(args.baseline, Path(tmp) / "baseline") if args.baseline else None
         has_device = base is not None and "device" in (base / "training" / "config.py").read_text()
-        for r in range(args.rounds):
+        for _ in range(args.rounds):
             runs["raw"] += bench_raw(args, raw_state, args.steps)
             for m in args.methods:
                 runs[f"pretrain[{m}]"] += bench_pretrain(REPO, m, args, n_images, cache)
@@ -196,6 +197,10 @@ def main(argv=None):
                     runs[f"baseline[{m}]"] += bench_pretrain(base, m, args, n_images, cache, has_device)
             if not args.skip_plain:
                 runs["plain fp32 + PIL"] += bench_plain(args, n_images)
+    return runs
+
+
+def report(args, runs: dict) -> None:
     results = {k: (statistics.median(v), v) for k, v in runs.items()}
     print(f"{'setting':<22}{'views/s (median)':>18}   per-step")
     for k, (med, per) in results.items():
@@ -210,6 +215,19 @@ def main(argv=None):
             line += f";  / plain = {v / results['plain fp32 + PIL'][0]:.2f}x (target >= 3.5x)"
         print(line)
     print(f"peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    device = resolve_device(args.device)
+    precision = resolve_precision(args.precision, device)
+    if device.type == "cuda":
+        args.skip_plain = True
+    print(f"torch {torch.__version__}, {device}, {torch.get_num_threads()} threads, precision {precision}, "
+          f"compile {args.compile}, recipe {args.recipe}, batch {args.batch} ({2 * args.batch} views/step), "
+          f"{args.rounds} rounds x {args.steps} measured steps per setting (+1 warmup step per pretrain/plain "
+          "block, 1 raw warmup step)")
+    report(args, measure(args, device, precision))
 
 
 if __name__ == "__main__":
