@@ -16,7 +16,8 @@
 # (knn_vs_time.png, in the card); `python -m training curve --run R --out results/...` puts it in results/.
 # BUDGET is each run's --time-budget, a safety stop: a run it stops has no backbone and nothing
 # of it comes back but its log (a checkpoint is too large to carry between windows).
-# $PYTHON: the interpreter (default python3).
+# $PYTHON: the interpreter (default python3). $OTZOO_WINDOW_MAX_MIB: what the packed runs may take (default
+# 60 of the 64 MiB); a finished run beyond it is named and left out (exit 1).
 set -uo pipefail
 if [ $# -lt 3 ]; then
     echo "usage: bash training/gpu_window.sh RECIPE BUDGET METHOD... [-- key=value ...]" >&2
@@ -61,8 +62,24 @@ for path in Path(sys.argv[1]).glob("*/backbone.safetensors"):
     released = {k: v.to(RELEASE_DTYPE) if v.is_floating_point() else v for k, v in tensors.items()}
     save_file(released, str(path), metadata=meta)
 EOF
-(cd "$runs" && tar cf - --exclude=checkpoint.pt --exclude='*.tmp' */backbone.safetensors */run.json \
-    */config.yaml */metrics.jsonl */curves.png */pretrain.log 2>/dev/null) | split -b 15M - "$out/runs.tar.part-"
+# pack finished runs while they fit what comes back; a run that does not fit is named, not silently cut
+max=$(( ${OTZOO_WINDOW_MAX_MIB:-60} * 1024 * 1024 )) used=0 files=()
+for d in "$runs"/*/; do
+    n=$(basename "$d")
+    [ -f "$runs/$n/backbone.safetensors" ] || continue
+    mine=()
+    for f in backbone.safetensors run.json config.yaml metrics.jsonl curves.png pretrain.log; do
+        [ -f "$runs/$n/$f" ] && mine+=("$n/$f")
+    done
+    size=$(cd "$runs" && du -cb "${mine[@]}" | tail -1 | cut -f1)
+    if [ $((used + size)) -gt $max ]; then
+        echo "[window] $n: left out of the return ($((size >> 20)) MiB; $((used >> 20)) of $((max >> 20)) MiB used)"
+        status=1
+        continue
+    fi
+    used=$((used + size)) files+=("${mine[@]}")
+done
+[ ${#files[@]} -gt 0 ] && (cd "$runs" && tar cf - "${files[@]}") | split -b 15M - "$out/runs.tar.part-"
 cp "$runs"/*.log "$out/" 2>/dev/null
 ls -l "$out"
 exit $status

@@ -38,3 +38,19 @@ def test_window_packs_finished_runs_and_fails_on_the_rest(tmp_path):
         assert f.metadata()["method"] == "simclr"
         assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16, torch.int64}
     assert load_run_model(run) is not None  # what export reads
+
+
+def test_window_leaves_out_a_run_beyond_the_return_limit_and_says_so(tmp_path):
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    out.mkdir()
+    for name, mib in (("a_small", 0.25), ("b_big", 2)):  # finished runs already in the window's folder
+        (runs / name).mkdir(parents=True)
+        (runs / name / "backbone.safetensors").write_bytes(b"\0" * int(mib * 2 ** 20))  # not cast: not safetensors
+        (runs / name / "run.json").write_text("{}")
+    env = dict(os.environ, OUT=str(out), OTZOO_WINDOW_RUNS=str(runs), OTZOO_WINDOW_MAX_MIB="1", PYTHON="true")
+    proc = subprocess.run(["bash", "training/gpu_window.sh", "training/configs/smoke.yaml", "1m", "nosuch"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and "[window] b_big: left out of the return (2 MiB" in proc.stdout
+    parts = b"".join(p.read_bytes() for p in sorted(out.glob("runs.tar.part-*")))
+    listing = subprocess.run(["tar", "t"], input=parts, capture_output=True, check=True).stdout.decode().split()
+    assert listing == ["a_small/backbone.safetensors", "a_small/run.json"]
