@@ -199,17 +199,18 @@ def _siblings_section(cfg: dict, siblings: list) -> list:
 def _earlier_section(cfg: dict, earlier: list) -> list:
     """This weight beside the earlier releases of its name (other recipes) that it replaced."""
     lines = ["## Earlier releases of this name", "",
-             f"`{cfg['name']}` was released before from another recipe; the file was replaced (the Hub repo's "
-             "history keeps it) and its measured numbers stay here and in `results/`:", "",
+             f"`{cfg['name']}` was released before from another recipe; the file was replaced (an earlier upload "
+             "stays in the Hub repo's history) and its measured numbers stay here and in `results/`:", "",
              "| Release | Recipe | Epochs | Views seen | Hardware | Wall time | Linear top-1 | k-NN top-1 |",
              "|---|---|---:|---:|---|---|---:|---:|"]
     for c in [cfg] + sorted(earlier, key=recipe_id):
         m, b = c["metrics"], c.get("budget", {})
         release = "**this file**" if c is cfg else f"earlier, sha256 `{c['sha256'][:12]}`"
-        lines.append(f"| {release} | `{recipe_id(c)}` | {b.get('epochs', 'n/a')} | {_num(b.get('views_seen', 'n/a'))} | "
-                     f"{b.get('hardware', 'n/a')} | {_fmt_hours(b.get('wall_time_s'))} | {m['linear_top1']:.2f} | "
-                     f"{m['knn_top1']:.2f} |")
-    return lines + ["", "Each recipe's config is in the card of its release; `recipe` ids match "
+        lines.append(f"| {release} | `{recipe_id(c)}` | {b.get('epochs', 'n/a')} | "
+                     f"{_num(b.get('views_seen', 'n/a'))} | {b.get('hardware', 'n/a')} | "
+                     f"{_fmt_hours(b.get('wall_time_s'))} | {m['linear_top1']:.2f} | {m['knn_top1']:.2f} |")
+    return lines + ["", "An earlier release's full cfg (config, budget, metrics) is "
+                    f"`results/superseded/{cfg['name']}.<recipe>.json`; `recipe` ids match "
                     "`results/results-*.csv`.", ""]
 
 

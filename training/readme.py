@@ -23,8 +23,8 @@ NO_WEIGHTS = "No weights have been released yet."
 FT_START = "<!-- finetune-table:start -->"
 FT_END = "<!-- finetune-table:end -->"
 SUPERSEDED = Path("results") / "superseded"
-CSV_FIELDS = ["name", "status", "recipe", "architecture", "method", "dataset", "dataset_variant", "epochs", "views_seen",
-              "batch_size", "knn_top1", "linear_top1", "linear_top1_1pct", "linear_top1_10pct", "subset_top1",
+CSV_FIELDS = ["name", "status", "recipe", "architecture", "method", "dataset", "dataset_variant", "epochs",
+              "views_seen", "batch_size", "knn_top1", "linear_top1", "linear_top1_1pct", "linear_top1_10pct", "subset_top1",
               "hardware", "wall_time_h", "otzoo_version", "hf_hub_id", "sha256"]
 FT_FIELDS = ["source", "arch", "dataset", "dataset_variant", "input_size", "label_fraction", "num_labelled", "epochs",
              "finetune_top1", "num_test", "train_time_min", "hardware", "command_line"]
@@ -173,7 +173,8 @@ def generated_files(root) -> dict:
     for ds in sorted({r["dataset"] for r in records}):
         out[root / "results" / f"finetune-{ds}.csv"] = finetune_csv([r for r in records if r["dataset"] == ds])
     for c in cfgs:
-        out[root / "model_cards" / f"{c['name']}.md"] = render_card(c, siblings=cfgs, finetune=records, earlier=superseded)
+        out[root / "model_cards" / f"{c['name']}.md"] = render_card(c, siblings=cfgs, finetune=records,
+                                                                   earlier=superseded)
     if has_markers(root / "README.md"):
         text = replace_table((root / "README.md").read_text(), render_table(cfgs))
         if FT_START in text:
