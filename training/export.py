@@ -9,7 +9,8 @@
    forward) measured in fp32 on that model; then ``weights/<name>/`` is written once through
    ``otzoo.save_pretrained`` and loaded back with ``otzoo.create_model(arch, checkpoint_path=...)``,
    which must give exactly the measured tensors;
-4. writes ``otzoo/pretrained/<name>.json``, ``config.json`` (with the metrics),
+4. writes ``otzoo/pretrained/<name>.json``, ``config.json`` (with the metrics), the run's figures
+   (``curves.png``, ``plan.png`` drawn first from the run's checkpoint when missing, ``knn_vs_time.png``),
    ``model_cards/<name>.md``, ``results/results-<dataset>.csv`` and the README table, and
    registers the cfg with ``otzoo.models.register_pretrained``. A weight of this name from another
    recipe is replaced; its cfg moves to ``results/superseded/`` (its numbers stay in the CSV and the card).
@@ -213,6 +214,15 @@ def write_release(model, folder: Path, meta: dict) -> dict:
     return cfg
 
 
+def _plan_figure(run_dir: Path, data_dir, device) -> None:
+    """``<run>/plan.png`` (``python -m training plan``) when the run has none and still has its checkpoint."""
+    if (run_dir / "plan.png").is_file() or not (run_dir / "checkpoint.pt").is_file():
+        return
+    from training.plot_plan import run_plan
+
+    run_plan(run_dir, data_dir=data_dir, device=device)
+
+
 def _copy_figures(run_dir: Path, folder: Path, figures, title: str) -> list:
     """The run's PNGs (and ``figures``) beside the weight; curves.png redrawn with ``title``, and
     knn_vs_time.png drawn when the run has kNN monitor points."""
@@ -256,6 +266,7 @@ def export_run(run_dir, name: Optional[str] = None, root=REPO_ROOT, data_dir=Non
             "dataset_variant": variant, "metrics": metrics, **_provenance(run_dir, info, name, command)}
     folder = root / "weights" / name
     cfg = write_release(model, folder, meta)
+    _plan_figure(run_dir, data_dir, device)
     cfg["figures"] = _copy_figures(run_dir, folder, figures, f"{name}: {method}, {arch}, {dataset}")
     cfg = json.loads(json.dumps(cfg))  # plain JSON types (tuples -> lists)
     cfg_path = readme.write_cfg(root, cfg)  # a replaced release of another recipe moves to results/superseded/

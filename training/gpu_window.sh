@@ -2,8 +2,9 @@
 # One device window: pretrain METHODs side by side (one process each, sharing the device) with
 # RECIPE, then pack what `python -m training export` needs into $OUT/runs.tar.part-* so that it
 # fits what the device tool brings back (8 files, 64 MiB): each finished run's config, run.json,
-# metrics, curves, log and its backbone cast to float16 (the dtype of the released files, so the
-# export is the same as from the fp32 file; two resnet18 backbones fit, three do not).
+# metrics, curves, plan (drawn here from the checkpoint, which stays behind), log and its backbone
+# cast to float16 (the dtype of the released files, so the export is the same as from the fp32 file;
+# two resnet18 backbones fit, three do not).
 #
 # On the device machine, from the repository root, with the data in $OTZOO_DATA:
 #   bash training/gpu_window.sh training/configs/cifar10_gpu.yaml 8m gca_uot simclr [-- key=value ...]
@@ -43,6 +44,7 @@ status=0
 for m in "${methods[@]}"; do
     cp "$runs/${name}_$m.log" "$runs/${name}_$m/pretrain.log" 2>/dev/null
     if [ -f "$runs/${name}_$m/backbone.safetensors" ]; then echo "[window] $m: complete"
+        "$py" -m training plan --run "$runs/${name}_$m" >> "$runs/${name}_$m.log" 2>&1  # needs the checkpoint
     else echo "[window] $m: no backbone (see ${name}_$m.log):"; tail -5 "$runs/${name}_$m.log"; status=1; fi
 done
 
@@ -68,7 +70,7 @@ for d in "$runs"/*/; do
     n=$(basename "$d")
     [ -f "$runs/$n/backbone.safetensors" ] || continue
     mine=()
-    for f in backbone.safetensors run.json config.yaml metrics.jsonl curves.png pretrain.log; do
+    for f in backbone.safetensors run.json config.yaml metrics.jsonl curves.png plan.png pretrain.log; do
         [ -f "$runs/$n/$f" ] && mine+=("$n/$f")
     done
     size=$(cd "$runs" && du -cb "${mine[@]}" | tail -1 | cut -f1)

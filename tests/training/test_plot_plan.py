@@ -47,3 +47,20 @@ def test_plan_command_writes_a_png(method, tmp_path, monkeypatch):
 def test_plan_command_without_a_run_fails_clearly(tmp_path, capsys):
     assert training_main(["plan", "--run", str(tmp_path / "nope")]) == 2
     assert "no checkpoint" in capsys.readouterr().err
+
+
+def test_export_draws_the_plan_of_a_run_that_has_none(tmp_path, monkeypatch):
+    from training.export import _plan_figure
+
+    run = _run(tmp_path, monkeypatch, "otco")
+    assert not (run / "plan.png").exists()
+    _plan_figure(run, None, "cpu")
+    first = (run / "plan.png").read_bytes()
+    assert first[:8] == b"\x89PNG\r\n\x1a\n"
+    (run / "plan.png").write_bytes(b"kept")  # one the user drew (e.g. another --batch) is kept
+    _plan_figure(run, None, "cpu")
+    assert (run / "plan.png").read_bytes() == b"kept"
+    (run / "plan.png").unlink()
+    (run / "checkpoint.pt").unlink()  # no checkpoint: nothing to draw from, nothing drawn
+    _plan_figure(run, None, "cpu")
+    assert not (run / "plan.png").exists()
