@@ -14,8 +14,8 @@ import otzoo
 
 from training.protocols.finetune import is_scratch
 from training.protocols.knn import KNN_K, KNN_T
-from training.references import (GCA_PAPER, HF_DATASETS, LIGHTLY_BENCHMARK, METHOD_NAMES, PAPER_TABLE2, PAPERS,
-                                 PRETTY)
+from training.references import (GCA_PAPER, HF_DATASETS, LIGHTLY_BENCHMARK, METHOD_NAMES, NON_CONTRASTIVE,
+                                 OT_METHODS, PAPER_TABLE2, PAPERS, PRETTY)
 
 IMAGENET_DERIVED = ("imagenette", "imagenet")  # ImageNet's terms apply to weights trained on them
 FIGURE_CAPTIONS = {
@@ -71,10 +71,16 @@ def front_matter(cfg: dict) -> dict:
                for k in EVAL_KEYS if k in m]
     return ModelCardData(
         license=cfg.get("license", "apache-2.0"), library_name="otzoo", pipeline_tag="image-feature-extraction",
-        tags=["image-feature-extraction", "image-classification", "self-supervised-learning", "optimal-transport",
-              "contrastive-learning", "timm", "otzoo", cfg["method"].replace("_", "-"), cfg["architecture"]],
+        tags=_tags(cfg["method"], cfg["architecture"]),
         datasets=[dataset_id], metrics=["accuracy"], model_name=cfg["name"], eval_results=results,
     ).to_dict()
+
+
+def _tags(method: str, arch: str) -> list:
+    kinds = (["optimal-transport"] if method in OT_METHODS else []) + (
+        [] if method in NON_CONTRASTIVE else ["contrastive-learning"])
+    return ["image-feature-extraction", "image-classification", "self-supervised-learning", *kinds, "timm", "otzoo",
+            method.replace("_", "-"), arch]
 
 
 def parse_front_matter(text: str) -> dict:

@@ -10,6 +10,11 @@ METHOD_NAMES = {
     "otco": "OTCO", "byol": "BYOL",
 }
 
+# what each method is, for the Hub tags: the baselines (simclr, rince, byol) solve no optimal-transport problem,
+# and BYOL is not contrastive (no negatives)
+OT_METHODS = ("gca_ince", "gca_rince", "gca_uot", "iot", "iot_uni", "sinsim", "matching_gap", "otco")
+NON_CONTRASTIVE = ("byol",)
+
 GCA_PAPER = {
     "title": "Your contrastive learning problem is secretly a distribution alignment problem",
     "authors": "Zihao Chen, Chi-Heng Lin, Ran Liu, Jingyun Xiao, Eva L. Dyer",

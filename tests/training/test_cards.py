@@ -66,6 +66,15 @@ def test_plan_caption_matches_the_layout_of_every_loss(method):
     assert ("transport plan" in caption) == (method not in ("simclr", "rince", "byol"))
 
 
+def test_hub_tags_say_what_each_method_is():
+    def tags(method):
+        return cards.front_matter(with_recipe(f"{method}_resnet18_cifar10", method, 60.0))["tags"]
+    assert {"optimal-transport", "contrastive-learning", "gca-uot"} <= set(tags("gca_uot"))
+    assert "optimal-transport" not in tags("simclr") and "contrastive-learning" in tags("simclr")
+    assert not {"optimal-transport", "contrastive-learning"} & set(tags("byol"))
+    assert set(cards.OT_METHODS) | {"simclr", "rince", "byol"} == set(list_losses())  # every loss is classified
+
+
 def finetune_record(source, top1, input_size=32, **recipe):
     rec = {"epochs": 10, "label_fraction": 0.1, "lr": 0.1, "description": "10 epochs on 10% of the labels"}
     rec.update(recipe)
