@@ -17,7 +17,7 @@ import yaml
 
 from training.references import LIGHTLY_KNN_POINT
 
-__all__ = ["knn_points", "plot_time_to_accuracy", "main"]
+__all__ = ["knn_points", "plot_time_to_accuracy", "run_curve", "main"]
 FILENAME = "knn_vs_time.png"
 
 
@@ -40,7 +40,7 @@ def plot_time_to_accuracy(records, path, title: str, monitor: str, reference: Op
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    minutes, epochs, top1 = zip(*points)
+    minutes, _, top1 = zip(*points)
     ax.plot(minutes, top1, marker="o", label=f"this run ({monitor})")
     for x, e, y in points:
         ax.annotate(f"ep {e}", (x, y), textcoords="offset points", xytext=(3, -10), fontsize=7)
