@@ -3,7 +3,6 @@
 Every number in a card comes from the cfg that ``training export`` measured and wrote; the
 paper's reference numbers are the GCA paper's Table 2 (Chen et al., NeurIPS 2024).
 """
-import hashlib
 import json
 from pathlib import Path
 from typing import Optional, Sequence
@@ -14,6 +13,7 @@ import otzoo
 
 from training.protocols.finetune import is_scratch
 from training.protocols.knn import KNN_K, KNN_T
+from training.recipes import recipe_id, same_recipe
 from training.references import (GCA_PAPER, HF_DATASETS, LIGHTLY_BENCHMARK, METHOD_NAMES, NON_CONTRASTIVE,
                                  OT_METHODS, PAPER_TABLE2, PAPERS, PRETTY)
 
@@ -131,15 +131,15 @@ def _paper_stds(cfg: dict) -> str:
 
 
 def _views_per_s(budget: dict) -> str:
+    """Views seen / wall time, rounded, or ``"n/a"`` when the budget lacks either."""
     views, wall = budget.get("views_seen"), budget.get("wall_time_s")
     return f"{views / wall:.0f}" if views and wall else "n/a"
 
 
 def _throughput(budget: dict) -> str:
-    rate = _views_per_s(budget)
-    if rate == "n/a":
-        return rate
-    return f"{rate} views/s (views seen / wall time, including compile, monitor and checkpoints)"
+    if not (budget.get("views_seen") and budget.get("wall_time_s")):
+        return "n/a"
+    return f"{_views_per_s(budget)} views/s (views seen / wall time, including compile, monitor and checkpoints)"
 
 
 def _round(v, digits: int):
@@ -148,38 +148,6 @@ def _round(v, digits: int):
 
 def _num(v) -> str:
     return f"{v:,}" if isinstance(v, int) else str(v)
-
-
-RECIPE_FREE_KEYS = ("method", "output_dir", "run_name", "loss")
-MONITOR_KEYS = ("log_every", "checkpoint_minutes", "progress", "knn_every", "knn_train", "knn_test", "knn_k", "knn_t")
-
-
-def recipe_key(cfg: dict) -> Optional[tuple]:
-    """What makes a recipe: architecture, dataset and the config up to the method, paths and the engine's
-    logging / checkpointing / kNN-monitor settings (they watch training, they do not change it);
-    ``None`` for a weight that recorded no config."""
-    from training.config import with_defaults
-
-    conf = (cfg.get("recipe") or {}).get("config")
-    if not conf:
-        return None
-    conf = with_defaults(conf)  # keys added later take their defaults
-    conf = dict(conf, engine={k: v for k, v in conf.get("engine", {}).items() if k not in MONITOR_KEYS})
-    return cfg.get("architecture"), cfg.get("dataset"), {k: v for k, v in conf.items() if k not in RECIPE_FREE_KEYS}
-
-
-def same_recipe(a: dict, b: dict) -> bool:
-    """True if two weights were pretrained with one recipe (:func:`recipe_key`; never without a config)."""
-    key = recipe_key(a)
-    return key is not None and key == recipe_key(b)
-
-
-def recipe_id(cfg: dict) -> str:
-    """Short id of the weight's recipe (equal ids: :func:`same_recipe`), or of its file without a config."""
-    key = recipe_key(cfg)
-    if key is None:
-        return "file-" + cfg["sha256"][:8]
-    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:8]
 
 
 def _siblings_section(cfg: dict, siblings: list) -> list:

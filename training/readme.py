@@ -16,6 +16,8 @@ import json
 import sys
 from pathlib import Path
 
+from training.recipes import recipe_id
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 START = "<!-- weights-table:start -->"
 END = "<!-- weights-table:end -->"
@@ -38,8 +40,6 @@ def cfgs_from_root(root) -> list:
 
 def superseded_from_root(root) -> list:
     """Cfgs of replaced releases, ``<root>/results/superseded/*.json``, sorted by name and recipe."""
-    from training.cards import recipe_id
-
     paths = (Path(root) / SUPERSEDED).glob("*.json")
     return sorted((json.loads(p.read_text()) for p in paths), key=lambda c: (c["name"], recipe_id(c)))
 
@@ -47,8 +47,6 @@ def superseded_from_root(root) -> list:
 def write_cfg(root, cfg: dict) -> Path:
     """Write ``otzoo/pretrained/<name>.json``; a replaced cfg of another recipe moves to ``results/superseded/``
     (and one of this recipe there is dropped: this release replaces it). Returns the cfg's path."""
-    from training.cards import recipe_id
-
     root, path = Path(root), Path(root) / "otzoo" / "pretrained" / f"{cfg['name']}.json"
     old = json.loads(path.read_text()) if path.is_file() else None
     archive = root / SUPERSEDED
@@ -125,8 +123,6 @@ def has_markers(readme) -> bool:
 
 def results_csv(cfgs: list, superseded: list = ()) -> str:
     """CSV text with one row per weight in ``cfgs`` (status released) and in ``superseded`` (replaced)."""
-    from training.cards import recipe_id
-
     out = io.StringIO()
     w = csv.DictWriter(out, fieldnames=CSV_FIELDS, lineterminator="\n")
     w.writeheader()

@@ -4,7 +4,7 @@ import copy
 import pytest
 
 from otzoo.losses import get_loss_class, list_losses
-from training import cards
+from training import cards, recipes
 from tests.training.test_readme import CFG
 
 
@@ -21,11 +21,11 @@ def test_same_recipe_siblings_are_listed():
     gca = with_recipe("gca_uot_resnet18_cifar10", "gca_uot", 67.24)
     sim = with_recipe("simclr_resnet18_cifar10", "simclr", 66.5)
     longer = with_recipe("simclr_long_resnet18_cifar10", "simclr", 80.0, epochs=100)
-    assert cards.same_recipe(gca, sim) and not cards.same_recipe(gca, longer)
+    assert recipes.same_recipe(gca, sim) and not recipes.same_recipe(gca, longer)
     watched = with_recipe("iot_resnet18_cifar10", "iot", 60.0, engine={"knn_every": 1, "knn_test": 10000})
-    assert cards.same_recipe(gca, watched)  # a denser kNN monitor watches the same training
-    assert not cards.same_recipe(gca, with_recipe("iot_resnet18_cifar10", "iot", 60.0, engine={"precision": "fp32"}))
-    assert not cards.same_recipe(CFG, CFG)  # no recorded config: never claimed comparable
+    assert recipes.same_recipe(gca, watched)  # a denser kNN monitor watches the same training
+    assert not recipes.same_recipe(gca, with_recipe("iot_resnet18_cifar10", "iot", 60.0, engine={"precision": "fp32"}))
+    assert not recipes.same_recipe(CFG, CFG)  # no recorded config: never claimed comparable
     card = cards.render_card(gca, siblings=[gca, sim, longer])
     section = card[card.index("## Same recipe, other methods"):card.index("## Pretraining recipe")]
     assert "| **`gca_uot_resnet18_cifar10`** | GCA-UOT | 67.24 |" in section

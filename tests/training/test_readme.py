@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from training import cards, readme
+from training import cards, readme, recipes
 
 CFG = {"name": "gca_uot_resnet18_cifar10", "architecture": "resnet18_cifar", "method": "gca_uot",
        "dataset": "cifar10", "num_classes": 10, "hf_hub_id": "otzoo/gca_uot_resnet18_cifar10", "sha256": "ab" * 32,
@@ -79,19 +79,19 @@ def test_a_release_from_another_recipe_keeps_the_replaced_one_in_results_and_the
     readme.write_cfg(tmp_path, dict(cpu, metrics=dict(cpu["metrics"], linear_top1=67.3)))  # same recipe: replaced
     assert not archive.exists()
     readme.write_cfg(tmp_path, gpu)
-    assert [p.name for p in archive.iterdir()] == [f"{CFG['name']}.{cards.recipe_id(cpu)}.json"]
-    assert cards.recipe_id(cpu) != cards.recipe_id(gpu)
+    assert [p.name for p in archive.iterdir()] == [f"{CFG['name']}.{recipes.recipe_id(cpu)}.json"]
+    assert recipes.recipe_id(cpu) != recipes.recipe_id(gpu)
     readme.sync_generated(tmp_path)
     rows = list(csv.DictReader((tmp_path / "results" / "results-cifar10.csv").open()))
     assert [(r["status"], r["linear_top1"], r["recipe"]) for r in rows] == [
-        ("released", "88.5", cards.recipe_id(gpu)), ("superseded", "67.3", cards.recipe_id(cpu))]
+        ("released", "88.5", recipes.recipe_id(gpu)), ("superseded", "67.3", recipes.recipe_id(cpu))]
     card = (tmp_path / "model_cards" / f"{CFG['name']}.md").read_text()
     section = card[card.index("## Earlier releases of this name"):]
-    assert f"| **this file** | `{cards.recipe_id(gpu)}` |" in section and "| 88.50 |" in section
-    assert f"| earlier, sha256 `{'c' * 12}` | `{cards.recipe_id(cpu)}` |" in section and "| 67.30 |" in section
+    assert f"| **this file** | `{recipes.recipe_id(gpu)}` |" in section and "| 88.50 |" in section
+    assert f"| earlier, sha256 `{'c' * 12}` | `{recipes.recipe_id(cpu)}` |" in section and "| 67.30 |" in section
     assert readme.cfgs_from_root(tmp_path) == [json.loads(json.dumps(gpu))]  # only the release is registered
     readme.write_cfg(tmp_path, cpu)  # back to the first recipe: it is the release again, not also superseded
-    assert [p.name for p in archive.iterdir()] == [f"{CFG['name']}.{cards.recipe_id(gpu)}.json"]
+    assert [p.name for p in archive.iterdir()] == [f"{CFG['name']}.{recipes.recipe_id(gpu)}.json"]
 
 
 def test_missing_markers_is_a_clear_error(tmp_path, capsys):
