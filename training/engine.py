@@ -122,6 +122,27 @@ def hardware_string(info: DistInfo, precision: str) -> str:
     return f"{info.world_size}x {name}, {mode}"
 
 
+def add_hardware_span(spans: list, hardware: str, steps: tuple, wall_time_s: float) -> list:
+    """``spans`` (``{"hardware", "steps": [first, last], "wall_time_s"}`` dicts) plus this session's; merged into
+    the last span when it ran on the same hardware up to this session's first step. A run resumed on other
+    machines keeps every machine it trained on (``engine.precision: auto`` may differ between them)."""
+    spans = [dict(s) for s in spans]
+    last = spans[-1] if spans else None
+    if last is not None and last["hardware"] == hardware and last["steps"][1] == steps[0]:
+        last["steps"], last["wall_time_s"] = [last["steps"][0], steps[1]], last["wall_time_s"] + wall_time_s
+    elif steps[1] > steps[0] or not spans:
+        spans.append({"hardware": hardware, "steps": list(steps), "wall_time_s": wall_time_s})
+    return spans
+
+
+def describe_hardware(spans: list) -> str:
+    """One span: its hardware; several: each with its steps (``None``: a checkpoint that did not record it)."""
+    names = [s["hardware"] or "hardware not recorded" for s in spans]
+    if len(set(names)) == 1:
+        return names[0]
+    return "; ".join(f"{n} (steps {s['steps'][0]}-{s['steps'][1]})" for n, s in zip(names, spans))
+
+
 def build_optimizer(model: nn.Module, o: dict, batch_size: int) -> torch.optim.Optimizer:
     """SGD, LARS or AdamW at ``lr * batch_size / lr_batch``; weights (ndim > 1) get weight decay, biases
     and norm parameters do not (timm's ``param_groups_weight_decay``; LARS skips their adaptation)."""
@@ -234,9 +255,10 @@ class Trainer:
         self.precision = resolve_precision(self.e["precision"], self.device)
         self._setup_data()
         self._setup_model()
-        self.step, self.wall_prev, self.records = 0, 0.0, []
+        self.step, self.wall_prev, self.records, self.past_hardware = 0, 0.0, [], []
         if resume:
             self._restore()
+        self.hardware, self.first_step = hardware_string(self.info, self.precision), self.step
         self._open_metrics()
         self._reset_trackers()
         self.knn_data, self.lr = None, self.optimizer.param_groups[0]["lr"]
@@ -289,6 +311,8 @@ class Trainer:
         self.shuffler.load_state_dict(state["data"])
         set_rng_state(state["rng"])
         self.step, self.wall_prev = int(state["step"]), float(state["wall_time_s"])
+        unrecorded = [{"hardware": None, "steps": [0, self.step], "wall_time_s": self.wall_prev}]
+        self.past_hardware = state.get("hardware_spans") or (unrecorded if self.step else [])
         self.command = state.get("command") or self.command
         metrics = self.out / "metrics.jsonl"
         if self.info.main and metrics.is_file():  # drop records written after the checkpoint
@@ -362,6 +386,11 @@ class Trainer:
     def elapsed(self) -> float:
         return self.wall_prev + time.time() - self.session_start
 
+    def hardware_spans(self) -> list:
+        """Where the run's steps ran so far: the restored spans plus this session's."""
+        return add_hardware_span(self.past_hardware, self.hardware, (self.first_step, self.step),
+                                 time.time() - self.session_start)
+
     def log(self, record: dict) -> None:
         self.records.append(record)
         if self.metrics_file is not None:
@@ -391,7 +420,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
             "data": self.shuffler.state_dict(), "rng": rng_state(), "step": self.step,
             "wall_time_s": self.elapsed(), "config": self.cfg, "command": self.command,
-            "last_loss": float(self.last_loss),
+            "last_loss": float(self.last_loss), "hardware_spans": self.hardware_spans(),
         }, self.out / "checkpoint.pt")
 
     def out_of_time(self) -> bool:
@@ -503,13 +532,14 @@ class Trainer:
         local = not source.startswith(("torchvision:", "synthetic"))
         variant = cfg["data"]["variant"] or (f"ImageFolder {Path(source).parent.name}/" if local
                                              else source.split("/")[0])
+        spans = [dict(s, wall_time_s=round(s["wall_time_s"], 1)) for s in self.hardware_spans()]
         run = {
             "method": cfg["method"], "arch": cfg["arch"], "dataset": cfg["dataset"],
             "data_dir": str(Path(source).parent) if local else None,
             "data_variant": variant, "epochs": cfg["epochs"], "steps": self.step,
             "views_seen": 2 * self.global_batch * self.step, "batch_size": self.global_batch,
             "world_size": info.world_size, "seed": cfg["seed"], "wall_time_s": round(self.elapsed(), 1),
-            "hardware": hardware_string(info, self.precision), "otzoo_version": otzoo.__version__,
+            "hardware": describe_hardware(spans), "hardware_spans": spans, "otzoo_version": otzoo.__version__,
             "torch_version": torch.__version__, "command": self.command, "config": cfg,
             "final_loss": float(self.last_loss),
         }

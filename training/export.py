@@ -188,6 +188,8 @@ def _provenance(run_dir: Path, info: dict, name: str, command: Optional[str]) ->
     method = info["method"]
     budget = {k: info.get(k) for k in ("epochs", "steps", "views_seen", "batch_size", "world_size", "hardware",
                                        "wall_time_s", "final_loss", "data_variant")}
+    if info.get("hardware_spans"):  # runs resumed across machines: which steps ran where
+        budget["hardware_spans"] = info["hardware_spans"]
     recipe = {"method": method, "arch": info["arch"], "seed": info.get("seed"), "epochs": info.get("epochs"),
               "batch_size": info.get("batch_size"), "config": info.get("config") or {}}
     export_cmd = command or f"python -m training export --run {shlex.quote(str(run_dir))} --name {name}"

@@ -46,7 +46,8 @@ def make_run_dir(path: Path, arch: str = "resnet18_cifar", method: str = "gca_uo
     (path / "run.json").write_text(json.dumps({
         "method": method, "arch": arch, "dataset": dataset, "data_dir": str(data_dir) if data_dir else None,
         "data_variant": "synthetic test images", "epochs": 1, "steps": 4, "views_seen": 64, "batch_size": 8,
-        "world_size": 1, "seed": seed, "wall_time_s": 12.5, "hardware": "test", "otzoo_version": otzoo.__version__,
+        "world_size": 1, "seed": seed, "wall_time_s": 12.5, "hardware": "test",
+        "hardware_spans": [{"hardware": "test", "steps": [0, 4], "wall_time_s": 12.5}], "otzoo_version": otzoo.__version__,
         "torch_version": torch.__version__, "command": "python -m training pretrain --config test.yaml",
         "config": config, "final_loss": 1.0}))
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(path / "curves.png")

@@ -46,6 +46,7 @@ def test_export_writes_every_artifact(exported):
     assert not missing
     assert cfg["label_names"] == ["c0", "c1", "c2", "c3"] and cfg["num_classes"] == 4
     assert cfg["budget"]["epochs"] == 1 and cfg["budget"]["views_seen"] == 64
+    assert cfg["budget"]["hardware_spans"] == [{"hardware": "test", "steps": [0, 4], "wall_time_s": 12.5}]
     assert cfg["reproduce"]["pretrain"].startswith("python -m training pretrain")
     assert cfg["metrics"]["linear_probe"]["weight_decay"] in WEIGHT_DECAYS
     assert cfg["figures"] == ["curves.png"]

@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+import training.engine
 import training.methods
 from training.loading import load_run_model
 from training.pretrain import main
@@ -12,7 +13,7 @@ from training.pretrain import main
 REPO = Path(__file__).resolve().parents[2]
 SMOKE = str(REPO / "training" / "configs" / "smoke.yaml")
 RUN_KEYS = {"method", "arch", "dataset", "data_dir", "data_variant", "epochs", "steps", "views_seen",
-            "batch_size", "world_size", "seed", "wall_time_s", "hardware", "otzoo_version", "torch_version",
+            "batch_size", "world_size", "seed", "wall_time_s", "hardware", "hardware_spans", "otzoo_version", "torch_version",
             "command", "config", "final_loss"}
 
 
@@ -133,6 +134,35 @@ def test_time_budget_stops_cleanly_then_resume_finishes(tiny, tmp_path, capsys):
     assert run["steps"] == 4
     assert "--time-budget" not in run["command"] and "--resume" not in run["command"]
     assert main(args + ["--resume", "epochs=3"]) == 2  # resuming with a different recipe is refused
+
+
+def test_a_run_resumed_on_other_hardware_names_every_machine(tiny, tmp_path, monkeypatch):
+    out = tmp_path / "moved"
+    args = ["--config", SMOKE, *TINY, "epochs=3", "--output-dir", str(out)]
+    assert main(args + ["--time-budget", "0s"]) == 3  # step 1 here
+    assert main(args + ["--time-budget", "0s", "--resume"]) == 3  # step 2 here: one span
+    [span] = torch.load(out / "checkpoint.pt", weights_only=True)["hardware_spans"]
+    here = span["hardware"]
+    assert span["steps"] == [0, 2] and span["wall_time_s"] > 0 and here.startswith("1x ")
+    monkeypatch.setattr(training.engine, "hardware_string", lambda info, precision: "1x Other CPU, bf16 autocast")
+    assert main(args + ["--resume"]) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert [(s["hardware"], s["steps"]) for s in run["hardware_spans"]] == [
+        (here, [0, 2]), ("1x Other CPU, bf16 autocast", [2, 6])]
+    assert run["hardware"] == f"{here} (steps 0-2); 1x Other CPU, bf16 autocast (steps 2-6)"
+    assert sum(s["wall_time_s"] for s in run["hardware_spans"]) == pytest.approx(run["wall_time_s"], abs=0.2)
+
+
+def test_a_checkpoint_without_hardware_says_so(tiny, tmp_path):
+    out = tmp_path / "old"
+    args = ["--config", SMOKE, *TINY, "epochs=2", "--output-dir", str(out)]
+    assert main(args + ["--time-budget", "0s"]) == 3
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    here = state.pop("hardware_spans")[0]["hardware"]
+    torch.save(state, out / "checkpoint.pt")  # as written before checkpoints recorded their hardware
+    assert main(args + ["--resume"]) == 0
+    assert json.loads((out / "run.json").read_text())["hardware"] == (
+        f"hardware not recorded (steps 0-1); {here} (steps 1-4)")
 
 
 @pytest.mark.data
