@@ -77,13 +77,14 @@ def render_table(cfgs: list) -> str:
     """Markdown table of the released weights (or a sentence saying there are none)."""
     if not cfgs:
         return NO_WEIGHTS
-    rows = ["| Weight | Architecture | Method | Dataset | Epochs | k-NN top-1 | Linear top-1 | Linear, 1% / 10% "
-            "labels | Hub |", "|---|---|---|---|---:|---:|---:|---:|---|"]
+    rows = ["| Weight | Architecture | Method | Dataset | Epochs | Wall time | Hardware | k-NN top-1 | Linear top-1 | "
+            "Linear, 1% / 10% labels | Hub |", "|---|---|---|---|---:|---:|---|---:|---:|---:|---|"]
     for c in cfgs:
         m, b = c.get("metrics", {}), c.get("budget", {})
-        hub = c.get("hf_hub_id", "")
+        hub, wall = c.get("hf_hub_id", ""), b.get("wall_time_s")
         rows.append(f"| `{c['name']}` | `{c.get('architecture', '')}` | {c.get('method', '')} | "
                     f"{m.get('dataset_variant', c.get('dataset', ''))} | {b.get('epochs', 'n/a')} | "
+                    f"{f'{wall / 3600:.1f} h' if wall else 'n/a'} | {b.get('hardware', 'n/a')} | "
                     f"{_pct(m.get('knn_top1'))} | {_pct(m.get('linear_top1'))} | {_low(m)} | "
                     f"[{hub}](https://huggingface.co/{hub}) |")
     return "\n".join(rows)

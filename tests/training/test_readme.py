@@ -18,7 +18,7 @@ def test_render_table():
     assert readme.render_table([]) == readme.NO_WEIGHTS and "No weights have been released yet" in readme.NO_WEIGHTS
     table = readme.render_table([CFG])
     row = table.splitlines()[2]
-    assert "`gca_uot_resnet18_cifar10`" in row and "| 30 |" in row and "80.12" in row and "84.50" in row
+    assert "`gca_uot_resnet18_cifar10`" in row and "| 30 | 2.0 h | cpu |" in row and "80.12" in row and "84.50" in row
     assert "https://huggingface.co/otzoo/gca_uot_resnet18_cifar10" in row
 
 
