@@ -90,6 +90,19 @@ LOW_LABEL_PROTOCOL = ("the linear probe protocol on class-balanced subsets of th
                       "mean over the seeds (spread and each run in low_label)")
 
 
+def export_command(argv: list) -> str:
+    """The export command line to record, without ``--root`` (where the files went, a path of this machine)."""
+    kept, skip = [], False
+    for a in argv:
+        if skip or a.startswith("--root="):
+            skip = False
+            continue
+        skip = a == "--root"
+        if not skip:
+            kept.append(a)
+    return " ".join(["python -m training export", *map(shlex.quote, kept)])
+
+
 def low_label_metrics(tr_f, tr_y, te_f, te_y, num_classes: int, max_iter: int = 300, device=None) -> tuple:
     """``({"linear_top1_1pct": mean, "linear_top1_10pct": mean}, {"1%": runs, "10%": runs})`` from
     :func:`~training.protocols.linear.low_label_probe` at every :data:`LOW_LABEL_FRACTIONS`."""
@@ -303,7 +316,7 @@ def main(argv=None, prog: str = "python -m training export", command: str = "exp
         print("error: subsampled metrics never go into the repo: use --root <temp dir> with --train-subset/"
               "--test-subset/--subset-size", file=sys.stderr)
         return 2
-    cmd = "python -m training export " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    cmd = export_command(argv if argv is not None else sys.argv[1:])
     try:
         export_run(args.run, args.name, root, args.data_dir, args.batch_size, args.workers, args.train_subset,
                    args.test_subset, args.subset_size, args.max_iter, args.figure, command=cmd, device=args.device)

@@ -103,6 +103,11 @@ def test_export_cli_guards_the_repo_against_subsampled_metrics(tmp_path, capsys)
     assert "run.json" in capsys.readouterr().err
 
 
+def test_the_recorded_export_command_leaves_out_where_it_wrote():
+    argv = ["--run", "runs/r", "--root", "/tmp/x", "--max-iter", "5", "--root=/tmp/y"]
+    assert export.export_command(argv) == "python -m training export --run runs/r --max-iter 5"
+
+
 def test_default_name():
     assert export.default_name("gca_uot", "resnet18_cifar", "cifar10") == "gca_uot_resnet18_cifar10"
     assert export.default_name("simclr", "resnet50", "in100") == "simclr_resnet50_in100"
