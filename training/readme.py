@@ -27,7 +27,7 @@ FT_END = "<!-- finetune-table:end -->"
 SUPERSEDED = Path("results") / "superseded"
 CSV_FIELDS = ["name", "status", "recipe", "architecture", "method", "dataset", "dataset_variant", "epochs",
               "views_seen", "batch_size", "knn_top1", "linear_top1", "linear_top1_1pct", "linear_top1_10pct", "subset_top1",
-              "hardware", "wall_time_h", "otzoo_version", "hf_hub_id", "sha256"]
+              "hardware", "wall_time_h", "views_per_s", "otzoo_version", "hf_hub_id", "sha256"]
 FT_FIELDS = ["source", "arch", "dataset", "dataset_variant", "input_size", "label_fraction", "num_labelled", "epochs",
              "finetune_top1", "num_test", "train_time_min", "hardware", "command_line"]
 
@@ -130,7 +130,7 @@ def results_csv(cfgs: list, superseded: list = ()) -> str:
     rows = [(c, "released") for c in cfgs] + [(c, "superseded") for c in superseded]
     for c, status in sorted(rows, key=lambda r: (r[0]["name"], r[1])):
         m, b = c.get("metrics", {}), c.get("budget", {})
-        wall = b.get("wall_time_s")
+        wall, views = b.get("wall_time_s"), b.get("views_seen")
         w.writerow({
             "name": c["name"], "status": status, "recipe": recipe_id(c), "architecture": c.get("architecture"),
             "method": c.get("method"),
@@ -140,6 +140,7 @@ def results_csv(cfgs: list, superseded: list = ()) -> str:
             "linear_top1_1pct": m.get("linear_top1_1pct"), "linear_top1_10pct": m.get("linear_top1_10pct"),
             "subset_top1": m.get("subset_top1"), "hardware": b.get("hardware"),
             "wall_time_h": None if wall is None else round(wall / 3600, 2),
+            "views_per_s": round(views / wall, 1) if views and wall else None,
             "otzoo_version": c.get("otzoo_version"), "hf_hub_id": c.get("hf_hub_id"), "sha256": c.get("sha256"),
         })
     return out.getvalue()

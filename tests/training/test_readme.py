@@ -103,7 +103,7 @@ def test_missing_markers_is_a_clear_error(tmp_path, capsys):
 def test_results_csv():
     rows = list(csv.DictReader(io.StringIO(readme.results_csv([CFG]))))
     assert len(rows) == 1 and rows[0]["name"] == CFG["name"] and rows[0]["linear_top1"] == "84.5"
-    assert rows[0]["wall_time_h"] == "2.0" and rows[0]["dataset_variant"] == "CIFAR-10 (JPEG q75 copy)"
+    assert rows[0]["wall_time_h"] == "2.0" and rows[0]["views_per_s"] == "416.7" and rows[0]["dataset_variant"] == "CIFAR-10 (JPEG q75 copy)"
 
 
 def test_real_readme_is_up_to_date():
