@@ -2,6 +2,7 @@
 single-process loss on the concatenated batch, and DDP-averaged parameter gradients equal
 the single-process gradients, for every registered loss."""
 import socket
+from datetime import timedelta
 
 import pytest
 import torch
@@ -36,8 +37,10 @@ def _call(name, model, x1, x2, tgt, **kw):
 
 def _worker(rank, port):
     torch.set_num_threads(1)
+    # a rank that hangs (seen once, forked from a busy pytest process) fails the test in 2 minutes instead
+    # of blocking it for gloo's default 30
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                            world_size=WORLD)
+                            world_size=WORLD, timeout=timedelta(minutes=2))
     try:
         torch.manual_seed(0)
         model = torch.nn.Linear(D, D).double()
