@@ -78,7 +78,7 @@ DEFAULTS: Dict[str, Any] = {
         "log_every": 10,            # steps between metrics.jsonl records
         "checkpoint_minutes": 10.0,
         "progress": True,           # tqdm progress bar (rank 0)
-        "knn_every": 0,             # kNN monitor every K epochs (0: off)
+        "knn_every": 0,             # kNN monitor (+ feature_rank, RankMe) every K epochs (0: off)
         "knn_train": 5000,          # memory-bank size of the kNN monitor
         "knn_test": 1000,
         "knn_k": 200,

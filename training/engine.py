@@ -44,6 +44,7 @@ from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_sta
 from .config import dump_config
 from .data import EpochShuffler, load_images, shard
 from .device import autocast, resolve_device, resolve_precision
+from .protocols.features import effective_rank
 from .protocols.knn import knn_top1
 from .methods import build_method
 
@@ -435,8 +436,9 @@ class Trainer:
         return stop
 
     # ------------------------------------------------------------ end of epoch
-    def knn_monitor(self) -> float:
-        """kNN top-1 on a subset, through the uncompiled backbone (no recompiles, any batch size)."""
+    def knn_monitor(self) -> dict:
+        """kNN top-1 on a subset and the effective rank of its test features, through the uncompiled
+        backbone (no recompiles, any batch size)."""
         cfg, d, e = self.cfg, self.cfg["data"], self.e
         if self.knn_data is None:
             idx = torch.linspace(0, len(self.data) - 1, min(e["knn_train"], len(self.data))).round().long()
@@ -450,7 +452,8 @@ class Trainer:
             ft = _features(backbone.forward, test_x, d["mean"], d["std"], self.device, self.autocast)
         finally:
             backbone.train()
-        return knn_top1(fb, bank_y, ft, test_y, e["knn_k"], e["knn_t"])
+        return {"knn_top1": round(knn_top1(fb, bank_y, ft, test_y, e["knn_k"], e["knn_t"]), 2),
+                "feature_rank": round(effective_rank(ft), 1)}
 
     def end_epoch(self, epoch: int) -> None:
         self.raise_if_nonfinite()
@@ -461,13 +464,14 @@ class Trainer:
         record = {"event": "epoch", "step": self.step, "epoch": epoch + 1, "loss": mean_loss,
                   "elapsed_s": round(self.elapsed(), 1)}
         if self.e["knn_every"] and (epoch + 1) % self.e["knn_every"] == 0 and self.info.main:
-            record["knn_top1"] = round(self.knn_monitor(), 2)
+            record.update(self.knn_monitor())
         self.log(record)
         self.checkpoint()
         if self.info.main:
             plot_curves(self.records, self.out / "curves.png", self.curves_title)
             print(f"epoch {epoch + 1}/{self.epochs}: loss {record['loss']:.4f}"
-                  + (f", kNN top-1 {record['knn_top1']:.2f}%" if "knn_top1" in record else ""), file=sys.stderr)
+                  + (f", kNN top-1 {record['knn_top1']:.2f}%, feature rank {record['feature_rank']:.1f}"
+                     if "knn_top1" in record else ""), file=sys.stderr)
 
     # ------------------------------------------------------------ the loop
     def run(self) -> int:

@@ -182,8 +182,8 @@ def measure_release(model, train_set, test_set, subset_set, batch_size: int = 25
         "subset_top1": round(sub, 2), "subset_size": len(subset_set), "split": "test",
         "num_train": len(train_set), "num_test": len(test_set),
         "protocol": {
-            "knn": f"{knn_protocol()}, train split ({len(train_set)} images) as memory bank, no augmentation; "
-                   f"knn_top1_k20: the same with k=20",
+            "knn": f"{knn_protocol()}, train split ({len(train_set)} images) as memory bank, no augmentation",
+            "knn_k20": f"{knn_protocol(k=20)}, the same memory bank",
             "linear": linear_protocol(),
             "low_label": LOW_LABEL_PROTOCOL,
             "subset": f"full forward of the loaded weight on the first {len(subset_set)} test images in sorted "

@@ -187,6 +187,8 @@ def test_smoke_recipe_end_to_end(cifar10_dir, tmp_path):
     records = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
     knn = [r["knn_top1"] for r in records if "knn_top1" in r]
     assert len(knn) == 1 and 0.0 <= knn[0] <= 100.0
+    ranks = [r["feature_rank"] for r in records if "knn_top1" in r]
+    assert 1.0 <= ranks[0] <= 512
 
 
 @pytest.mark.parametrize("extra", [["optim.name=lars", "optim.lr=1.0"], ["aug.policy=large_erase"],

@@ -16,7 +16,7 @@ import otzoo
 from ..augment import normalize
 from ..device import autocast, resolve_device
 
-__all__ = ["pooled_features", "eval_transform", "extract_features"]
+__all__ = ["pooled_features", "eval_transform", "extract_features", "effective_rank"]
 
 
 def pooled_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -74,3 +74,12 @@ def extract_features(model: nn.Module, dataset: Dataset, batch_size: int = 256, 
         raise ValueError("extract_features: the dataset is empty")
     # clone outside inference mode so the features can feed autograd (linear probe)
     return torch.cat(feats).cpu().clone(), torch.cat(labels).clone()
+
+
+def effective_rank(features: torch.Tensor, eps: float = 1e-7) -> float:
+    """RankMe (Garrido et al., ICML 2023) of ``(N, D)`` features: ``exp(-sum_k p_k log p_k)`` with
+    ``p_k = s_k / sum(s) + eps`` over the singular values ``s``; between 1 (collapsed to a line) and
+    ``min(N, D)`` (spread evenly), a label-free warning of (dimensional) collapse."""
+    s = torch.linalg.svdvals(features.double())
+    p = s / s.sum() + eps
+    return float(torch.exp(-(p * p.log()).sum()))

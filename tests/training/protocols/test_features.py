@@ -4,7 +4,7 @@ from torchvision.datasets import ImageFolder
 
 import otzoo
 from tests.training.test_evaluate import make_image_tree
-from training.protocols.features import eval_transform, extract_features
+from training.protocols.features import effective_rank, eval_transform, extract_features
 
 
 def test_extract_features_in_order_eval_mode_and_restores_mode(tmp_path):
@@ -51,3 +51,17 @@ def test_features_knn_and_probe_on_cuda_match_cpu(tmp_path, cuda_device):
     head_g, rec_g = train_linear_probe(*cpu[0], 4, max_iter=30, device=cuda_device)
     assert head_g.weight.device.type == "cpu" and rec_g["weight_decay"] == rec_c["weight_decay"]
     torch.testing.assert_close(head_g(cpu[1][0]), head_c(cpu[1][0]), rtol=1e-2, atol=1e-2)
+
+
+@pytest.mark.parametrize("rank", [1, 3, 16])
+def test_effective_rank_counts_equally_spread_directions(rank):
+    basis = torch.linalg.qr(torch.randn(64, 64, generator=torch.Generator().manual_seed(0)))[0][:, :rank]
+    coords = torch.linalg.qr(torch.randn(200, rank, generator=torch.Generator().manual_seed(1)))[0]
+    assert effective_rank(coords @ basis.T) == pytest.approx(rank, rel=1e-3)  # equal singular values
+
+
+def test_effective_rank_falls_when_one_direction_dominates():
+    x = torch.randn(500, 32, generator=torch.Generator().manual_seed(0))
+    spread = effective_rank(x)
+    x[:, 0] *= 1000  # near-collapse onto one axis
+    assert 25 < spread < 32 and effective_rank(x) < 2
