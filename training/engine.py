@@ -187,7 +187,8 @@ def _features(forward, images, mean, std, device, autocast, batch=512):
 
 
 def plot_curves(records, path: Path, title: Optional[str] = None) -> None:
-    """Loss, learning rate and kNN monitor of ``records`` (metrics.jsonl) as a PNG titled ``title``."""
+    """Loss, learning rate and kNN monitor (with the feature rank, right axis) of ``records``
+    (metrics.jsonl) as a PNG titled ``title``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -203,6 +204,11 @@ def plot_curves(records, path: Path, title: Optional[str] = None) -> None:
     if knn:
         axes[2].plot([r["epoch"] for r in knn], [r["knn_top1"] for r in knn], marker="o")
         axes[2].set(xlabel="epoch", ylabel="top-1 (%)", title="kNN monitor (subset)")
+        ranked = [r for r in knn if "feature_rank" in r]  # runs before feature_rank have none
+        if ranked:
+            rank_axis = axes[2].twinx()
+            rank_axis.plot([r["epoch"] for r in ranked], [r["feature_rank"] for r in ranked], "s--", color="tab:red")
+            rank_axis.set_ylabel("feature rank (RankMe)", color="tab:red")
     if title:
         fig.suptitle(title)
     fig.tight_layout()
