@@ -2,7 +2,7 @@
 
 ``train(cfg, output_dir, ...)`` runs a :class:`Trainer`: setup (device, data, augmentation,
 method, optimizer, schedule, restored state), one training step at a time, checkpoints and
-the time budget, the end of each epoch, and the run's artifacts. It writes the run
+the time budget (and SIGTERM: a scheduler's stop), the end of each epoch, and the run's artifacts. It writes the run
 directory: ``config.yaml``, ``checkpoint.pt`` (every ``engine.checkpoint_minutes`` and each
 epoch end, atomic), ``metrics.jsonl``, ``curves.png`` and, once complete,
 ``backbone.safetensors`` and ``run.json``. Only rank 0 writes.
@@ -13,7 +13,8 @@ parameters (drawn on the host from the per-step seed) travel. A step never reads
 back from the device: the loss and a finiteness flag stay there and are checked every
 ``engine.log_every`` steps, at checkpoints and at epoch ends (a non-finite loss stops the
 run naming its step; no checkpoint of that state is written). The time budget is read from
-the host clock (under DDP rank 0's clock decides, at log steps). On CUDA: TF32 matmuls,
+the host clock; a SIGTERM stops the run the same way after the step in progress (checkpoint,
+exit status 3; under DDP rank 0 decides, at log steps). On CUDA: TF32 matmuls,
 cudnn.benchmark, channels_last, bf16 autocast, ``torch.compile`` of fixed-shape batches
 (the last ragged batch is dropped; the kNN monitor runs the uncompiled modules).
 
@@ -28,7 +29,9 @@ import math
 import os
 import platform
 import random
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Optional
@@ -242,11 +245,12 @@ def _configure_backends(e: dict, device: torch.device) -> None:
 
 
 class Trainer:
-    """One pretraining run; :meth:`run` returns 0 when complete, EXIT_TIME_BUDGET when stopped.
+    """One pretraining run; :meth:`run` returns 0 when complete, EXIT_TIME_BUDGET when stopped (time
+    budget or SIGTERM; state saved).
 
     Parts, in the order :meth:`run` uses them: setup (``__init__``: device, data, model,
     optimizer, restored state), :meth:`train_step` (no host sync), :meth:`log_step`,
-    :meth:`checkpoint` / :meth:`out_of_time`, :meth:`end_epoch`, :meth:`write_artifacts`.
+    :meth:`checkpoint` / :meth:`should_stop`, :meth:`end_epoch`, :meth:`write_artifacts`.
     Raises :class:`NonFiniteLossError` when the loss is NaN/inf (no checkpoint of that state).
     """
 
@@ -271,6 +275,7 @@ class Trainer:
         self.knn_data, self.lr = None, self.optimizer.param_groups[0]["lr"]
         self.curves_title = f"{self.out.name}: {cfg['method']}, {cfg['arch']}, {cfg['dataset']}"
         self.t_log, self.s_log, self.last_ckpt = time.time(), self.step, time.time()
+        self.terminated = False
 
     # ------------------------------------------------------------ setup
     def autocast(self):
@@ -430,11 +435,11 @@ class Trainer:
             "last_loss": float(self.last_loss), "hardware_spans": self.hardware_spans(),
         }, self.out / "checkpoint.pt")
 
-    def out_of_time(self) -> bool:
-        """Host clock; under DDP rank 0's decision is broadcast so every rank stops at one step."""
-        if self.time_budget_s is None:
-            return False
-        stop = time.time() - self.session_start >= self.time_budget_s
+    def should_stop(self) -> bool:
+        """Time budget (host clock) spent or SIGTERM received; under DDP rank 0's decision is broadcast
+        so every rank stops at one step."""
+        budget = self.time_budget_s
+        stop = self.terminated or (budget is not None and time.time() - self.session_start >= budget)
         if self.info.world_size > 1:
             flag = torch.tensor([float(stop)], device=self.device)
             dist.broadcast(flag, src=0)
@@ -480,15 +485,23 @@ class Trainer:
                      if "knn_top1" in record else ""), file=sys.stderr)
 
     # ------------------------------------------------------------ the loop
+    def _on_sigterm(self, signum, frame) -> None:
+        self.terminated = True
+
     def run(self) -> int:
+        main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, self._on_sigterm) if main_thread else None
         try:
             status = self._loop()
         finally:
+            if main_thread:
+                signal.signal(signal.SIGTERM, previous)
             if self.metrics_file is not None and not self.metrics_file.closed:
                 self.metrics_file.close()
         if status == EXIT_TIME_BUDGET and self.info.main:
             plot_curves(self.records, self.out / "curves.png", self.curves_title)
-            print(f"time budget reached after step {self.step}/{self.total_steps}; state saved to "
+            why = "SIGTERM received" if self.terminated else "time budget reached"
+            print(f"{why} after step {self.step}/{self.total_steps}; state saved to "
                   f"{self.out / 'checkpoint.pt'}. Continue with the same command plus --resume.", file=sys.stderr)
         elif status == 0 and self.info.main:
             self.write_artifacts()
@@ -518,11 +531,11 @@ class Trainer:
                         break
                     if time.time() - self.last_ckpt >= 60.0 * e["checkpoint_minutes"]:
                         self.checkpoint()
-                    if (logged or self.info.world_size == 1) and self.out_of_time():
+                    if (logged or self.info.world_size == 1) and self.should_stop():
                         self.checkpoint()
                         return EXIT_TIME_BUDGET
             self.end_epoch(epoch)
-            if epoch + 1 < self.epochs and self.out_of_time():
+            if epoch + 1 < self.epochs and self.should_stop():
                 return EXIT_TIME_BUDGET
         return 0
 
@@ -560,7 +573,8 @@ class Trainer:
 
 def train(cfg: dict, output_dir, *, resume: bool = False, time_budget_s: Optional[float] = None,
           command: Optional[str] = None) -> int:
-    """Run (or resume) pretraining; returns 0 when complete, EXIT_TIME_BUDGET when stopped by the budget.
+    """Run (or resume) pretraining; returns 0 when complete, EXIT_TIME_BUDGET when stopped by the budget
+    or a SIGTERM (state saved).
 
     Raises :class:`NonFiniteLossError` when the loss is NaN/inf (no checkpoint of that state).
     """

@@ -32,7 +32,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         epilog="Config keys (dotted overrides): " + ", ".join(_flat_keys(DEFAULTS)) + ".\n"
                "Methods: every otzoo.losses name (simclr, gca_ince, gca_rince, gca_uot, rince, iot, iot_uni, "
                "sinsim, matching_gap, otco) and byol.\n"
-               "Exit status: 0 complete, 3 stopped by --time-budget (state saved; rerun with --resume), "
+               "Exit status: 0 complete, 3 stopped by --time-budget or a SIGTERM after the step in progress (state "
+               "saved; rerun with --resume), "
                "1 non-finite loss, 2 bad arguments or config.\n"
                "Distributed: torchrun --nproc_per_node=N -m training pretrain ... (gloo on CPU, nccl on CUDA).")
     p.add_argument("--config", help="YAML recipe, e.g. training/configs/cifar10_cpu.yaml (with --resume: "

@@ -1,4 +1,6 @@
 import json
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -134,6 +136,27 @@ def test_time_budget_stops_cleanly_then_resume_finishes(tiny, tmp_path, capsys):
     assert run["steps"] == 4
     assert "--time-budget" not in run["command"] and "--resume" not in run["command"]
     assert main(args + ["--resume", "epochs=3"]) == 2  # resuming with a different recipe is refused
+
+
+def test_sigterm_stops_after_the_step_in_progress_with_state_saved(tiny, tmp_path, monkeypatch, capsys):
+    step = training.engine.Trainer.train_step
+
+    def step_then_sigterm(self):
+        step(self)
+        if self.step == 3:  # mid-epoch
+            os.kill(os.getpid(), signal.SIGTERM)  # what a scheduler or `kill` sends
+
+    monkeypatch.setattr(training.engine.Trainer, "train_step", step_then_sigterm)
+    before = signal.getsignal(signal.SIGTERM)
+    out = tmp_path / "term"
+    args = ["--config", SMOKE, *TINY, "epochs=3", "--output-dir", str(out)]
+    assert main(args) == 3
+    assert "SIGTERM received after step 3/6" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGTERM) == before  # the caller's handler is back
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 3
+    monkeypatch.setattr(training.engine.Trainer, "train_step", step)
+    assert main(args + ["--resume"]) == 0
+    assert json.loads((out / "run.json").read_text())["steps"] == 6
 
 
 def test_a_run_resumed_on_other_hardware_names_every_machine(tiny, tmp_path, monkeypatch):
