@@ -2,10 +2,10 @@
 
 ``train(cfg, output_dir, ...)`` runs a :class:`Trainer`: setup (device, data, augmentation,
 method, optimizer, schedule, restored state), one training step at a time, checkpoints and
-the time budget (and SIGTERM: a scheduler's stop), the end of each epoch, and the run's artifacts. It writes the run
-directory: ``config.yaml``, ``checkpoint.pt`` (every ``engine.checkpoint_minutes`` and each
-epoch end, atomic), ``metrics.jsonl``, ``curves.png`` and, once complete,
-``backbone.safetensors`` and ``run.json``. Only rank 0 writes.
+the stops (the time budget, or SIGTERM: a scheduler's stop), the end of each epoch, and the
+run's artifacts. It writes the run directory: ``config.yaml``, ``checkpoint.pt`` (every
+``engine.checkpoint_minutes`` and each epoch end, atomic), ``metrics.jsonl``, ``curves.png``
+and, once complete, ``backbone.safetensors`` and ``run.json``. Only rank 0 writes.
 
 Device: ``engine.device`` (auto | cpu | cuda | cuda:N). The decoded uint8 images live on
 that device and are augmented there, batched; only the small per-step augmentation
@@ -140,7 +140,9 @@ def add_hardware_span(spans: list, hardware: str, steps: tuple, wall_time_s: flo
 
 
 def describe_hardware(spans: list) -> str:
-    """One span: its hardware; several: each with its steps (``None``: a checkpoint that did not record it)."""
+    """One span: its hardware; several: each with its steps (``None``: a checkpoint that did not record it).
+    A span that trained no step (a run stopped during its setup) is left out when others trained."""
+    spans = [s for s in spans if s["steps"][1] > s["steps"][0]] or spans
     names = [s["hardware"] or "hardware not recorded" for s in spans]
     if len(set(names)) == 1:
         return names[0]

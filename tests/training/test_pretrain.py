@@ -176,6 +176,15 @@ def test_a_run_resumed_on_other_hardware_names_every_machine(tiny, tmp_path, mon
     assert sum(s["wall_time_s"] for s in run["hardware_spans"]) == pytest.approx(run["wall_time_s"], abs=0.2)
 
 
+def test_a_span_that_trained_no_step_is_not_named():
+    from training.engine import add_hardware_span, describe_hardware
+    spans = add_hardware_span([], "1x CPU A, fp32", (0, 0), 40.0)  # stopped during its setup
+    spans = add_hardware_span(spans, "1x GPU B, bf16 autocast", (0, 8), 100.0)
+    assert [s["steps"] for s in spans] == [[0, 0], [0, 8]]  # its wall time still counts
+    assert describe_hardware(spans) == "1x GPU B, bf16 autocast"
+    assert describe_hardware(spans[:1]) == "1x CPU A, fp32"
+
+
 def test_a_checkpoint_without_hardware_says_so(tiny, tmp_path):
     out = tmp_path / "old"
     args = ["--config", SMOKE, *TINY, "epochs=2", "--output-dir", str(out)]
