@@ -1,6 +1,7 @@
 """torchrun/DDP on CPU: 2 gloo processes train to the same weights as 1 process on the same global batch."""
 import json
 import os
+import signal
 import socket
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+import training.engine
 import training.methods
 from training.pretrain import main
 
@@ -25,15 +27,28 @@ def _bn_free_backbone(arch):
     return TinyNet(bn=False)
 
 
-def _worker(rank, world, port, out, method, errors):
+def _sigterm_after(step_number):
+    step = training.engine.Trainer.train_step
+
+    def step_then_sigterm(self):
+        step(self)
+        if self.step == step_number:
+            os.kill(os.getpid(), signal.SIGTERM)  # what a scheduler sends; torchrun forwards it to every rank
+
+    return step_then_sigterm
+
+
+def _worker(rank, world, port, out, method, errors, extra=(), expected=0, sigterm_rank0_after=None):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
                       WORLD_SIZE=str(world))
     torch.set_num_threads(1)
     training.methods.create_backbone = _bn_free_backbone
+    if sigterm_rank0_after is not None and rank == 0:
+        training.engine.Trainer.train_step = _sigterm_after(sigterm_rank0_after)
     try:
-        code = main(ARGS + [f"method={method}", "--output-dir", out])
-        if code:
-            errors.put(f"rank {rank} exited {code}")
+        code = main(ARGS + [f"method={method}", "--output-dir", out, *extra])
+        if code != expected:
+            errors.put(f"rank {rank} exited {code}, expected {expected}")
     except Exception as e:  # pragma: no cover - reported to the parent
         errors.put(f"rank {rank}: {e!r}")
         raise
@@ -73,3 +88,26 @@ def test_two_gloo_processes_match_one_process(method, tmp_path, monkeypatch):
     torch.testing.assert_close(torch.tensor(losses[0]), torch.tensor(losses[1]), rtol=1e-5, atol=1e-6)
     run = json.loads((Path(ddp_out) / "run.json").read_text())
     assert run["world_size"] == 2 and run["command"].startswith("torchrun --nproc_per_node=2 -m training pretrain")
+
+
+@pytest.mark.slow
+def test_a_sigterm_on_rank_0_stops_every_rank_at_one_step_and_resumes_exactly(tmp_path, monkeypatch):
+    ctx, out = mp.get_context("spawn"), str(tmp_path / "ddp")
+    errors = ctx.SimpleQueue()
+    mp.start_processes(_worker, args=(2, _free_port(), out, "simclr", errors, (), 3, 1), nprocs=2, join=True,
+                       start_method="spawn")
+    assert errors.empty(), errors.get()
+    assert torch.load(Path(out) / "checkpoint.pt", weights_only=True)["step"] == 1  # rank 1 stopped there too
+    mp.start_processes(_worker, args=(2, _free_port(), out, "simclr", errors, ("--resume",)), nprocs=2,
+                       join=True, start_method="spawn")
+    assert errors.empty(), errors.get()
+
+    monkeypatch.setattr(training.methods, "create_backbone", _bn_free_backbone)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    torch.set_num_threads(1)
+    assert main(ARGS + ["method=simclr", "--output-dir", str(tmp_path / "single")]) == 0
+    resumed = torch.load(Path(out) / "checkpoint.pt", weights_only=True)
+    single = torch.load(tmp_path / "single" / "checkpoint.pt", weights_only=True)
+    assert resumed["step"] == single["step"] == 3
+    for k, v in single["model"].items():
+        torch.testing.assert_close(resumed["model"][k], v, rtol=1e-5, atol=1e-6, msg=k)
