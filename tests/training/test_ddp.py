@@ -1,7 +1,6 @@
 """torchrun/DDP on CPU: 2 gloo processes train to the same weights as 1 process on the same global batch."""
 import json
 import os
-import signal
 import socket
 from pathlib import Path
 
@@ -27,24 +26,15 @@ def _bn_free_backbone(arch):
     return TinyNet(bn=False)
 
 
-def _sigterm_after(step_number):
-    step = training.engine.Trainer.train_step
-
-    def step_then_sigterm(self):
-        step(self)
-        if self.step == step_number:
-            os.kill(os.getpid(), signal.SIGTERM)  # what a scheduler sends; torchrun forwards it to every rank
-
-    return step_then_sigterm
-
-
 def _worker(rank, world, port, out, method, errors, extra=(), expected=0, sigterm_rank0_after=None):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
                       WORLD_SIZE=str(world))
     torch.set_num_threads(1)
     training.methods.create_backbone = _bn_free_backbone
     if sigterm_rank0_after is not None and rank == 0:
-        training.engine.Trainer.train_step = _sigterm_after(sigterm_rank0_after)
+        from tests.training.test_pretrain import sigterm_after
+
+        training.engine.Trainer.train_step = sigterm_after(sigterm_rank0_after)
     try:
         code = main(ARGS + [f"method={method}", "--output-dir", out, *extra])
         if code != expected:
@@ -63,6 +53,19 @@ def _free_port():
         return s.getsockname()[1]
 
 
+def _assert_same_weights_as_one_process(ddp_out, method, tmp_path, monkeypatch):
+    """One uninterrupted process on the same global batch ends at step 3 with the DDP run's weights."""
+    monkeypatch.setattr(training.methods, "create_backbone", _bn_free_backbone)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    torch.set_num_threads(1)
+    assert main(ARGS + [f"method={method}", "--output-dir", str(tmp_path / "single")]) == 0
+    ddp = torch.load(Path(ddp_out) / "checkpoint.pt", weights_only=True)
+    single = torch.load(tmp_path / "single" / "checkpoint.pt", weights_only=True)
+    assert ddp["step"] == single["step"] == 3
+    for k, v in single["model"].items():
+        torch.testing.assert_close(ddp["model"][k], v, rtol=1e-5, atol=1e-6, msg=k)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["simclr", "gca_uot"])
 def test_two_gloo_processes_match_one_process(method, tmp_path, monkeypatch):
@@ -73,16 +76,7 @@ def test_two_gloo_processes_match_one_process(method, tmp_path, monkeypatch):
                        start_method="spawn")
     assert errors.empty(), errors.get()
 
-    monkeypatch.setattr(training.methods, "create_backbone", _bn_free_backbone)
-    monkeypatch.delenv("WORLD_SIZE", raising=False)
-    torch.set_num_threads(1)
-    assert main(ARGS + [f"method={method}", "--output-dir", str(tmp_path / "single")]) == 0
-
-    ddp = torch.load(Path(ddp_out) / "checkpoint.pt", weights_only=True)
-    single = torch.load(tmp_path / "single" / "checkpoint.pt", weights_only=True)
-    assert ddp["step"] == single["step"] == 3
-    for k, v in single["model"].items():
-        torch.testing.assert_close(ddp["model"][k], v, rtol=1e-5, atol=1e-6, msg=k)
+    _assert_same_weights_as_one_process(ddp_out, method, tmp_path, monkeypatch)
     losses = [[json.loads(l)["loss"] for l in (Path(d) / "metrics.jsonl").read_text().splitlines()]
               for d in (ddp_out, tmp_path / "single")]
     torch.testing.assert_close(torch.tensor(losses[0]), torch.tensor(losses[1]), rtol=1e-5, atol=1e-6)
@@ -102,12 +96,4 @@ def test_a_sigterm_on_rank_0_stops_every_rank_at_one_step_and_resumes_exactly(tm
                        join=True, start_method="spawn")
     assert errors.empty(), errors.get()
 
-    monkeypatch.setattr(training.methods, "create_backbone", _bn_free_backbone)
-    monkeypatch.delenv("WORLD_SIZE", raising=False)
-    torch.set_num_threads(1)
-    assert main(ARGS + ["method=simclr", "--output-dir", str(tmp_path / "single")]) == 0
-    resumed = torch.load(Path(out) / "checkpoint.pt", weights_only=True)
-    single = torch.load(tmp_path / "single" / "checkpoint.pt", weights_only=True)
-    assert resumed["step"] == single["step"] == 3
-    for k, v in single["model"].items():
-        torch.testing.assert_close(resumed["model"][k], v, rtol=1e-5, atol=1e-6, msg=k)
+    _assert_same_weights_as_one_process(out, "simclr", tmp_path, monkeypatch)

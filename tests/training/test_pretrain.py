@@ -138,15 +138,22 @@ def test_time_budget_stops_cleanly_then_resume_finishes(tiny, tmp_path, capsys):
     assert main(args + ["--resume", "epochs=3"]) == 2  # resuming with a different recipe is refused
 
 
-def test_sigterm_stops_after_the_step_in_progress_with_state_saved(tiny, tmp_path, monkeypatch, capsys):
+def sigterm_after(step_number):
+    """Trainer.train_step that sends this process a SIGTERM (what a scheduler, `kill` or torchrun sends)
+    once step `step_number` is done."""
     step = training.engine.Trainer.train_step
 
     def step_then_sigterm(self):
         step(self)
-        if self.step == 3:  # mid-epoch
-            os.kill(os.getpid(), signal.SIGTERM)  # what a scheduler or `kill` sends
+        if self.step == step_number:
+            os.kill(os.getpid(), signal.SIGTERM)
 
-    monkeypatch.setattr(training.engine.Trainer, "train_step", step_then_sigterm)
+    return step_then_sigterm
+
+
+def test_sigterm_stops_after_the_step_in_progress_with_state_saved(tiny, tmp_path, monkeypatch, capsys):
+    step = training.engine.Trainer.train_step
+    monkeypatch.setattr(training.engine.Trainer, "train_step", sigterm_after(3))  # mid-epoch
     before = signal.getsignal(signal.SIGTERM)
     out = tmp_path / "term"
     args = ["--config", SMOKE, *TINY, "epochs=3", "--output-dir", str(out)]
