@@ -14,7 +14,8 @@ back from the device: the loss and a finiteness flag stay there and are checked 
 ``engine.log_every`` steps, at checkpoints and at epoch ends (a non-finite loss stops the
 run naming its step; no checkpoint of that state is written). The time budget is read from
 the host clock; a SIGTERM stops the run the same way after the step in progress (checkpoint,
-exit status 3; under DDP rank 0 decides, at log steps). On CUDA: TF32 matmuls,
+exit status 3; under DDP rank 0 decides, at log steps); a second SIGTERM exits at once (status 143)
+with the last checkpoint left as it was. On CUDA: TF32 matmuls,
 cudnn.benchmark, channels_last, bf16 autocast, ``torch.compile`` of fixed-shape batches
 (the last ragged batch is dropped; the kNN monitor runs the uncompiled modules).
 
@@ -488,6 +489,10 @@ class Trainer:
 
     # ------------------------------------------------------------ the loop
     def _on_sigterm(self, signum, frame) -> None:
+        if self.terminated:  # a second SIGTERM: the step in progress may hang; leave now
+            print(f"second SIGTERM during step {self.step + 1}: stopping now; the last checkpoint stays "
+                  f"({self.out / 'checkpoint.pt'}, --resume continues from it).", file=sys.stderr)
+            raise SystemExit(128 + signum)
         self.terminated = True
 
     def run(self) -> int:

@@ -34,7 +34,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                "sinsim, matching_gap, otco) and byol.\n"
                "Exit status: 0 complete, 3 stopped by --time-budget or a SIGTERM after the step in progress (state "
                "saved; rerun with --resume), "
-               "1 non-finite loss, 2 bad arguments or config.\n"
+               "1 non-finite loss, 2 bad arguments or config, 143 a second SIGTERM (at once; the last "
+               "checkpoint stays).\n"
                "Distributed: torchrun --nproc_per_node=N -m training pretrain ... (gloo on CPU, nccl on CUDA).")
     p.add_argument("--config", help="YAML recipe, e.g. training/configs/cifar10_cpu.yaml (with --resume: "
                                     "defaults to the run's saved config.yaml)")

@@ -166,6 +166,29 @@ def test_sigterm_stops_after_the_step_in_progress_with_state_saved(tiny, tmp_pat
     assert json.loads((out / "run.json").read_text())["steps"] == 6
 
 
+def test_a_second_sigterm_exits_at_once_and_the_last_checkpoint_resumes(tiny, tmp_path, monkeypatch, capsys):
+    step = training.engine.Trainer.train_step
+
+    def step_then_two_sigterms(self):
+        step(self)
+        if self.step == 3:  # mid-epoch: the last checkpoint is the end of epoch 1, step 2
+            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(training.engine.Trainer, "train_step", step_then_two_sigterms)
+    before = signal.getsignal(signal.SIGTERM)
+    out = tmp_path / "term2"
+    args = ["--config", SMOKE, *TINY, "epochs=3", "--output-dir", str(out)]
+    with pytest.raises(SystemExit) as stopped:
+        main(args)
+    assert stopped.value.code == 128 + signal.SIGTERM
+    assert "second SIGTERM" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGTERM) == before
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 2
+    monkeypatch.setattr(training.engine.Trainer, "train_step", step)
+    assert main(args + ["--resume"]) == 0
+
+
 def test_a_run_resumed_on_other_hardware_names_every_machine(tiny, tmp_path, monkeypatch):
     out = tmp_path / "moved"
     args = ["--config", SMOKE, *TINY, "epochs=3", "--output-dir", str(out)]
