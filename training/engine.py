@@ -490,7 +490,7 @@ class Trainer:
     # ------------------------------------------------------------ the loop
     def _on_sigterm(self, signum, frame) -> None:
         if self.terminated:  # a second SIGTERM: the step in progress may hang; leave now
-            print(f"second SIGTERM during step {self.step + 1}: stopping now; the last checkpoint stays "
+            print(f"second SIGTERM after step {self.step}: stopping now; the last checkpoint stays "
                   f"({self.out / 'checkpoint.pt'}, --resume continues from it).", file=sys.stderr)
             raise SystemExit(128 + signum)
         self.terminated = True

@@ -138,15 +138,16 @@ def test_time_budget_stops_cleanly_then_resume_finishes(tiny, tmp_path, capsys):
     assert main(args + ["--resume", "epochs=3"]) == 2  # resuming with a different recipe is refused
 
 
-def sigterm_after(step_number):
-    """Trainer.train_step that sends this process a SIGTERM (what a scheduler, `kill` or torchrun sends)
-    once step `step_number` is done."""
+def sigterm_after(step_number, times=1):
+    """Trainer.train_step that sends this process `times` SIGTERMs (what a scheduler, `kill` or torchrun
+    sends) once step `step_number` is done."""
     step = training.engine.Trainer.train_step
 
     def step_then_sigterm(self):
         step(self)
         if self.step == step_number:
-            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(times):
+                os.kill(os.getpid(), signal.SIGTERM)
 
     return step_then_sigterm
 
@@ -168,14 +169,8 @@ def test_sigterm_stops_after_the_step_in_progress_with_state_saved(tiny, tmp_pat
 
 def test_a_second_sigterm_exits_at_once_and_the_last_checkpoint_resumes(tiny, tmp_path, monkeypatch, capsys):
     step = training.engine.Trainer.train_step
-
-    def step_then_two_sigterms(self):
-        step(self)
-        if self.step == 3:  # mid-epoch: the last checkpoint is the end of epoch 1, step 2
-            os.kill(os.getpid(), signal.SIGTERM)
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    monkeypatch.setattr(training.engine.Trainer, "train_step", step_then_two_sigterms)
+    # mid-epoch: the last checkpoint is the end of epoch 1, step 2
+    monkeypatch.setattr(training.engine.Trainer, "train_step", sigterm_after(3, times=2))
     before = signal.getsignal(signal.SIGTERM)
     out = tmp_path / "term2"
     args = ["--config", SMOKE, *TINY, "epochs=3", "--output-dir", str(out)]
