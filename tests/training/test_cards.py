@@ -25,6 +25,9 @@ def test_same_recipe_siblings_are_listed():
     watched = with_recipe("iot_resnet18_cifar10", "iot", 60.0, engine={"knn_every": 1, "knn_test": 10000})
     assert recipes.same_recipe(gca, watched)  # a denser kNN monitor watches the same training
     assert not recipes.same_recipe(gca, with_recipe("iot_resnet18_cifar10", "iot", 60.0, engine={"precision": "fp32"}))
+    from_env = with_recipe("otco_resnet18_cifar10", "otco", 60.0, data={"dir": None, "cache_dir": "runs/.cache"})
+    assert recipes.same_recipe(with_recipe("rince_resnet18_cifar10", "rince", 60.0, data={"dir": "DATA"}), from_env)
+    assert not recipes.same_recipe(gca, with_recipe("otco_resnet18_cifar10", "otco", 60.0, data={"variant": "x"}))
     assert not recipes.same_recipe(CFG, CFG)  # no recorded config: never claimed comparable
     card = cards.render_card(gca, siblings=[gca, sim, longer])
     section = card[card.index("## Same recipe, other methods"):card.index("## Pretraining recipe")]
