@@ -390,11 +390,12 @@ def _limitations(cfg: dict) -> list:
 
 def _reproduce(cfg: dict) -> list:
     commands = cfg.get("reproduce", {})
+    pretrain = commands.get("pretrain", "# pretraining command not recorded")
     splits = "`train/` and `val/`" if cfg["dataset"] in IMAGENET_DERIVED else "`train/` and `test/`"
+    from_env = [] if "--data-dir" in pretrain else ["export OTZOO_DATA=DATA  # the commands read the data from here"]
     return ["## How to reproduce", "",
             f"`DATA` stands for the dataset's ImageFolder root (with {splits}), `runs/` for any working folder.", "",
-            "```bash", commands.get("pretrain", "# pretraining command not recorded"),
-            commands.get("export", ""), "```", ""]
+            "```bash", *from_env, pretrain, commands.get("export", ""), "```", ""]
 
 
 def _usage(cfg: dict, hub_repo: str) -> list:

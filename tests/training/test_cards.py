@@ -41,6 +41,16 @@ def test_same_recipe_siblings_are_listed():
     assert "different hardware" in cards.render_card(gca, siblings=[gca, sim])
 
 
+def test_reproduce_says_where_the_data_comes_from():
+    def block(pretrain):
+        cfg = dict(with_recipe("otco_resnet18_cifar10", "otco", 60.0), reproduce={"pretrain": pretrain})
+        card = cards.render_card(cfg)
+        return card[card.index("## How to reproduce"):card.index("## Usage")]
+    from_env = block("python -m training pretrain --config c.yaml method=otco")
+    assert "export OTZOO_DATA=DATA" in from_env
+    assert from_env.index("export OTZOO_DATA=DATA") < from_env.index("python -m training pretrain")
+    assert "OTZOO_DATA" not in block("python -m training pretrain --config c.yaml --data-dir DATA")
+
 
 def test_noise_line_quotes_the_paper_only_where_it_has_numbers():
     def noise_line(dataset):
