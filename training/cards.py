@@ -150,18 +150,23 @@ def _num(v) -> str:
     return f"{v:,}" if isinstance(v, int) else str(v)
 
 
+def _rankme(m: dict) -> str:
+    g = m.get("feature_geometry")
+    return f"{g['rankme']:.1f} ({g['rankme_centred']:.1f})" if g else "n/a"
+
+
 def _siblings_section(cfg: dict, siblings: list) -> list:
     rows = sorted([cfg] + list(siblings), key=lambda c: c["name"])
     lines = ["## Same recipe, other methods", "",
              "Weights pretrained with exactly this recipe (same config, seed and budget; only the loss differs), "
              "measured by the same export protocol:", "",
-             "| Weight | Method | Linear top-1 | k-NN top-1 | Wall time | Views/s | Hardware |",
-             "|---|---|---:|---:|---|---:|---|"]
+             "| Weight | Method | Linear top-1 | k-NN top-1 | RankMe (centred) | Wall time | Views/s | Hardware |",
+             "|---|---|---:|---:|---:|---|---:|---|"]
     for c in rows:
         m, b = c["metrics"], c.get("budget", {})
         bold = "**" if c["name"] == cfg["name"] else ""
         lines.append(f"| {bold}`{c['name']}`{bold} | {method_name(c['method'])} | {m['linear_top1']:.2f} | "
-                     f"{m['knn_top1']:.2f} | {_fmt_hours(b.get('wall_time_s'))} | {_views_per_s(b)} | "
+                     f"{m['knn_top1']:.2f} | {_rankme(m)} | {_fmt_hours(b.get('wall_time_s'))} | {_views_per_s(b)} | "
                      f"{b.get('hardware', 'n/a')} |")
     noise = f"One seed each: differences of about a point are within seed-to-seed noise{_paper_stds(cfg)}."
     if len({c.get("budget", {}).get("hardware") for c in rows}) > 1:
@@ -292,18 +297,50 @@ def _results(cfg: dict) -> list:
         f"| First {m.get('subset_size', 500)} {eval_split(cfg['dataset'])} images | {m['subset_top1']:.2f} | "
         f"{proto.get('subset', '')} |",
         "",
+        *_geometry(cfg),
         *_remeasured_note(m),
     ]
 
 
+ADDED_LATER_TEXT = {"low_label": "the low-label rows", "feature_geometry": "the feature geometry"}
+SHARED_DIRECTION_COSINE = 0.9  # mean cosine between different images above which the card warns
+
+
+def remeasured_records(metrics: dict) -> list:
+    """``metrics.remeasured`` as a list of ``measure`` checks, oldest first (the first version of
+    ``measure`` wrote one dict: the check that added the low-label probes)."""
+    records = metrics.get("remeasured") or []
+    return [{**records, "added": ["low_label"]}] if isinstance(records, dict) else list(records)
+
+
 def _remeasured_note(m: dict) -> list:
-    again = m.get("remeasured")
-    if not again:
+    lines = []
+    for again in remeasured_records(m):
+        checked = [f"{label} {again[key]:.2f}" for key, label in (("knn_top1", "k-NN"), ("linear_top1", "linear"))
+                   if key in again]
+        same = all(again[key] == m[key] for key in ("knn_top1", "linear_top1") if key in again)
+        added = " and ".join(ADDED_LATER_TEXT.get(k, k) for k in again["added"])
+        lines += [f"Added later by `{again['command']}` (otzoo {again['otzoo_version']}, {again['hardware']}) on the "
+                  f"released file: {added}, after it measured {' and '.join(checked)} again"
+                  + (": the shipped numbers, exactly." if same else "."), ""]
+    return lines
+
+
+def _geometry(cfg: dict) -> list:
+    m = cfg["metrics"]
+    g = m.get("feature_geometry")
+    if not g:
         return []
-    same = again["knn_top1"] == m["knn_top1"] and again["linear_top1"] == m["linear_top1"]
-    return [f"The low-label rows were added later by `{again['command']}` (otzoo {again['otzoo_version']}, "
-            f"{again['hardware']}) on the released file, after it measured k-NN {again['knn_top1']:.2f} and linear "
-            f"{again['linear_top1']:.2f} again" + (": the shipped numbers, exactly." if same else "."), ""]
+    dims, split = min(m.get("num_test", 0), cfg.get("num_features", 0)) or "n/a", eval_split(cfg["dataset"])
+    text = (f"Feature geometry of the {_num(m.get('num_test'))} {split} features (label-free): RankMe (Garrido et al., "
+            f"ICML 2023; at most {dims}) **{g['rankme']:.1f}** as extracted, {g['rankme_centred']:.1f} after "
+            f"subtracting their mean; mean cosine similarity between two different {split} images {g['mean_cosine']:.3f}.")
+    if g["mean_cosine"] > SHARED_DIRECTION_COSINE:
+        text += (" **The features share one dominant direction**: the cosine similarity of any two images is near 1, "
+                 "so a threshold on it (retrieval, deduplication, clustering) means little until the mean train "
+                 "feature is subtracted. Rankings by similarity (the k-NN above) and the standardised linear probe "
+                 "are measured as shipped.")
+    return [text, ""]
 
 
 def _paper_comparison(cfg: dict, has_siblings: bool) -> list:

@@ -14,15 +14,8 @@
 # Exit status: 0 every method exported, 3 BUDGET spent (run the same command again), otherwise the status
 # of the step that failed (pretrain: 1 a non-finite loss, 2 a bad config; export and readme: theirs).
 set -uo pipefail
-if [ $# -lt 3 ]; then
-    echo "usage: bash training/cpu_queue.sh RECIPE BUDGET METHOD... [-- key=value ...]" >&2
-    exit 2
-fi
-recipe=$1 budget=$2
-shift 2
-methods=()
-while [ $# -gt 0 ] && [ "$1" != "--" ]; do methods+=("$1"); shift; done
-[ "${1:-}" = "--" ] && shift
+# shellcheck source=training/queue_args.sh
+source "$(dirname "${BASH_SOURCE[0]}")/queue_args.sh"
 py=${PYTHON:-python3}
 runs=${OTZOO_RUNS:-runs}
 root=${OTZOO_ROOT:-.}

@@ -32,7 +32,7 @@ from training import accuracy_curve, readme, references
 from training.datasets import DataNotFoundError, build_dataset, evenly_spaced_subset
 from training.device import resolve_device
 from training.loading import dataset_variant, first_n, load_run_model, read_run, resolve_eval_data_dir
-from training.protocols.features import eval_transform, extract_features
+from training.protocols.features import GEOMETRY_PROTOCOL, eval_transform, extract_features, feature_geometry
 from training.protocols.knn import knn_protocol, knn_top1
 from training.protocols.linear import (LOW_LABEL_FRACTIONS, linear_protocol, linear_top1, low_label_probe,
                                       train_linear_probe)
@@ -152,7 +152,8 @@ def measure_release(model, train_set, test_set, subset_set, batch_size: int = 25
     """Fit the linear-probe head of ``model`` (already as stored) and measure it: ``(model, metrics)``.
 
     Features through the weight's own transform (fp32); kNN (k=200 and k=20); the probe and the
-    low-label probes; ``linear_top1`` and ``subset_top1`` of the model with its head, as stored."""
+    low-label probes; ``linear_top1`` and ``subset_top1`` of the model with its head, as stored;
+    the test features' geometry (:func:`~training.protocols.features.feature_geometry`)."""
     say = print if progress else (lambda *a, **k: None)
     tf = eval_transform(model, uint8=True)
     say(f"[export] features of {len(train_set)} train + {len(test_set)} test images (fp32, {device})")
@@ -180,6 +181,7 @@ def measure_release(model, train_set, test_set, subset_set, batch_size: int = 25
     metrics = {
         "knn_top1": round(knn, 2), "knn_top1_k20": round(knn20, 2), "linear_top1": round(lin, 2), **low_means,
         "subset_top1": round(sub, 2), "subset_size": len(subset_set), "split": "test",
+        "feature_geometry": feature_geometry(te_f),
         "num_train": len(train_set), "num_test": len(test_set),
         "protocol": {
             "knn": f"{knn_protocol()}, train split ({len(train_set)} images) as memory bank, no augmentation",
@@ -189,6 +191,7 @@ def measure_release(model, train_set, test_set, subset_set, batch_size: int = 25
             "subset": f"full forward of the loaded weight on the first {len(subset_set)} test images in sorted "
                       "file order (ImageFolder order), fp32",
             "precision": "fp32, model.eval() (BatchNorm running statistics)",
+            "geometry": GEOMETRY_PROTOCOL,
         },
         "linear_probe": probe,
         "low_label": low_label,

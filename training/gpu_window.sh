@@ -20,15 +20,8 @@
 # $PYTHON: the interpreter (default python3). $OTZOO_WINDOW_MAX_MIB: what the packed runs may take (default
 # 60 of the 64 MiB); a finished run beyond it is named and left out (exit 1).
 set -uo pipefail
-if [ $# -lt 3 ]; then
-    echo "usage: bash training/gpu_window.sh RECIPE BUDGET METHOD... [-- key=value ...]" >&2
-    exit 2
-fi
-recipe=$1 budget=$2
-shift 2
-methods=()
-while [ $# -gt 0 ] && [ "$1" != "--" ]; do methods+=("$1"); shift; done
-[ "${1:-}" = "--" ] && shift
+# shellcheck source=training/queue_args.sh
+source "$(dirname "${BASH_SOURCE[0]}")/queue_args.sh"
 out=${OUT:?set OUT to the folder whose files come back}
 runs=${OTZOO_WINDOW_RUNS:-/tmp/otzoo-window}
 py=${PYTHON:-python3}

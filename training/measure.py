@@ -4,11 +4,13 @@
 
 For a weight exported before a metric existed (its pretraining run gone): loads
 ``weights/<NAME>/`` (sha256 checked against ``otzoo/pretrained/<NAME>.json``), extracts features
-exactly as ``export`` does (fp32, the weight's transform), checks that ``knn_top1`` and the
-shipped head's ``linear_top1`` reproduce within :data:`TOLERANCE`, then adds the low-label
-probes (``linear_top1_1pct`` / ``_10pct``, ``metrics.low_label``) to the cfg json and to
-``config.json``, records the check under ``metrics.remeasured`` and regenerates the card,
-results and README. Nothing is written when a number does not reproduce.
+exactly as ``export`` does (fp32, the weight's transform), checks that the shipped head's
+``linear_top1`` (and ``knn_top1``, when the train features are needed) reproduce within
+:data:`TOLERANCE`, then adds what the cfg lacks of :data:`ADDED_LATER`: the low-label probes
+(``linear_top1_1pct`` / ``_10pct``, ``metrics.low_label``; needs the train features) and the
+test features' ``feature_geometry``. It writes them to the cfg json and ``config.json``, appends
+the check to ``metrics.remeasured`` and regenerates the card, results and README. Nothing is
+written when a number does not reproduce or nothing is missing.
 """
 import argparse
 import json
@@ -19,16 +21,18 @@ from pathlib import Path
 import otzoo
 from otzoo.models import sha256_file
 from training import readme
+from training.cards import remeasured_records
 from training.datasets import DataNotFoundError, build_dataset
 from training.device import resolve_device
 from training.engine import DistInfo, hardware_string
 from training.export import LOW_LABEL_PROTOCOL, REPO_ROOT, low_label_metrics
 from training.loading import dataset_variant, resolve_eval_data_dir
-from training.protocols.features import eval_transform, extract_features
+from training.protocols.features import GEOMETRY_PROTOCOL, eval_transform, extract_features, feature_geometry
 from training.protocols.knn import knn_top1
 from training.protocols.linear import linear_top1
 
 TOLERANCE = 0.05  # percentage points: 5 of 10,000 test images (other CPU kernels, other torch)
+ADDED_LATER = ("low_label", "feature_geometry")  # metrics keys, one per group added after the first export
 
 
 class NotReproducedError(RuntimeError):
@@ -43,49 +47,74 @@ def _paths(root: Path, name: str) -> tuple:
     return cfg_path, root / "weights" / name
 
 
+def _features(model, dataset: str, split: str, data_dir, batch_size: int, device, progress: bool):
+    dataset = build_dataset(dataset, split, data_dir=data_dir, transform=eval_transform(model, uint8=True))
+    return extract_features(model, dataset, batch_size, 0, "fp32", device, progress)
+
+
+def _check(name: str, again: dict, metrics: dict) -> None:
+    for key, value in again.items():
+        if abs(value - metrics[key]) > TOLERANCE:
+            raise NotReproducedError(f"{name}: {key} measured {value:.2f}, shipped {metrics[key]:.2f} (tolerance "
+                                     f"{TOLERANCE}): nothing written")
+
+
 def measure_weight(name: str, root=REPO_ROOT, data_dir=None, batch_size: int = 256, max_iter: int = 300,
-                   device="auto", command: str = "", progress: bool = True) -> dict:
-    """Re-measure ``name`` (see module doc); returns its updated cfg."""
+                   device="auto", command: str = "", progress: bool = True) -> tuple:
+    """Re-measure ``name`` (see module doc): ``(cfg, record)``, the cfg as written and the check
+    appended to ``metrics.remeasured``; ``(cfg, None)`` and nothing written when nothing is missing."""
     root, device = Path(root), resolve_device(device)
     cfg_path, folder = _paths(root, name)
     cfg = json.loads(cfg_path.read_text())
     if sha256_file(folder / cfg["filename"]) != cfg["sha256"]:
         raise NotReproducedError(f"{folder / cfg['filename']} does not match the sha256 of {cfg_path}")
     metrics = cfg["metrics"]
+    missing = [key for key in ADDED_LATER if key not in metrics]
+    if not missing:
+        return cfg, None
     data_dir = resolve_eval_data_dir(data_dir)
     variant = dataset_variant(cfg["dataset"], data_dir)
     if variant != metrics["dataset_variant"]:
         raise NotReproducedError(f"{name} was measured on {metrics['dataset_variant']}, the data given is {variant}: "
                                  "point --data-dir / $OTZOO_DATA at that copy")
     model = otzoo.create_model(cfg["architecture"], checkpoint_path=str(folder)).float()
-    tf = eval_transform(model, uint8=True)
-    feats = [extract_features(model, build_dataset(cfg["dataset"], split, data_dir=data_dir, transform=tf),
-                              batch_size, 0, "fp32", device, progress) for split in ("train", "test")]
-    (tr_f, tr_y), (te_f, te_y) = feats
-    again = {"knn_top1": round(knn_top1(tr_f.to(device), tr_y, te_f, te_y), 2),
-             "linear_top1": round(linear_top1(model.get_classifier().cpu(), te_f, te_y), 2)}
-    for key, value in again.items():
-        if abs(value - metrics[key]) > TOLERANCE:
-            raise NotReproducedError(f"{name}: {key} measured {value:.2f}, shipped {metrics[key]:.2f} (tolerance "
-                                     f"{TOLERANCE}): nothing written")
-    means, runs = low_label_metrics(tr_f, tr_y, te_f, te_y, cfg["num_classes"], max_iter, device)
-    metrics.update(means)
-    metrics["protocol"]["low_label"] = LOW_LABEL_PROTOCOL
-    metrics["low_label"] = runs
-    metrics["remeasured"] = {**again, "otzoo_version": otzoo.__version__, "hardware": hardware_string(
-        DistInfo(device=device), "fp32"), "command": command or f"python -m training measure {name}"}
+    te_f, te_y = _features(model, cfg["dataset"], "test", data_dir, batch_size, device, progress)
+    again = {"linear_top1": round(linear_top1(model.get_classifier().cpu(), te_f, te_y), 2)}
+    if "low_label" in missing:
+        tr_f, tr_y = _features(model, cfg["dataset"], "train", data_dir, batch_size, device, progress)
+        again["knn_top1"] = round(knn_top1(tr_f.to(device), tr_y, te_f, te_y), 2)
+    _check(name, again, metrics)
+    if "low_label" in missing:
+        means, runs = low_label_metrics(tr_f, tr_y, te_f, te_y, cfg["num_classes"], max_iter, device)
+        metrics.update(means, low_label=runs)
+        metrics["protocol"]["low_label"] = LOW_LABEL_PROTOCOL
+    if "feature_geometry" in missing:
+        metrics["feature_geometry"] = feature_geometry(te_f)
+        metrics["protocol"]["geometry"] = GEOMETRY_PROTOCOL
+    record = {**again, "added": missing, "otzoo_version": otzoo.__version__,
+              "hardware": hardware_string(DistInfo(device=device), "fp32"),
+              "command": command or f"python -m training measure {name}"}
+    metrics["remeasured"] = remeasured_records(metrics) + [record]
     readme.write_cfg(root, cfg)
     config_path = folder / "config.json"
     hf_config = json.loads(config_path.read_text())
     hf_config["otzoo"]["metrics"] = metrics
     config_path.write_text(json.dumps(hf_config, indent=2) + "\n")
     readme.sync_generated(root)
-    return cfg
+    return cfg, record
+
+
+def _summary(name: str, record) -> str:
+    if record is None:
+        return f"{name}: has every metric this version measures; nothing written"
+    checked = " / ".join(f"{k} {record[k]:.2f}" for k in ("linear_top1", "knn_top1") if k in record)
+    return f"{name}: {checked} reproduced; added {', '.join(record['added'])}"
 
 
 def main(argv=None, prog: str = "python -m training measure", command: str = "measure") -> int:
     p = argparse.ArgumentParser(prog=prog, description="Measure released weights again (tensors unchanged): "
-                                "check that kNN and linear top-1 reproduce, add the low-label probes.")
+                                "check that linear (and kNN) top-1 reproduce, add the metrics a weight lacks "
+                                "(low-label probes, feature geometry).")
     p.add_argument("names", nargs="+", help="released weight names, e.g. gca_uot_resnet18_cifar10")
     p.add_argument("--root", default=str(REPO_ROOT), help="repo root holding weights/ and otzoo/pretrained/")
     p.add_argument("--data-dir", help="train/ + test/ ImageFolder root of the copy the weight was measured on "
@@ -96,14 +125,12 @@ def main(argv=None, prog: str = "python -m training measure", command: str = "me
     args = p.parse_args(argv)
     for name in args.names:
         try:
-            cfg = measure_weight(name, Path(args.root).resolve(), args.data_dir, args.batch_size, args.max_iter,
-                                 args.device, f"{prog} {shlex.quote(name)}")
+            _, record = measure_weight(name, Path(args.root).resolve(), args.data_dir, args.batch_size,
+                                       args.max_iter, args.device, f"{prog} {shlex.quote(name)}")
         except (FileNotFoundError, DataNotFoundError, NotReproducedError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 1 if isinstance(err, NotReproducedError) else 2
-        m = cfg["metrics"]
-        print(f"{name}: kNN {m['remeasured']['knn_top1']:.2f} / linear {m['remeasured']['linear_top1']:.2f} "
-              f"reproduced; linear 1% {m['linear_top1_1pct']:.2f}, 10% {m['linear_top1_10pct']:.2f}")
+        print(_summary(name, record))
     return 0
 
 

@@ -25,9 +25,10 @@ NO_WEIGHTS = "No weights have been released yet."
 FT_START = "<!-- finetune-table:start -->"
 FT_END = "<!-- finetune-table:end -->"
 SUPERSEDED = Path("results") / "superseded"
+GEOMETRY_FIELDS = ["rankme", "rankme_centred", "mean_cosine"]
 CSV_FIELDS = ["name", "status", "recipe", "architecture", "method", "dataset", "dataset_variant", "epochs",
               "views_seen", "batch_size", "knn_top1", "linear_top1", "linear_top1_1pct", "linear_top1_10pct", "subset_top1",
-              "hardware", "wall_time_h", "views_per_s", "otzoo_version", "hf_hub_id", "sha256"]
+              *GEOMETRY_FIELDS, "hardware", "wall_time_h", "views_per_s", "otzoo_version", "hf_hub_id", "sha256"]
 FT_FIELDS = ["source", "arch", "dataset", "dataset_variant", "input_size", "label_fraction", "num_labelled", "epochs",
              "finetune_top1", "num_test", "train_time_min", "hardware", "command_line"]
 
@@ -130,7 +131,7 @@ def results_csv(cfgs: list, superseded: list = ()) -> str:
     rows = [(c, "released") for c in cfgs] + [(c, "superseded") for c in superseded]
     for c, status in sorted(rows, key=lambda r: (r[0]["name"], r[1])):
         m, b = c.get("metrics", {}), c.get("budget", {})
-        wall, views = b.get("wall_time_s"), b.get("views_seen")
+        g, wall, views = m.get("feature_geometry") or {}, b.get("wall_time_s"), b.get("views_seen")
         w.writerow({
             "name": c["name"], "status": status, "recipe": recipe_id(c), "architecture": c.get("architecture"),
             "method": c.get("method"),
@@ -138,7 +139,8 @@ def results_csv(cfgs: list, superseded: list = ()) -> str:
             "views_seen": b.get("views_seen"), "batch_size": b.get("batch_size"),
             "knn_top1": m.get("knn_top1"), "linear_top1": m.get("linear_top1"),
             "linear_top1_1pct": m.get("linear_top1_1pct"), "linear_top1_10pct": m.get("linear_top1_10pct"),
-            "subset_top1": m.get("subset_top1"), "hardware": b.get("hardware"),
+            "subset_top1": m.get("subset_top1"), **{k: g.get(k) for k in GEOMETRY_FIELDS},
+            "hardware": b.get("hardware"),
             "wall_time_h": None if wall is None else round(wall / 3600, 2),
             "views_per_s": round(views / wall, 1) if views and wall else None,
             "otzoo_version": c.get("otzoo_version"), "hf_hub_id": c.get("hf_hub_id"), "sha256": c.get("sha256"),

@@ -32,7 +32,7 @@ def test_same_recipe_siblings_are_listed():
     card = cards.render_card(gca, siblings=[gca, sim, longer])
     section = card[card.index("## Same recipe, other methods"):card.index("## Pretraining recipe")]
     assert "| **`gca_uot_resnet18_cifar10`** | GCA-UOT | 67.24 |" in section
-    assert "| 2.00 h (120 min) | 417 | cpu |" in section  # views/s = 3,000,000 views / 7,200 s
+    assert "| n/a | 2.00 h (120 min) | 417 | cpu |" in section  # no geometry; views/s = 3,000,000 / 7,200 s
     assert "| `simclr_resnet18_cifar10` | SimCLR (InfoNCE) | 66.50 |" in section
     assert "simclr_long" not in section
     assert "## Same recipe" not in cards.render_card(gca, siblings=[longer])
@@ -122,12 +122,44 @@ def test_low_label_probes_are_in_the_results_and_front_matter():
     assert "| Linear probe, 10% of the labels (5,000 images) | 55.25 ± 0.25 |" in card
     values = [r["value"] for r in cards.parse_front_matter(card)["model-index"][0]["results"][0]["metrics"]]
     assert 40.5 in values and 55.25 in values
-    assert "added later" not in card
+    assert "Added later" not in card
     gca["metrics"]["remeasured"] = {"knn_top1": 80.123, "linear_top1": 67.24, "otzoo_version": "9", "hardware": "h",
                                     "command": "python -m training measure x"}
     assert "linear 67.24 again: the shipped numbers, exactly." in cards.render_card(gca)
     gca["metrics"]["remeasured"]["linear_top1"] = 67.2
     assert "linear 67.20 again." in cards.render_card(gca)
+    assert "on the released file: the low-label rows, after" in cards.render_card(gca)  # a first-version dict
+
+
+def test_feature_geometry_is_in_the_results_and_warns_only_of_a_shared_direction():
+    gca = with_recipe("gca_uot_resnet18_cifar10", "gca_uot", 67.24)
+    gca.update(num_features=512)
+    gca["metrics"] = dict(gca["metrics"], num_test=10000, protocol={"geometry": "RankMe of the test features"},
+                          feature_geometry={"rankme": 120.04, "rankme_centred": 170.0, "mean_cosine": 0.7})
+    card = cards.render_card(gca, siblings=[gca])
+    assert "Feature geometry of the 10,000 test features (label-free): RankMe (Garrido et al., ICML 2023; at most " \
+           "512) **120.0** as extracted, 170.0 after subtracting their mean; mean cosine similarity between two " \
+           "different test images 0.700." in card
+    assert "share one dominant direction" not in card
+    gca["metrics"]["feature_geometry"].update(rankme=13.2, mean_cosine=0.99)
+    sim = with_recipe("simclr_resnet18_cifar10", "simclr", 66.5)
+    card = cards.render_card(gca, siblings=[gca, sim])
+    assert "**The features share one dominant direction**" in card
+    assert "| **`gca_uot_resnet18_cifar10`** | GCA-UOT | 67.24 | 80.12 | 13.2 (170.0) |" in card
+
+
+def test_every_later_measurement_is_noted_with_what_it_added():
+    gca = with_recipe("gca_uot_resnet18_cifar10", "gca_uot", 67.24)
+    first = {"knn_top1": 80.123, "linear_top1": 67.24, "otzoo_version": "1", "hardware": "h1", "command": "m1",
+             "added": ["low_label"]}
+    second = {"linear_top1": 67.24, "otzoo_version": "2", "hardware": "h2", "command": "m2",
+              "added": ["feature_geometry"]}
+    gca["metrics"] = dict(gca["metrics"], remeasured=[first, second])
+    card = cards.render_card(gca)
+    assert ("Added later by `m1` (otzoo 1, h1) on the released file: the low-label rows, after it measured k-NN 80.12 "
+            "and linear 67.24 again: the shipped numbers, exactly.") in card
+    assert ("Added later by `m2` (otzoo 2, h2) on the released file: the feature geometry, after it measured linear "
+            "67.24 again: the shipped numbers, exactly.") in card
 
 
 def test_imagenet_derived_cards_name_the_val_split():

@@ -9,7 +9,7 @@ from torchvision.datasets import ImageFolder
 import otzoo
 from otzoo.models import unregister_pretrained
 from training import cards, evaluate, export, readme
-from training.protocols.features import extract_features
+from training.protocols.features import extract_features, feature_geometry
 from training.protocols.knn import knn_top1
 from training.protocols.linear import WEIGHT_DECAYS
 from tests.training.test_evaluate import make_image_tree, make_run_dir
@@ -73,6 +73,7 @@ def test_exported_metrics_are_what_a_user_gets(exported):
     train = ImageFolder(str(data / "train"), transform=tf)
     tr, te = extract_features(model, train), extract_features(model, test)
     assert round(knn_top1(*tr, *te), 2) == cfg["metrics"]["knn_top1"]
+    assert cfg["metrics"]["feature_geometry"] == feature_geometry(te[0])
     assert cfg["metrics"]["linear_top1"] <= 75.0 and cfg["metrics"]["subset_top1"] <= 75.0
 
 
@@ -91,6 +92,7 @@ def test_card_results_and_readme(exported):
         assert needle in text, needle
     rows = list(csv.DictReader((root / "results" / "results-cifar10.csv").open()))
     assert [r["name"] for r in rows] == [NAME] and float(rows[0]["linear_top1"]) == cfg["metrics"]["linear_top1"]
+    assert float(rows[0]["rankme_centred"]) == cfg["metrics"]["feature_geometry"]["rankme_centred"]
     readme_text = (root / "README.md").read_text()
     assert f"`{NAME}`" in readme_text and "STALE" not in readme_text and readme_text.endswith("tail\n")
 

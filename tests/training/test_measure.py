@@ -9,6 +9,7 @@ from tests.training.test_evaluate import make_image_tree, make_run_dir
 
 NAME = "gca_uot_resnet18_measuretest"
 LOW_KEYS = ("linear_top1_1pct", "linear_top1_10pct", "low_label")
+LATER_KEYS = LOW_KEYS + ("feature_geometry",)
 
 
 @pytest.fixture(scope="module")
@@ -21,15 +22,14 @@ def exported(tmp_path_factory):
     return cfg, tmp / "root", data
 
 
-@pytest.fixture
-def released(exported, tmp_path):
-    """A copy of the exported weight's root, stripped of its low-label metrics (an older export)."""
+def strip(exported, tmp_path, keys):
+    """A copy of the exported weight's root without the metrics ``keys`` (an older export)."""
     cfg, original, data = exported
     root = tmp_path / "root"
     shutil.copytree(original, root)
     cfg_path, config_path = root / "otzoo" / "pretrained" / f"{NAME}.json", root / "weights" / NAME / "config.json"
     old = json.loads(cfg_path.read_text())
-    for key in LOW_KEYS:
+    for key in keys:
         old["metrics"].pop(key)
     cfg_path.write_text(json.dumps(old, indent=2) + "\n")
     hf = json.loads(config_path.read_text())
@@ -38,14 +38,21 @@ def released(exported, tmp_path):
     return cfg, root, data
 
 
-def test_measure_adds_the_low_label_probes_export_would_and_keeps_the_tensors(released):
+@pytest.fixture
+def released(exported, tmp_path):
+    """Exported before the low-label probes and the feature geometry existed."""
+    return strip(exported, tmp_path, LATER_KEYS)
+
+
+def test_measure_adds_the_metrics_export_would_and_keeps_the_tensors(released):
     exported, root, data = released
     weight = (root / "weights" / NAME / "model.safetensors").read_bytes()
-    cfg = measure.measure_weight(NAME, root, str(data), max_iter=50, progress=False)
-    for key in LOW_KEYS:
+    cfg, record = measure.measure_weight(NAME, root, str(data), max_iter=50, progress=False)
+    for key in LATER_KEYS:
         assert cfg["metrics"][key] == exported["metrics"][key]
-    assert cfg["metrics"]["remeasured"]["knn_top1"] == exported["metrics"]["knn_top1"]
-    assert cfg["metrics"]["remeasured"]["linear_top1"] == exported["metrics"]["linear_top1"]
+    assert cfg["metrics"]["remeasured"] == [record] and record["added"] == ["low_label", "feature_geometry"]
+    assert record["knn_top1"] == exported["metrics"]["knn_top1"]
+    assert record["linear_top1"] == exported["metrics"]["linear_top1"]
     assert json.loads((root / "otzoo" / "pretrained" / f"{NAME}.json").read_text()) == cfg
     assert json.loads((root / "weights" / NAME / "config.json").read_text())["otzoo"]["metrics"] == cfg["metrics"]
     assert (root / "weights" / NAME / "model.safetensors").read_bytes() == weight
@@ -71,3 +78,26 @@ def test_measure_refuses_a_file_that_fails_its_sha256_and_an_unknown_name(releas
     assert "sha256" in capsys.readouterr().err
     assert measure.main(["no_such_weight", "--root", str(root)]) == 2
     assert "list_pretrained" in capsys.readouterr().err
+
+
+def test_measure_adds_only_what_is_missing_and_keeps_the_earlier_checks(exported, tmp_path, capsys, monkeypatch):
+    _, root, data = strip(exported, tmp_path, ("feature_geometry",))
+    cfg_path = root / "otzoo" / "pretrained" / f"{NAME}.json"
+    old = json.loads(cfg_path.read_text())
+    old["metrics"]["remeasured"] = {"knn_top1": 1.0, "linear_top1": 2.0, "otzoo_version": "0", "hardware": "h",
+                                    "command": "first measure"}  # what the first version of measure wrote
+    cfg_path.write_text(json.dumps(old))
+    splits = []
+    real = measure._features
+    monkeypatch.setattr(measure, "_features", lambda model, ds, split, *a: splits.append(split) or real(model, ds, split, *a))
+    assert measure.main([NAME, "--root", str(root), "--data-dir", str(data)]) == 0
+    assert splits == ["test"]  # the geometry needs no train features
+    cfg = json.loads(cfg_path.read_text())
+    first, second = cfg["metrics"]["remeasured"]
+    assert first["added"] == ["low_label"] and first["command"] == "first measure"
+    assert second["added"] == ["feature_geometry"] and "knn_top1" not in second
+    assert cfg["metrics"]["feature_geometry"] == exported[0]["metrics"]["feature_geometry"]
+    assert "added feature_geometry" in capsys.readouterr().out
+    assert measure.main([NAME, "--root", str(root), "--data-dir", str(data)]) == 0
+    assert "nothing written" in capsys.readouterr().out
+    assert json.loads(cfg_path.read_text()) == cfg

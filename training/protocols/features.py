@@ -16,7 +16,8 @@ import otzoo
 from ..augment import normalize
 from ..device import autocast, resolve_device
 
-__all__ = ["pooled_features", "eval_transform", "extract_features", "effective_rank"]
+__all__ = ["pooled_features", "eval_transform", "extract_features", "effective_rank", "feature_geometry",
+           "GEOMETRY_PROTOCOL"]
 
 
 def pooled_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -83,3 +84,24 @@ def effective_rank(features: torch.Tensor, eps: float = 1e-7) -> float:
     s = torch.linalg.svdvals(features.double())
     p = s / s.sum() + eps
     return float(torch.exp(-(p * p.log()).sum()))
+
+
+GEOMETRY_PROTOCOL = ("RankMe of the test split's pooled features as extracted (rankme) and after subtracting their "
+                     "mean (rankme_centred), out of min(N, D); mean cosine similarity between the features of two "
+                     "different test images (mean_cosine)")
+
+
+def feature_geometry(features: torch.Tensor) -> dict:
+    """Label-free shape of ``(N, D)`` features, N >= 2: ``rankme`` (:func:`effective_rank`),
+    ``rankme_centred`` (the same after subtracting the mean feature) and ``mean_cosine``, the mean
+    cosine similarity over pairs of different rows. A ``mean_cosine`` near 1 with a ``rankme``
+    far below ``rankme_centred``: the features share one dominant direction, an offset that
+    cosine similarity sees and a centred or standardised use (the linear probe) does not."""
+    x = features.double()
+    n = x.shape[0]
+    if n < 2:
+        raise ValueError(f"feature_geometry needs at least 2 feature rows, got {n}")
+    unit = torch.nn.functional.normalize(x, dim=1)
+    pair_sum = unit.sum(0).square().sum() - unit.square().sum()  # sum over i != j of cos(x_i, x_j)
+    return {"rankme": round(effective_rank(x), 1), "rankme_centred": round(effective_rank(x - x.mean(0)), 1),
+            "mean_cosine": round(float(pair_sum / (n * (n - 1))), 4)}

@@ -4,7 +4,7 @@ from torchvision.datasets import ImageFolder
 
 import otzoo
 from tests.training.test_evaluate import make_image_tree
-from training.protocols.features import effective_rank, eval_transform, extract_features
+from training.protocols.features import effective_rank, eval_transform, extract_features, feature_geometry
 
 
 def test_extract_features_in_order_eval_mode_and_restores_mode(tmp_path):
@@ -65,3 +65,21 @@ def test_effective_rank_falls_when_one_direction_dominates():
     spread = effective_rank(x)
     x[:, 0] *= 1000  # near-collapse onto one axis
     assert 25 < spread < 32 and effective_rank(x) < 2
+
+
+def test_feature_geometry_sees_a_shared_offset_that_centring_removes():
+    x = torch.randn(400, 32, generator=torch.Generator().manual_seed(0))
+    spread = feature_geometry(x)
+    shifted = feature_geometry(x + 20.0 * torch.ones(32))  # every row pushed along one direction
+    assert abs(spread["mean_cosine"]) < 0.01 and shifted["mean_cosine"] > 0.99
+    assert spread["rankme"] > 25 and shifted["rankme"] < 5
+    assert shifted["rankme_centred"] == pytest.approx(spread["rankme_centred"], abs=0.2)
+
+
+def test_feature_geometry_mean_cosine_is_the_mean_over_pairs_of_different_rows():
+    x = torch.randn(7, 5, generator=torch.Generator().manual_seed(2))
+    cos = torch.nn.functional.cosine_similarity(x[:, None], x[None], dim=2)
+    expected = cos[~torch.eye(7, dtype=torch.bool)].mean().item()
+    assert feature_geometry(x)["mean_cosine"] == pytest.approx(expected, abs=1e-4)
+    with pytest.raises(ValueError, match="at least 2"):
+        feature_geometry(x[:1])
