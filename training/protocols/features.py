@@ -86,9 +86,9 @@ def effective_rank(features: torch.Tensor, eps: float = 1e-7) -> float:
     return float(torch.exp(-(p * p.log()).sum()))
 
 
-GEOMETRY_PROTOCOL = ("RankMe of the test split's pooled features as extracted (rankme) and after subtracting their "
-                     "mean (rankme_centred), out of min(N, D); mean cosine similarity between the features of two "
-                     "different test images (mean_cosine)")
+GEOMETRY_PROTOCOL = ("RankMe of the evaluation split's pooled features (test; val for ImageNet-derived data) as "
+                     "extracted (rankme) and after subtracting their mean (rankme_centred), out of min(N, D); mean "
+                     "cosine similarity between the features of two different images of that split (mean_cosine)")
 
 
 def feature_geometry(features: torch.Tensor) -> dict:
