@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-__all__ = ["plot_plan", "LAYOUTS"]
+__all__ = ["plot_plan", "plan_mass", "LAYOUTS"]
 
 
 def _pyplot():
@@ -70,6 +70,46 @@ def plot_plan(plan, ax=None, title: Optional[str] = None, log: bool = False, cma
         ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04,
                            label=r"$\log_{10} P_{ij}$" if log else r"$P_{ij}$")
     return im
+
+
+def plan_mass(plan, layout: str, labels=None) -> dict:
+    """Where a ``layout`` plan puts its mass, beside what a uniform plan would put there.
+
+    The support is every entry but the self-pairs (the masked diagonal) of a stacked plan, and
+    every entry of a cross-view one. ``positives`` is the share of the plan's mass on the
+    positives (image k's two views), ``same_class`` (with ``labels``: the class of each of the
+    ``B`` images of one view) the share inside the class blocks, positives included; each
+    ``*_uniform`` is that share under a uniform plan on the same support (its share of entries).
+
+    Returns:
+        ``{"positives", "positives_uniform"[, "same_class", "same_class_uniform"]}``, floats in [0, 1].
+    """
+    import torch
+
+    plan = torch.as_tensor(plan, dtype=torch.float64)
+    if plan.ndim != 2:
+        raise ValueError(f"plan_mass: plan must be 2-D (n, m), got shape {tuple(plan.shape)}")
+    n, m = plan.shape
+    if layout is None:
+        raise ValueError(f"plan_mass: pass the loss's plan_layout, one of {LAYOUTS}")
+    image = torch.arange(n) % (n // _views(layout, n, m))
+    support = torch.ones(n, n, dtype=torch.bool)
+    if layout == "stacked":
+        support.fill_diagonal_(False)
+    blocks = {"positives": image[:, None] == image[None, :]}
+    if labels is not None:
+        labels = torch.as_tensor(labels).reshape(-1)
+        if len(labels) != n // _views(layout, n, m):
+            raise ValueError(f"plan_mass: labels must hold one class per image of a view "
+                             f"({n // _views(layout, n, m)}), got {len(labels)}")
+        blocks["same_class"] = labels[image][:, None] == labels[image][None, :]
+    total = plan[support].sum()
+    out = {}
+    for name, block in blocks.items():
+        block = block & support
+        out[name] = float(plan[block].sum() / total)
+        out[f"{name}_uniform"] = float(block.sum() / support.sum())
+    return out
 
 
 def _views(layout: Optional[str], n: int, m: int) -> int:

@@ -24,7 +24,7 @@ FIGURE_CAPTIONS = {
                   "metric).",
     "plan.png": "*plan.png*: the {method} {plan_kind} of this model on one batch of class-sorted test "
                 "images x 2 views (log10 scale; the batch size is in the figure's title; `python -m training "
-                "plan`). {positives}; mass inside the class blocks is what the plan learned without labels.",
+                "plan`). {positives}; thin lines mark the class blocks.{mass}",
     "knn_vs_time.png": "*knn_vs_time.png*: time to accuracy: the k-NN monitor ({knn_train:,} train / {knn_test:,} "
                        "test images) against the run's wall-clock minutes, each point labelled with its epoch "
                        "(`python -m training curve`); a star marks lightly's published point where there is one "
@@ -302,7 +302,8 @@ def _results(cfg: dict) -> list:
     ]
 
 
-ADDED_LATER_TEXT = {"low_label": "the low-label rows", "feature_geometry": "the feature geometry"}
+ADDED_LATER_TEXT = {"low_label": "the low-label rows", "feature_geometry": "the feature geometry",
+                    "plan_mass": "the plan's mass in the plan.png caption"}
 SHARED_DIRECTION_COSINE = 0.9  # mean cosine between different images above which the card warns
 
 
@@ -320,9 +321,12 @@ def _remeasured_note(m: dict) -> list:
                    if key in again]
         same = all(again[key] == m[key] for key in ("knn_top1", "linear_top1") if key in again)
         added = " and ".join(ADDED_LATER_TEXT.get(k, k) for k in again["added"])
+        after = [f"it measured {' and '.join(checked)} again" + (": the shipped numbers, exactly" if same else "")
+                 ] if checked else []
+        after += ["it drew the plan again from the pretraining run's checkpoint: the shipped plan.png, byte for "
+                  "byte"] if "plan_png" in again else []
         lines += [f"Added later by `{again['command']}` (otzoo {again['otzoo_version']}, {again['hardware']}) on the "
-                  f"released file: {added}, after it measured {' and '.join(checked)} again"
-                  + (": the shipped numbers, exactly." if same else "."), ""]
+                  f"released file: {added}, after {'; and '.join(after)}.", ""]
     return lines
 
 
@@ -475,6 +479,18 @@ def _plan_layout(method: str) -> str:
     return get_loss_class(method).plan_layout
 
 
+def _plan_mass_text(mass: Optional[dict]) -> str:
+    """What the plan of the figure learned, measured (``metrics.plan_mass``); empty when not measured."""
+    if not mass:
+        return ""
+    text = f" On this batch the plan puts {mass['positives']:.1%} of its mass on the positives"
+    uniform = f"{mass['positives_uniform']:.1%}"
+    if "same_class" in mass:
+        text += f" and {mass['same_class']:.1%} inside the class blocks"
+        uniform += f" and {mass['same_class_uniform']:.1%}"
+    return f"{text}; a uniform plan would put {uniform} (`metrics.plan_mass`)."
+
+
 def _plots(cfg: dict, figures: list) -> list:
     if not figures:
         return []
@@ -484,6 +500,7 @@ def _plots(cfg: dict, figures: list) -> list:
         caption = FIGURE_CAPTIONS.get(f, f).format(method=method_name(cfg["method"]),
                                                   plan_kind=PLAN_KINDS.get(cfg["method"], "transport plan"),
                                                   positives=PLAN_POSITIVES[_plan_layout(cfg["method"])],
+                                                  mass=_plan_mass_text(cfg.get("metrics", {}).get("plan_mass")),
                                                   knn_train=engine.get("knn_train", 0), knn_test=engine.get("knn_test", 0))
         lines += [f"![{f}]({f})", "", caption, ""]
     return lines

@@ -34,6 +34,7 @@ from training.device import resolve_device
 from training.loading import dataset_variant, first_n, load_run_model, read_run, resolve_eval_data_dir
 from training.protocols.features import GEOMETRY_PROTOCOL, eval_transform, extract_features, feature_geometry
 from training.protocols.knn import knn_protocol, knn_top1
+from training.plot_plan import PLAN_PROTOCOL, run_plan
 from training.protocols.linear import (LOW_LABEL_FRACTIONS, linear_protocol, linear_top1, low_label_probe,
                                       train_linear_probe)
 
@@ -232,13 +233,13 @@ def write_release(model, folder: Path, meta: dict) -> dict:
     return cfg
 
 
-def _plan_figure(run_dir: Path, data_dir, device) -> None:
-    """``<run>/plan.png`` (``python -m training plan``) when the run has none and still has its checkpoint."""
-    if (run_dir / "plan.png").is_file() or not (run_dir / "checkpoint.pt").is_file():
-        return
-    from training.plot_plan import run_plan
-
-    run_plan(run_dir, data_dir=data_dir, device=device)
+def _plan_figure(run_dir: Path, data_dir, device) -> Optional[dict]:
+    """``<run>/plan.png`` (``python -m training plan``) when the run has none and still has its
+    checkpoint; the ``plan_mass`` that the plan command wrote beside the PNG, or None (none there)."""
+    if not (run_dir / "plan.png").is_file() and (run_dir / "checkpoint.pt").is_file():
+        run_plan(run_dir, data_dir=data_dir, device=device)
+    mass = run_dir / "plan.json"
+    return json.loads(mass.read_text()) if mass.is_file() and (run_dir / "plan.png").is_file() else None
 
 
 def _copy_figures(run_dir: Path, folder: Path, figures, title: str) -> list:
@@ -278,13 +279,16 @@ def export_run(run_dir, name: Optional[str] = None, root=REPO_ROOT, data_dir=Non
                                      device, progress)
     variant = dataset_variant(dataset, data_dir)
     metrics.update(dataset_variant=variant, subsampled=bool(train_subset or test_subset))
+    mass = _plan_figure(run_dir, data_dir, device)
+    if mass:
+        metrics.update(plan_mass=mass)
+        metrics["protocol"]["plan"] = PLAN_PROTOCOL.format(**mass)
     if metrics["subsampled"]:
         metrics["num_train_full"], metrics["num_test_full"] = full
     meta = {"name": name, "label_names": label_names, "method": method, "dataset": dataset,
             "dataset_variant": variant, "metrics": metrics, **_provenance(run_dir, info, name, command)}
     folder = root / "weights" / name
     cfg = write_release(model, folder, meta)
-    _plan_figure(run_dir, data_dir, device)
     cfg["figures"] = _copy_figures(run_dir, folder, figures, f"{name}: {method}, {arch}, {dataset}")
     cfg = json.loads(json.dumps(cfg))  # plain JSON types (tuples -> lists)
     cfg_path = readme.write_cfg(root, cfg)  # a replaced release of another recipe moves to results/superseded/

@@ -8,14 +8,17 @@ exactly as ``export`` does (fp32, the weight's transform), checks that the shipp
 ``linear_top1`` (and ``knn_top1``, when the train features are needed) reproduce within
 :data:`TOLERANCE`, then adds what the cfg lacks of :data:`ADDED_LATER`: the low-label probes
 (``linear_top1_1pct`` / ``_10pct``, ``metrics.low_label``; needs the train features) and the
-test features' ``feature_geometry``. It writes them to the cfg json and ``config.json``, appends
-the check to ``metrics.remeasured`` and regenerates the card, results and README. Nothing is
-written when a number does not reproduce or nothing is missing.
+test features' ``feature_geometry``. With ``--run DIR`` (the weight's pretraining run, still
+holding ``checkpoint.pt``) it also adds ``plan_mass``, once the plan drawn again from that run is
+the weight's ``plan.png`` byte for byte. It writes them to the cfg json and ``config.json``,
+appends the check to ``metrics.remeasured`` and regenerates the card, results and README.
+Nothing is written when a number or the figure does not reproduce, or when nothing is missing.
 """
 import argparse
 import json
 import shlex
 import sys
+import tempfile
 from pathlib import Path
 
 import otzoo
@@ -27,6 +30,7 @@ from training.device import resolve_device
 from training.engine import DistInfo, hardware_string
 from training.export import LOW_LABEL_PROTOCOL, REPO_ROOT, low_label_metrics
 from training.loading import dataset_variant, resolve_eval_data_dir
+from training.plot_plan import PLAN_PROTOCOL, run_plan
 from training.protocols.features import GEOMETRY_PROTOCOL, eval_transform, extract_features, feature_geometry
 from training.protocols.knn import knn_top1
 from training.protocols.linear import linear_top1
@@ -59,8 +63,24 @@ def _check(name: str, again: dict, metrics: dict) -> None:
                                      f"{TOLERANCE}): nothing written")
 
 
+def _shipped_plan_mass(run_dir: Path, folder: Path, data_dir, device) -> dict:
+    """The ``plan_mass`` of the plan drawn again from ``run_dir``, once that drawing is the
+    weight's ``plan.png`` byte for byte (so it is the plan the card shows)."""
+    if not (run_dir / "checkpoint.pt").is_file():
+        raise FileNotFoundError(f"{run_dir} holds no checkpoint.pt: --run takes the weight's pretraining run")
+    if not (folder / "plan.png").is_file():
+        raise FileNotFoundError(f"{folder} ships no plan.png: there is no plan to describe")
+    with tempfile.TemporaryDirectory() as tmp:
+        png = run_plan(run_dir, Path(tmp) / "plan.png", data_dir, device=device)
+        if png.read_bytes() != (folder / "plan.png").read_bytes():
+            raise NotReproducedError(f"the plan drawn again from {run_dir} is not {folder / 'plan.png'} (another "
+                                     "run, batch or seed?): nothing written")
+        mass = json.loads(png.with_suffix(".json").read_text())
+    return mass
+
+
 def measure_weight(name: str, root=REPO_ROOT, data_dir=None, batch_size: int = 256, max_iter: int = 300,
-                   device="auto", command: str = "", progress: bool = True) -> tuple:
+                   device="auto", command: str = "", progress: bool = True, run_dir=None) -> tuple:
     """Re-measure ``name`` (see module doc): ``(cfg, record)``, the cfg as written and the check
     appended to ``metrics.remeasured``; ``(cfg, None)`` and nothing written when nothing is missing."""
     root, device = Path(root), resolve_device(device)
@@ -70,8 +90,35 @@ def measure_weight(name: str, root=REPO_ROOT, data_dir=None, batch_size: int = 2
         raise NotReproducedError(f"{folder / cfg['filename']} does not match the sha256 of {cfg_path}")
     metrics = cfg["metrics"]
     missing = [key for key in ADDED_LATER if key not in metrics]
-    if not missing:
+    plan = run_dir is not None and "plan_mass" not in metrics
+    if not missing and not plan:
         return cfg, None
+    again = {}
+    if missing:
+        again = _add_feature_metrics(cfg, folder, missing, data_dir, batch_size, max_iter, device, progress)
+    if plan:
+        metrics["plan_mass"] = _shipped_plan_mass(Path(run_dir), folder, data_dir, device)
+        metrics["protocol"]["plan"] = PLAN_PROTOCOL.format(**metrics["plan_mass"])
+        again["plan_png"] = "identical"
+        missing.append("plan_mass")
+    record = {**again, "added": missing, "otzoo_version": otzoo.__version__,
+              "hardware": hardware_string(DistInfo(device=device), "fp32"),
+              "command": command or f"python -m training measure {name}"}
+    metrics["remeasured"] = remeasured_records(metrics) + [record]
+    readme.write_cfg(root, cfg)
+    config_path = folder / "config.json"
+    hf_config = json.loads(config_path.read_text())
+    hf_config["otzoo"]["metrics"] = metrics
+    config_path.write_text(json.dumps(hf_config, indent=2) + "\n")
+    readme.sync_generated(root)
+    return cfg, record
+
+
+def _add_feature_metrics(cfg: dict, folder: Path, missing: list, data_dir, batch_size, max_iter, device,
+                         progress) -> dict:
+    """Add the ``missing`` feature metrics to ``cfg["metrics"]`` once the shipped linear (and kNN)
+    top-1 reproduce; returns what it measured again."""
+    name, metrics = cfg["name"], cfg["metrics"]
     data_dir = resolve_eval_data_dir(data_dir)
     variant = dataset_variant(cfg["dataset"], data_dir)
     if variant != metrics["dataset_variant"]:
@@ -91,24 +138,15 @@ def measure_weight(name: str, root=REPO_ROOT, data_dir=None, batch_size: int = 2
     if "feature_geometry" in missing:
         metrics["feature_geometry"] = feature_geometry(te_f)
         metrics["protocol"]["geometry"] = GEOMETRY_PROTOCOL
-    record = {**again, "added": missing, "otzoo_version": otzoo.__version__,
-              "hardware": hardware_string(DistInfo(device=device), "fp32"),
-              "command": command or f"python -m training measure {name}"}
-    metrics["remeasured"] = remeasured_records(metrics) + [record]
-    readme.write_cfg(root, cfg)
-    config_path = folder / "config.json"
-    hf_config = json.loads(config_path.read_text())
-    hf_config["otzoo"]["metrics"] = metrics
-    config_path.write_text(json.dumps(hf_config, indent=2) + "\n")
-    readme.sync_generated(root)
-    return cfg, record
+    return again
 
 
 def _summary(name: str, record) -> str:
     if record is None:
         return f"{name}: has every metric this version measures; nothing written"
-    checked = " / ".join(f"{k} {record[k]:.2f}" for k in ("linear_top1", "knn_top1") if k in record)
-    return f"{name}: {checked} reproduced; added {', '.join(record['added'])}"
+    checked = [f"{k} {record[k]:.2f}" for k in ("linear_top1", "knn_top1") if k in record]
+    checked += ["plan.png"] if "plan_png" in record else []
+    return f"{name}: {' / '.join(checked)} reproduced; added {', '.join(record['added'])}"
 
 
 def main(argv=None, prog: str = "python -m training measure", command: str = "measure") -> int:
@@ -122,11 +160,16 @@ def main(argv=None, prog: str = "python -m training measure", command: str = "me
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--max-iter", type=int, default=300, help="L-BFGS iterations per linear-probe fit")
     p.add_argument("--device", default="auto", help="auto (the GPU when there is one), cpu, cuda or cuda:N")
+    p.add_argument("--run", help="the weight's pretraining run (holds checkpoint.pt): adds the mass of the plan "
+                                 "in plan.png, once the plan drawn again from it is that file (one NAME only)")
     args = p.parse_args(argv)
+    if args.run and len(args.names) > 1:
+        p.error("--run is the pretraining run of one weight: give one NAME with it")
     for name in args.names:
+        run = f" --run runs/{shlex.quote(Path(args.run).name)}" if args.run else ""  # no path of this machine
         try:
             _, record = measure_weight(name, Path(args.root).resolve(), args.data_dir, args.batch_size,
-                                       args.max_iter, args.device, f"{prog} {shlex.quote(name)}")
+                                       args.max_iter, args.device, f"{prog} {shlex.quote(name)}{run}", run_dir=args.run)
         except (FileNotFoundError, DataNotFoundError, NotReproducedError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 1 if isinstance(err, NotReproducedError) else 2

@@ -5,8 +5,12 @@ evenly spaced test images (class-sorted, so same-class blocks line up), draws tw
 the run's augmentation and a fixed seed, and plots ``loss.plan(z1, z2)`` with
 :func:`otzoo.viz.plot_plan` in the loss's ``plan_layout`` (the stacked ``2B x 2B`` coupling for
 GCA / IOT / InfoNCE / RINCE, the cross-view ``B x B`` one for OTCO / matching gap / SinSim / BYOL).
+Beside the PNG, ``plan.json``: the batch, the seed and :func:`otzoo.viz.plan_mass` of that plan
+(its mass on the positives and inside the class blocks, and the uniform plan's), which ``export``
+puts in the card.
 """
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -18,7 +22,12 @@ from .data import load_images
 from .device import resolve_device
 from .methods import build_method
 
-__all__ = ["compute_plan", "run_plan", "main"]
+__all__ = ["compute_plan", "run_plan", "main", "PLAN_PROTOCOL"]
+
+PLAN_PROTOCOL = ("the training loss's plan (the run's last checkpoint: backbone + projector, eval mode) on {batch} "
+                 "evenly spaced, class-sorted test images x 2 augmented views (seed {seed}): the share of its mass "
+                 "on the positives and inside the class blocks, beside a uniform plan's on the same support "
+                 "(otzoo.viz.plan_mass; plan.png shows the plan)")
 
 
 @torch.no_grad()
@@ -42,7 +51,8 @@ def compute_plan(run_dir, data_dir=None, batch: int = 64, seed: int = 0, device=
 
 def run_plan(run_dir, out=None, data_dir=None, batch: int = 64, seed: int = 0, log: bool = True,
              device="cpu") -> Path:
-    """Write the plan plot of ``run_dir`` (default ``<run_dir>/plan.png``); returns its path."""
+    """Write the plan plot of ``run_dir`` (default ``<run_dir>/plan.png``) and its ``plan_mass``
+    (the same path with ``.json``); returns the PNG's path."""
     run_dir = Path(run_dir)
     plan, cfg, labels = compute_plan(run_dir, data_dir, batch, seed, device)
     import matplotlib
@@ -51,14 +61,17 @@ def run_plan(run_dir, out=None, data_dir=None, batch: int = 64, seed: int = 0, l
     import matplotlib.pyplot as plt
 
     from otzoo.losses import get_loss_class
-    from otzoo.viz import plot_plan
+    from otzoo.viz import plan_mass, plot_plan
 
+    layout = get_loss_class(cfg["method"]).plan_layout
+    out = Path(out) if out else run_dir / "plan.png"
+    mass = dict(batch=batch, seed=seed, **plan_mass(plan, layout, labels))
+    out.with_suffix(".json").write_text(json.dumps(mass, indent=1) + "\n")
     fig, ax = plt.subplots(figsize=(6, 5.5))
-    plot_plan(plan, ax=ax, log=log, labels=labels.numpy(), layout=get_loss_class(cfg["method"]).plan_layout,
+    plot_plan(plan, ax=ax, log=log, labels=labels.numpy(), layout=layout,
               title=f"{run_dir.name}: {cfg['method']} plan\n{batch} class-sorted test images x 2 views"
                     f"{' (log10)' if log else ''}\ndotted: positives; thin lines: class blocks")
     ax.title.set_fontsize(10)
-    out = Path(out) if out else run_dir / "plan.png"
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)

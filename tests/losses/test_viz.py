@@ -66,3 +66,43 @@ def test_cross_view_plans_mark_the_diagonal_not_a_view_split():
     with pytest.raises(ValueError, match="layout must be one of"):
         plot_plan(plan, layout="diagonal")
     plt.close(fig)
+
+
+@pytest.mark.parametrize("layout,n", [("stacked", 12), ("cross_view", 6)])
+def test_plan_mass_of_a_uniform_plan_is_the_uniform_share(layout, n):
+    from otzoo.viz import plan_mass
+
+    plan = torch.ones(n, n)
+    if layout == "stacked":
+        plan.fill_diagonal_(0)
+    labels = [0, 0, 1, 1, 1, 2]
+    mass = plan_mass(plan, layout, labels)
+    assert mass["positives"] == pytest.approx(mass["positives_uniform"])
+    assert mass["same_class"] == pytest.approx(mass["same_class_uniform"])
+    # by hand: stacked 12 x 12 off-diagonal = 132 entries, 12 positives, 2*(2*2+3*3+1)*4 - 12 same-class
+    expected = {"stacked": (12 / 132, (4 * 14 - 12) / 132), "cross_view": (6 / 36, 14 / 36)}[layout]
+    assert (mass["positives_uniform"], mass["same_class_uniform"]) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("method", ["gca_uot", "otco"])
+def test_plan_mass_sees_a_plan_that_matches_the_positives(method):
+    from otzoo.viz import plan_mass
+
+    loss = create_loss(method)
+    z = torch.randn(8, 16)
+    matched = plan_mass(loss.plan(z, z + 0.01 * torch.randn(8, 16)), loss.plan_layout)
+    unrelated = plan_mass(loss.plan(z, torch.randn(8, 16)), loss.plan_layout)
+    assert matched["positives"] > 3 * matched["positives_uniform"]
+    assert unrelated["positives"] < 2 * unrelated["positives_uniform"] < matched["positives"]
+    assert "same_class" not in matched  # no labels, no class blocks
+
+
+def test_plan_mass_rejects_what_it_cannot_read():
+    from otzoo.viz import plan_mass
+
+    with pytest.raises(ValueError, match="plan_layout"):
+        plan_mass(torch.ones(4, 4), None)
+    with pytest.raises(ValueError, match="one class per image"):
+        plan_mass(torch.ones(4, 4), "stacked", labels=[0, 1, 2, 3])
+    with pytest.raises(ValueError, match="even size"):
+        plan_mass(torch.ones(3, 3), "stacked")

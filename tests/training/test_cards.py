@@ -68,6 +68,18 @@ def test_plan_caption_names_what_the_loss_plan_is():
     assert "transport plan" not in sim_card and "rows sum to 1, columns do not" in sim_card
 
 
+def test_plan_caption_states_the_measured_plan_mass_and_nothing_unmeasured():
+    def caption(**metrics):
+        cfg = with_recipe("sinsim_resnet18_cifar10", "sinsim", 60.0)
+        cfg = dict(cfg, figures=["plan.png"], metrics=dict(cfg["metrics"], **metrics))
+        return next(line for line in cards.render_card(cfg).splitlines() if line.startswith("*plan.png*"))
+    mass = {"batch": 64, "seed": 0, "positives": 0.0041, "positives_uniform": 0.0039, "same_class": 0.1012,
+            "same_class_uniform": 0.1006}
+    assert ("On this batch the plan puts 0.4% of its mass on the positives and 10.1% inside the class blocks; "
+            "a uniform plan would put 0.4% and 10.1%") in caption(plan_mass=mass)
+    assert "of its mass" not in caption() and "learned" not in caption()
+
+
 @pytest.mark.parametrize("method", list_losses())
 def test_plan_caption_matches_the_layout_of_every_loss(method):
     cfg = dict(with_recipe(f"{method}_resnet18_cifar10", method, 60.0), figures=["plan.png"])

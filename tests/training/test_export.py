@@ -15,6 +15,9 @@ from training.protocols.linear import WEIGHT_DECAYS
 from tests.training.test_evaluate import make_image_tree, make_run_dir
 
 NAME = "gca_uot_resnet18_exporttest"
+PLAN_PNG = b"\x89PNG\r\n\x1a\n"
+PLAN_MASS = {"batch": 8, "seed": 0, "positives": 0.25, "positives_uniform": 0.125, "same_class": 0.5,
+             "same_class_uniform": 0.25}
 REQUIRED = ["name", "tag", "hf_hub_id", "filename", "sha256", "architecture", "num_classes", "label_names",
             "input_size", "mean", "std", "interpolation", "crop_pct", "first_conv", "classifier", "method",
             "dataset", "recipe", "budget", "metrics", "paper", "license"]
@@ -28,6 +31,8 @@ def exported(tmp_path_factory):
     for c in range(4):  # mislabel one test image per class, so top-1 <= 75 and a wrong count shows
         (data / "test" / f"c{c}" / "0000.png").rename(data / "test" / f"c{(c + 1) % 4}" / "9000.png")
     run = make_run_dir(tmp / "runs" / "r", data_dir=data)
+    (run / "plan.png").write_bytes(PLAN_PNG)  # as `python -m training plan` leaves them (no checkpoint here)
+    (run / "plan.json").write_text(json.dumps(PLAN_MASS))
     root = tmp / "root"
     root.mkdir()
     (root / "README.md").write_text(f"# x\n\n{readme.START}\nSTALE\n{readme.END}\n\ntail\n")
@@ -39,7 +44,7 @@ def exported(tmp_path_factory):
 def test_export_writes_every_artifact(exported):
     cfg, root, _, _ = exported
     folder = root / "weights" / NAME
-    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "curves.png", "model.safetensors"]
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "curves.png", "model.safetensors", "plan.png"]
     assert json.loads((root / "otzoo" / "pretrained" / f"{NAME}.json").read_text()) == cfg
     assert hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest() == cfg["sha256"]
     missing = [k for k in REQUIRED if cfg.get(k) in (None, "", [], {})]
@@ -49,7 +54,8 @@ def test_export_writes_every_artifact(exported):
     assert cfg["budget"]["hardware_spans"] == [{"hardware": "test", "steps": [0, 4], "wall_time_s": 12.5}]
     assert cfg["reproduce"]["pretrain"].startswith("python -m training pretrain")
     assert cfg["metrics"]["linear_probe"]["weight_decay"] in WEIGHT_DECAYS
-    assert cfg["figures"] == ["curves.png"]
+    assert cfg["figures"] == ["curves.png", "plan.png"]
+    assert cfg["metrics"]["plan_mass"] == PLAN_MASS and "8 evenly spaced" in cfg["metrics"]["protocol"]["plan"]
     assert cfg["dtype"] == "float16"  # the release asks for float16 explicitly (save_pretrained keeps fp32)
     low = cfg["metrics"]["low_label"]
     assert list(low) == ["1%", "10%"] and all(len(r["top1"]) == 3 for r in low.values())

@@ -5,6 +5,7 @@ import pytest
 
 from otzoo.models import unregister_pretrained
 from training import export, measure
+from training.plot_plan import run_plan
 from tests.training.test_evaluate import make_image_tree, make_run_dir
 
 NAME = "gca_uot_resnet18_measuretest"
@@ -101,3 +102,43 @@ def test_measure_adds_only_what_is_missing_and_keeps_the_earlier_checks(exported
     assert measure.main([NAME, "--root", str(root), "--data-dir", str(data)]) == 0
     assert "nothing written" in capsys.readouterr().out
     assert json.loads(cfg_path.read_text()) == cfg
+
+
+@pytest.fixture
+def shipped_plan(exported, tmp_path, monkeypatch):
+    """A complete weight whose folder ships the plan.png of a (tiny) pretraining run that still has its checkpoint."""
+    from tests.training.test_plot_plan import _run
+
+    _, root, _ = strip(exported, tmp_path, ())
+    run = _run(tmp_path, monkeypatch, "gca_uot")
+    (tmp_path / "drawn").mkdir()
+    png = run_plan(run, tmp_path / "drawn" / "plan.png", batch=64)
+    shutil.copy(png, root / "weights" / NAME / "plan.png")
+    return root, run, json.loads(png.with_suffix(".json").read_text())
+
+
+def test_measure_run_adds_the_mass_of_the_plan_the_weight_ships(shipped_plan, capsys):
+    root, run, mass = shipped_plan
+    cfg_path = root / "otzoo" / "pretrained" / f"{NAME}.json"
+    assert measure.main([NAME, "--root", str(root), "--run", str(run)]) == 0
+    assert "plan.png reproduced; added plan_mass" in capsys.readouterr().out
+    cfg = json.loads(cfg_path.read_text())
+    assert cfg["metrics"]["plan_mass"] == mass and "64 evenly spaced" in cfg["metrics"]["protocol"]["plan"]
+    record = cfg["metrics"]["remeasured"][-1]
+    assert record["added"] == ["plan_mass"] and "linear_top1" not in record  # no features needed
+    assert record["command"].endswith(f"--run runs/{run.name}") and str(run.parent) not in record["command"]
+    assert "the shipped plan.png, byte for byte" in (root / "model_cards" / f"{NAME}.md").read_text()
+    assert measure.main([NAME, "--root", str(root), "--run", str(run)]) == 0
+    assert "nothing written" in capsys.readouterr().out
+
+
+def test_measure_run_refuses_a_plan_that_is_not_the_shipped_one(shipped_plan, capsys):
+    root, run, _ = shipped_plan
+    cfg_path = root / "otzoo" / "pretrained" / f"{NAME}.json"
+    before = cfg_path.read_text()
+    (root / "weights" / NAME / "plan.png").write_bytes(b"another figure")
+    assert measure.main([NAME, "--root", str(root), "--run", str(run)]) == 1
+    assert "is not" in capsys.readouterr().err and cfg_path.read_text() == before
+    with pytest.raises(SystemExit):
+        measure.main([NAME, NAME, "--root", str(root), "--run", str(run)])
+    assert "one NAME" in capsys.readouterr().err

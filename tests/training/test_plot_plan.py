@@ -1,10 +1,13 @@
 """The plan plot of a trained run: the run's own loss plan on a class-sorted test batch."""
+import json
 from pathlib import Path
 
 import pytest
 import torch
 
 import training.methods
+from otzoo.losses import get_loss_class
+from otzoo.viz import plan_mass
 from tests.training.test_pretrain import TinyNet
 from training.__main__ import main as training_main
 from training.plot_plan import compute_plan
@@ -42,6 +45,9 @@ def test_plan_command_writes_a_png(method, tmp_path, monkeypatch):
     run = _run(tmp_path, monkeypatch, method)
     assert training_main(["plan", "--run", str(run), "--batch", "8"]) == 0
     assert (run / "plan.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    plan, _, labels = compute_plan(run, batch=8)
+    layout = get_loss_class(method).plan_layout
+    assert json.loads((run / "plan.json").read_text()) == dict(batch=8, seed=0, **plan_mass(plan, layout, labels))
 
 
 def test_plan_command_without_a_run_fails_clearly(tmp_path, capsys):
@@ -54,13 +60,14 @@ def test_export_draws_the_plan_of_a_run_that_has_none(tmp_path, monkeypatch):
 
     run = _run(tmp_path, monkeypatch, "otco")
     assert not (run / "plan.png").exists()
-    _plan_figure(run, None, "cpu")
+    mass = _plan_figure(run, None, "cpu")
     first = (run / "plan.png").read_bytes()
     assert first[:8] == b"\x89PNG\r\n\x1a\n"
+    assert mass == json.loads((run / "plan.json").read_text()) and mass["batch"] == 64
     (run / "plan.png").write_bytes(b"kept")  # one the user drew (e.g. another --batch) is kept
-    _plan_figure(run, None, "cpu")
+    assert _plan_figure(run, None, "cpu") == mass
     assert (run / "plan.png").read_bytes() == b"kept"
     (run / "plan.png").unlink()
     (run / "checkpoint.pt").unlink()  # no checkpoint: nothing to draw from, nothing drawn
-    _plan_figure(run, None, "cpu")
+    assert _plan_figure(run, None, "cpu") is None  # a plan.json without its figure is not reported
     assert not (run / "plan.png").exists()
