@@ -2,7 +2,7 @@
 # One device window: pretrain METHODs side by side (one process each, sharing the device) with
 # RECIPE, then pack what `python -m training export` needs into $OUT/runs.tar.part-* so that it
 # fits what the device tool brings back (8 files, 64 MiB): each finished run's config, run.json,
-# metrics, curves, plan (drawn here from the checkpoint, which stays behind), log and its backbone
+# metrics, curves, plan (PNG + its mass, drawn here from the checkpoint, which stays behind), log and its backbone
 # cast to float16 (the dtype of the released files, so the export is the same as from the fp32 file;
 # two resnet18 backbones fit, three do not).
 #
@@ -63,7 +63,7 @@ for d in "$runs"/*/; do
     n=$(basename "$d")
     [ -f "$runs/$n/backbone.safetensors" ] || continue
     mine=()
-    for f in backbone.safetensors run.json config.yaml metrics.jsonl curves.png plan.png pretrain.log; do
+    for f in backbone.safetensors run.json config.yaml metrics.jsonl curves.png plan.png plan.json pretrain.log; do
         [ -f "$runs/$n/$f" ] && mine+=("$n/$f")
     done
     size=$(cd "$runs" && du -cb "${mine[@]}" | tail -1 | cut -f1)

@@ -33,7 +33,7 @@ def test_window_packs_finished_runs_and_fails_on_the_rest(tmp_path):
     subprocess.run(["tar", "x", "-C", str(back)], input=parts, check=True)
     assert sorted(p.name for p in back.iterdir()) == ["smoke_simclr"]
     run = back / "smoke_simclr"
-    assert {"backbone.safetensors", "run.json", "config.yaml", "metrics.jsonl", "plan.png"} <= {
+    assert {"backbone.safetensors", "run.json", "config.yaml", "metrics.jsonl", "plan.png", "plan.json"} <= {
         p.name for p in run.iterdir()}
     with safe_open(str(run / "backbone.safetensors"), "pt") as f:
         assert f.metadata()["method"] == "simclr"
