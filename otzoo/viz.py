@@ -92,16 +92,16 @@ def plan_mass(plan, layout: str, labels=None) -> dict:
     n, m = plan.shape
     if layout is None:
         raise ValueError(f"plan_mass: pass the loss's plan_layout, one of {LAYOUTS}")
-    image = torch.arange(n) % (n // _views(layout, n, m))
+    batch = n // _views(layout, n, m)
+    image = torch.arange(n) % batch
     support = torch.ones(n, n, dtype=torch.bool)
     if layout == "stacked":
         support.fill_diagonal_(False)
     blocks = {"positives": image[:, None] == image[None, :]}
     if labels is not None:
         labels = torch.as_tensor(labels).reshape(-1)
-        if len(labels) != n // _views(layout, n, m):
-            raise ValueError(f"plan_mass: labels must hold one class per image of a view "
-                             f"({n // _views(layout, n, m)}), got {len(labels)}")
+        if len(labels) != batch:
+            raise ValueError(f"plan_mass: labels must hold one class per image of a view ({batch}), got {len(labels)}")
         blocks["same_class"] = labels[image][:, None] == labels[image][None, :]
     total = plan[support].sum()
     out = {}
