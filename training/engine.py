@@ -30,6 +30,7 @@ import math
 import os
 import platform
 import random
+import re
 import signal
 import sys
 import threading
@@ -124,14 +125,22 @@ def hardware_string(info: DistInfo, precision: str) -> str:
             pass
         name = f"CPU {name} ({os.cpu_count()} cores)"
     mode = {"bf16": "bf16 autocast", "fp16": "fp16 AMP", "fp32": "fp32"}[precision]
-    return f"{info.world_size}x {name}, {mode}"
+    return tidy_hardware(f"{info.world_size}x {name}, {mode}")
+
+
+def tidy_hardware(name: str | None) -> str | None:
+    """``name`` without trademark marks and the word "Processor" ("Intel(R) Xeon(R) Processor" -> "Intel Xeon"):
+    how hardware is recorded, and compared between the sessions of one run."""
+    if name is None:
+        return None
+    return " ".join(re.sub(r"\((?:R|TM)\)|\bProcessor\b", " ", name, flags=re.IGNORECASE).split()).replace(" ,", ",")
 
 
 def add_hardware_span(spans: list, hardware: str, steps: tuple, wall_time_s: float) -> list:
     """``spans`` (``{"hardware", "steps": [first, last], "wall_time_s"}`` dicts) plus this session's; merged into
     the last span when it ran on the same hardware up to this session's first step. A run resumed on other
     machines keeps every machine it trained on (``engine.precision: auto`` may differ between them)."""
-    spans = [dict(s) for s in spans]
+    spans, hardware = [dict(s, hardware=tidy_hardware(s["hardware"])) for s in spans], tidy_hardware(hardware)
     last = spans[-1] if spans else None
     if last is not None and last["hardware"] == hardware and last["steps"][1] == steps[0]:
         last["steps"], last["wall_time_s"] = [last["steps"][0], steps[1]], last["wall_time_s"] + wall_time_s

@@ -210,6 +210,26 @@ def test_a_span_that_trained_no_step_is_not_named():
     assert describe_hardware(spans[:1]) == "1x CPU A, fp32"
 
 
+@pytest.mark.parametrize("raw, tidy", [
+    ("1x CPU Intel(R) Xeon(R) Processor (2 cores), bf16 autocast", "1x CPU Intel Xeon (2 cores), bf16 autocast"),
+    ("1x CPU AMD EPYC 7763 64-Core Processor (2 cores), fp32", "1x CPU AMD EPYC 7763 64-Core (2 cores), fp32"),
+    ("1x CPU Intel(R) Core(TM) i7-9750H CPU @ 2.60GHz (12 cores), fp32",
+     "1x CPU Intel Core i7-9750H CPU @ 2.60GHz (12 cores), fp32"),
+    ("8x NVIDIA H100 80GB HBM3, bf16 autocast", "8x NVIDIA H100 80GB HBM3, bf16 autocast"),
+])
+def test_hardware_is_recorded_without_trademark_marks(raw, tidy):
+    from training.engine import tidy_hardware
+    assert tidy_hardware(raw) == tidy
+
+
+def test_a_run_started_under_the_raw_cpu_name_stays_one_span():
+    from training.engine import add_hardware_span
+    raw = "1x CPU Intel(R) Xeon(R) Processor (2 cores), bf16 autocast"  # recorded before names were tidied
+    spans = add_hardware_span([{"hardware": raw, "steps": [0, 5], "wall_time_s": 10.0}],
+                              "1x CPU Intel Xeon (2 cores), bf16 autocast", (5, 9), 4.0)
+    assert spans == [{"hardware": "1x CPU Intel Xeon (2 cores), bf16 autocast", "steps": [0, 9], "wall_time_s": 14.0}]
+
+
 def test_a_checkpoint_without_hardware_says_so(tiny, tmp_path):
     out = tmp_path / "old"
     args = ["--config", SMOKE, *TINY, "epochs=2", "--output-dir", str(out)]
