@@ -14,6 +14,7 @@ COMMANDS = {
     "curve": ("training.accuracy_curve", "time to accuracy: a run's kNN monitor against wall-clock minutes"),
     "smoke": ("training.smoke", "pretrain -> knn -> linear -> export -> load on a few hundred images"),
     "verify": ("training.verify", "load a released weight, classify test images, reproduce its card's numbers"),
+    "fit-epochs": ("training.fit_epochs", "the most epochs of a recipe that fit a time budget, from a short probe"),
     "resize-data": ("training.resize_data", "a smaller JPEG copy of an ImageFolder root (data for GPU windows)"),
     "readme": ("training.readme", "regenerate the README's table of weights from the registry"),
 }

@@ -487,7 +487,9 @@ class Trainer:
         record = {"event": "epoch", "step": self.step, "epoch": epoch + 1, "loss": mean_loss,
                   "elapsed_s": round(self.elapsed(), 1)}
         if self.e["knn_every"] and (epoch + 1) % self.e["knn_every"] == 0 and self.info.main:
+            t = time.time()
             record.update(self.knn_monitor())
+            record["knn_s"] = round(time.time() - t, 2)
         self.log(record)
         self.checkpoint()
         if self.info.main:

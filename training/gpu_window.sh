@@ -15,6 +15,8 @@
 # top-1 on all of train / test every 2 epochs, in metrics.jsonl); the monitor only watches training,
 # so the weights still count as the recipe's (training.cards.same_recipe). Export draws it
 # (knn_vs_time.png, in the card); `python -m training curve --run R --out results/...` puts it in results/.
+# Epochs that fit a window no one has measured: `python -m training fit-epochs` first, in the same
+# call, and pass `-- epochs=$E` (that module's header shows the command).
 # BUDGET is each run's --time-budget, a safety stop: a run it stops has no backbone and nothing
 # of it comes back but its log (a checkpoint is too large to carry between windows).
 # $PYTHON: the interpreter (default python3). $OTZOO_WINDOW_MAX_MIB: what the packed runs may take (default
