@@ -17,8 +17,13 @@ import yaml
 
 from training.references import LIGHTLY_KNN_POINT
 
-__all__ = ["knn_points", "plot_time_to_accuracy", "run_curve", "main"]
+__all__ = ["read_records", "knn_points", "plot_time_to_accuracy", "run_curve", "main"]
 FILENAME = "knn_vs_time.png"
+
+
+def read_records(run_dir) -> list:
+    """The records of ``<run_dir>/metrics.jsonl``, in order."""
+    return [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines() if line.strip()]
 
 
 def knn_points(records) -> list:
@@ -62,7 +67,7 @@ def run_curve(run_dir, out=None) -> Path:
     run_dir = Path(run_dir)
     if not (run_dir / "metrics.jsonl").is_file() or not (run_dir / "config.yaml").is_file():
         raise FileNotFoundError(f"{str(run_dir)!r} is not a pretraining run: it needs metrics.jsonl and config.yaml")
-    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    records = read_records(run_dir)
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
     e = cfg["engine"]
     monitor = f"k={e['knn_k']}, {e['knn_train']:,} train / {e['knn_test']:,} test images"

@@ -32,6 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from .accuracy_curve import read_records
 from .config import ConfigError, load_config
 from .engine import parse_duration
 
@@ -89,7 +90,7 @@ def probe(config: str, method: str, overrides: list, epochs: int = 3, seconds: f
         wall = time.time() - t0
         if proc.returncode not in (0, 3):
             raise FitError(f"the probe of {method} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-        records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+        records = read_records(run)
         done = run / "run.json"
         trained_s = (json.loads(done.read_text()) if done.is_file() else load_checkpoint(run / "checkpoint.pt"))[
             "wall_time_s"]  # from the trainer's start: the rest of the wall time is the launch
