@@ -19,8 +19,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.train_throughput import RECIPE, bench_raw, make_raw  # noqa: E402
-from training.config import load_config  # noqa: E402
-from training.device import resolve_precision  # noqa: E402
+from training.run.config import load_config  # noqa: E402
+from training.run.device import resolve_precision  # noqa: E402
 
 
 def main(argv=None):

@@ -1,6 +1,6 @@
 """What one fine-tuning run of ``RECIPE_10PCT`` costs here, per architecture and input size.
 
-Times training steps of ``training.protocols.finetune`` (batch 128, SGD, channels_last, the
+Times training steps of ``training.evaluate.finetune`` (batch 128, SGD, channels_last, the
 recipe's precision fp32) and a test forward, side by side in one process, then prints images/s
 and the minutes of a 10%-label run of ``--epochs`` epochs for each (dataset, size):
 
@@ -16,8 +16,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import otzoo  # noqa: E402
-from training.device import resolve_device  # noqa: E402
-from training.protocols.finetune import RECIPE_10PCT, finetune_optimizer  # noqa: E402
+from training.run.device import resolve_device  # noqa: E402
+from training.evaluate.finetune import RECIPE_10PCT, finetune_optimizer  # noqa: E402
 
 CASES = [  # (architecture, input size, dataset, train images, test images)
     ("resnet18_cifar", 32, "CIFAR-10", 50_000, 10_000),

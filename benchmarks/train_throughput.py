@@ -33,9 +33,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from training.config import load_config  # noqa: E402
-from training.device import autocast, resolve_device, resolve_precision  # noqa: E402
-from training.methods import build_method  # noqa: E402
+from training.run.config import load_config  # noqa: E402
+from training.run.device import autocast, resolve_device, resolve_precision  # noqa: E402
+from training.run.methods import build_method  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = "training/configs/cifar10_cpu.yaml"
@@ -118,7 +118,7 @@ def bench_plain(args, n_images):
             return tf(img), tf(img)
 
     if args.data_dir:
-        from training.datasets import build_dataset
+        from training.run.datasets import build_dataset
 
         ds = build_dataset("cifar10", "train", data_dir=args.data_dir, transform=TwoViews())
         ds = Subset(ds, list(range(0, len(ds), max(1, len(ds) // n_images)))[:n_images])

@@ -14,7 +14,7 @@ import torch
 
 import otzoo
 from otzoo.models import sha256_file
-from training.cards import EVAL_KEYS, parse_front_matter
+from training.release.cards import EVAL_KEYS, parse_front_matter
 
 REPO = Path(__file__).resolve().parents[1]
 RELEASED = sorted(p.stem for p in (REPO / "otzoo" / "pretrained").glob("*.json"))
@@ -85,7 +85,7 @@ def test_torch_hub_local_loads_the_same_weight(name):
 
 def test_readme_main_command_verifies_a_released_weight():
     """The README's main command runs `training verify` on its default weight: that weight must ship."""
-    from training import verify
+    from training.release import verify
 
     text = (REPO / "README.md").read_text()
     block = text.split("<!-- main-command -->", 1)[1].split("```bash", 1)[1].split("```", 1)[0]

@@ -3,20 +3,21 @@ import importlib
 import sys
 
 COMMANDS = {
-    "pretrain": ("training.pretrain", "self-supervised pretraining from a YAML recipe"),
-    "knn": ("training.evaluate", "weighted k-NN top-1 of a backbone's features (the protocol: knn --help)"),
-    "linear": ("training.evaluate", "linear probe on frozen, precomputed features"),
-    "finetune": ("training.evaluate", "fine-tune backbone + head end to end"),
-    "export": ("training.export", "write weights/, otzoo/pretrained/, model card and results"),
-    "measure": ("training.measure", "measure a released weight again (new metrics; its tensors never change)"),
-    "publish": ("training.publish", "upload an exported weight folder to the HF Hub (--dry-run offline)"),
-    "plan": ("training.plot_plan", "heat map of a trained run's transport plan on one test batch"),
-    "curve": ("training.accuracy_curve", "time to accuracy: a run's kNN monitor against wall-clock minutes"),
-    "smoke": ("training.smoke", "pretrain -> knn -> linear -> export -> load on a few hundred images"),
-    "verify": ("training.verify", "load a released weight, classify test images, reproduce its card's numbers"),
-    "fit-epochs": ("training.fit_epochs", "the most epochs of a recipe that fit a time budget, from a short probe"),
-    "resize-data": ("training.resize_data", "a smaller JPEG copy of an ImageFolder root (data for GPU windows)"),
-    "readme": ("training.readme", "regenerate the README's table of weights from the registry"),
+    "pretrain": ("training.run.pretrain", "self-supervised pretraining from a YAML recipe"),
+    "knn": ("training.evaluate.commands", "weighted k-NN top-1 of a backbone's features (the protocol: knn --help)"),
+    "linear": ("training.evaluate.commands", "linear probe on frozen, precomputed features"),
+    "finetune": ("training.evaluate.commands", "fine-tune backbone + head end to end"),
+    "export": ("training.release.export", "write weights/, otzoo/pretrained/, model card and results"),
+    "measure": ("training.release.measure", "measure a released weight again (new metrics; its tensors never change)"),
+    "publish": ("training.release.publish", "upload an exported weight folder to the HF Hub (--dry-run offline)"),
+    "plan": ("training.evaluate.plot_plan", "heat map of a trained run's transport plan on one test batch"),
+    "progress": ("training.run.progress", "append a long run's progress (steps, views/s, kNN) to results/campaign/"),
+    "curve": ("training.release.accuracy_curve", "time to accuracy: a run's kNN monitor against wall-clock minutes"),
+    "smoke": ("training.release.smoke", "pretrain -> knn -> linear -> export -> load on a few hundred images"),
+    "verify": ("training.release.verify", "load a released weight, classify test images, reproduce its card's numbers"),
+    "fit-epochs": ("training.run.fit_epochs", "the most epochs of a recipe that fit a time budget, from a short probe"),
+    "resize-data": ("training.run.resize_data", "a smaller JPEG copy of an ImageFolder root (data for GPU windows)"),
+    "readme": ("training.release.readme", "regenerate the README's table of weights from the registry"),
 }
 
 

@@ -19,7 +19,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/queue_args.sh"
 py=${PYTHON:-python3}
 runs=${OTZOO_RUNS:-runs}
 root=${OTZOO_ROOT:-.}
-seconds=$("$py" -c "import sys; from training.engine import parse_duration; print(int(parse_duration(sys.argv[1])))" \
+seconds=$("$py" -c "import sys; from training.run.config import parse_duration; print(int(parse_duration(sys.argv[1])))" \
     "$budget") || { echo "BUDGET: a duration such as 2h40m, 150m or 5400 (seconds), not '$budget'" >&2; exit 2; }
 end=$(( $(date +%s) + seconds ))
 

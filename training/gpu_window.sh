@@ -13,7 +13,7 @@
 #   python -m training export --run runs/<recipe>_<method> --data-dir DATA
 # A time-to-accuracy curve: `-- engine.knn_every=2 engine.knn_train=50000 engine.knn_test=10000` (kNN
 # top-1 on all of train / test every 2 epochs, in metrics.jsonl); the monitor only watches training,
-# so the weights still count as the recipe's (training.cards.same_recipe). Export draws it
+# so the weights still count as the recipe's (training.release.cards.same_recipe). Export draws it
 # (knn_vs_time.png, in the card); `python -m training curve --run R --out results/...` puts it in results/.
 # Epochs that fit a window no one has measured: `python -m training fit-epochs` first, in the same
 # call, and pass `-- epochs=$E` (that module's header shows the command).
@@ -50,7 +50,7 @@ from pathlib import Path
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from training.export import RELEASE_DTYPE
+from training.release.export import RELEASE_DTYPE
 
 for path in Path(sys.argv[1]).glob("*/backbone.safetensors"):
     with safe_open(str(path), "pt") as f:

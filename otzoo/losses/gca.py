@@ -15,16 +15,12 @@ from torch import Tensor
 
 from ._base import (ContrastiveLoss, at_positives, check_positive, check_unit_interval, diagonal_mask, positives,
                     stacked_similarity)
+from .functional import rince_terms, stacked_log_kernel
 from .registry import register_loss
-from .rince import rince_terms
-from .sinkhorn import kernel_for_domain, log_plan, masked_log_kernel, row_logsumexp, sinkhorn, uot_kappa
+from .sinkhorn import kernel_for_domain, log_plan, row_logsumexp, sinkhorn, uot_kappa
 from .targets import normalize_target
 
-__all__ = ["GCAINCELoss", "GCARINCELoss", "GCAUOTLoss", "stacked_log_kernel"]
-
-def stacked_log_kernel(z1: Tensor, z2: Tensor, epsilon: float) -> Tensor:
-    """``ℓ = −(1 − S)/ε`` of the stacked batch, ``−inf`` on the diagonal, ``(2B, 2B)``."""
-    return masked_log_kernel(1 - stacked_similarity(z1, z2), epsilon)
+__all__ = ["GCAINCELoss", "GCARINCELoss", "GCAUOTLoss"]
 
 
 class _SinkhornLoss(ContrastiveLoss):

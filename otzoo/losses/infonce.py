@@ -4,16 +4,11 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._base import ContrastiveLoss, check_positive, diagonal_mask, positives, stacked_similarity
+from ._base import ContrastiveLoss, check_positive, positives
+from .functional import masked_logits
 from .registry import register_loss
 
-__all__ = ["InfoNCELoss", "masked_logits"]
-
-
-def masked_logits(z1: Tensor, z2: Tensor, tau: float) -> Tensor:
-    """``S / τ`` of the stacked batch with ``-inf`` on the diagonal, shape ``(2B, 2B)``."""
-    s = stacked_similarity(z1, z2) / tau
-    return s.masked_fill(diagonal_mask(s.shape[0], s.device), float("-inf"))
+__all__ = ["InfoNCELoss"]
 
 
 @register_loss("simclr", aliases=("ince",))

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ._base import ContrastiveLoss, at_positives, check_choice, check_positive, diagonal_mask, positives
-from .gca import stacked_log_kernel
+from .functional import stacked_log_kernel
 from .registry import register_loss
 from .sinkhorn import kernel_for_domain, log_plan, sinkhorn
 

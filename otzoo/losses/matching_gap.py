@@ -5,26 +5,14 @@ import math
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ._base import ContrastiveLoss, check_positive
+from .functional import cross_view_cost, plan_entropy_term
 from .registry import register_loss
 from .sinkhorn import entropic_log_plan
 
-__all__ = ["MatchingGapLoss", "cross_view_cost", "plan_entropy_term"]
-
-
-def cross_view_cost(x: Tensor, y: Tensor) -> Tensor:
-    """``C_ij = ‖x̂_i − ŷ_j‖²`` of L2-normalised rows, ``(B, B)``."""
-    x, y = F.normalize(x, dim=1), F.normalize(y, dim=1)
-    return (x * x).sum(1)[:, None] + (y * y).sum(1)[None, :] - 2 * (x @ y.T)
-
-
-def plan_entropy_term(log_p: Tensor) -> Tensor:
-    """``Σ P log P`` from ``log P`` (entries with ``P = 0`` contribute 0, never 0·log 0)."""
-    p = log_p.exp()
-    return torch.where(p > 0, p * log_p, torch.zeros_like(p)).sum()
+__all__ = ["MatchingGapLoss"]
 
 
 @register_loss("matching_gap")

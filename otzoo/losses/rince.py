@@ -1,21 +1,14 @@
 """RINCE: robust InfoNCE (Chuang et al., CVPR 2022)."""
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
 from ._base import ContrastiveLoss, check_positive, check_unit_interval, positives
-from .infonce import masked_logits
+from .functional import masked_logits, rince_terms
 from .registry import register_loss
 
-__all__ = ["RINCELoss", "rince_terms"]
-
-
-def rince_terms(pos: Tensor, lse: Tensor, q: float, lam: float) -> Tensor:
-    """``mean(−exp(q·pos)/q + exp(q·(log λ + lse))/q)`` for per-row ``pos`` and ``lse``."""
-    return (-(q * pos).exp() / q + (q * (math.log(lam) + lse)).exp() / q).mean()
+__all__ = ["RINCELoss"]
 
 
 @register_loss("rince")

@@ -8,7 +8,7 @@ from torch import Tensor
 
 from ._base import ContrastiveLoss, check_positive
 from .infonce import InfoNCELoss
-from .matching_gap import cross_view_cost, plan_entropy_term
+from .functional import cross_view_cost, plan_entropy_term
 from .registry import register_loss
 from .sinkhorn import entropic_log_plan
 

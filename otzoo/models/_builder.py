@@ -1,71 +1,20 @@
-"""``create_model``: name resolution, weight lookup, sha256 verification and checked loading."""
-import hashlib
-import os
+"""``create_model``: name resolution, building, and checked loading of a weight into the model."""
 import warnings
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, Optional, Union
 
-import safetensors.torch
 import torch
 import torch.nn as nn
 import timm
-from timm.models import build_model_with_cfg, clean_state_dict, resolve_pretrained_cfg
+from timm.models import build_model_with_cfg, resolve_pretrained_cfg
 
 from . import _registry
+from ._hub import read_config
 from ._registry import get_arch_default_cfg, get_pretrained_cfg, timm_cfg
+from ._weights import (NoPretrainedWeightsError, StateDictMismatchError, locate_checkpoint, read_state_dict,
+                       resolve_weight_file)
 
-__all__ = [
-    "create_model", "build_model", "resolve_weight_file", "read_state_dict", "load_weights",
-    "checkout_weights_dir", "NoPretrainedWeightsError", "ChecksumError", "StateDictMismatchError",
-    "UnsafeCheckpointError", "CorruptWeightsError",
-]
-
-_PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".tar")
-
-
-class NoPretrainedWeightsError(ValueError):
-    """``pretrained=True`` for an architecture name: weights have their own names."""
-
-
-class ChecksumError(RuntimeError):
-    """A weight file's sha256 differs from the one recorded in its pretrained cfg."""
-
-
-class StateDictMismatchError(RuntimeError):
-    """A state dict does not fit the model (missing, unexpected or mis-shaped keys)."""
-
-
-class UnsafeCheckpointError(RuntimeError):
-    """A pickle checkpoint that ``torch.load(weights_only=True)`` cannot read."""
-
-
-class CorruptWeightsError(RuntimeError):
-    """A ``.safetensors`` file that cannot be parsed."""
-
-
-def checkout_weights_dir() -> Optional[Path]:
-    """``<checkout>/weights`` when otzoo runs from a source checkout, else None (wheel installs)."""
-    root = Path(__file__).resolve().parents[2]
-    weights = root / "weights"
-    return weights if weights.is_dir() and (root / "pyproject.toml").is_file() else None
-
-
-def resolve_weight_file(cfg: Dict[str, Any]) -> Path:
-    """Path of a registered weight's file: ``$OTZOO_WEIGHTS_DIR/<name>/``, then ``<checkout>/weights/<name>/``,
-    then ``huggingface_hub.hf_hub_download(hf_hub_id, filename, revision)`` (cache / download)."""
-    from ._hub import hub_download
-
-    name, filename = cfg["name"], cfg.get("filename") or "model.safetensors"
-    tried = []
-    roots = [os.environ.get("OTZOO_WEIGHTS_DIR"), checkout_weights_dir()]
-    for root in roots:
-        if root:
-            path = Path(root) / name / filename
-            if path.is_file():
-                return path
-            tried.append(path)
-    return hub_download(cfg.get("hf_hub_id") or f"otzoo/{name}", filename, revision=cfg.get("revision"),
-                        name=name, tried=tuple(tried))
+__all__ = ["create_model", "build_model", "build_timm_model", "load_weights", "timm_overlay"]
 
 
 def timm_overlay(name: str) -> Dict[str, Any]:
@@ -80,44 +29,6 @@ def timm_overlay(name: str) -> Dict[str, Any]:
     path = resolve_weight_file(cfg)
     read_state_dict(path, cfg.get("sha256"))  # raises ChecksumError / CorruptWeightsError
     return dict(timm_cfg(cfg), file=str(path))
-
-
-def read_state_dict(path: Union[str, Path], sha256: Optional[str] = None) -> Dict[str, torch.Tensor]:
-    """Read a state dict from ``.safetensors`` (or a pickle only ``torch.load(weights_only=True)`` accepts),
-    checking the file's sha256 against ``sha256`` when given."""
-    path = Path(path)
-    data = path.read_bytes()
-    if sha256:
-        actual = hashlib.sha256(data).hexdigest()
-        if actual != sha256.lower():
-            raise ChecksumError(
-                f"sha256 of {path} is {actual}, expected {sha256}. The file is corrupt, truncated or not the "
-                f"published weight: delete it and load again (otzoo re-resolves it from $OTZOO_WEIGHTS_DIR, the "
-                f"checkout's weights/ folder or the Hugging Face Hub).")
-    if path.suffix in _PICKLE_SUFFIXES:
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise UnsafeCheckpointError(
-                f"Refusing to load {path}: it is a pickle that torch.load(weights_only=True) cannot read "
-                f"({type(e).__name__}: {str(e).splitlines()[0]}). Loading it fully could run arbitrary code. If you "
-                f"trust it, convert it once: sd = torch.load(path, weights_only=False); "
-                f"safetensors.torch.save_file(sd, 'model.safetensors'), and pass that file.") from e
-        if isinstance(obj, dict):
-            for key in ("state_dict", "model"):
-                if isinstance(obj.get(key), dict):
-                    obj = obj[key]
-                    break
-        if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-            raise UnsafeCheckpointError(f"{path} does not hold a state dict (name -> tensor); save one with "
-                                        f"otzoo.save_pretrained(model, folder)")
-        return clean_state_dict(obj)
-    try:
-        return safetensors.torch.load(data)
-    except Exception as e:
-        raise CorruptWeightsError(
-            f"{path} is not a readable safetensors file ({type(e).__name__}: {e}). Delete it and download or "
-            f"export it again (otzoo.save_pretrained writes valid files).") from e
 
 
 def _is_features(model: nn.Module) -> bool:
@@ -198,22 +109,6 @@ def arch_name(cfg: Dict[str, Any]) -> str:
     return cfg.get("architecture", "model")
 
 
-def _locate_checkpoint(checkpoint_path: Union[str, Path]) -> Tuple[Path, Optional[Path]]:
-    path = Path(checkpoint_path).expanduser()
-    if path.is_dir():
-        weights = path / "model.safetensors"
-        if not weights.is_file():
-            raise FileNotFoundError(f"No model.safetensors in {path}; write the folder with "
-                                    f"otzoo.save_pretrained(model, folder) or pass the weight file itself")
-        config = path / "config.json"
-        return weights, config if config.is_file() else None
-    if path.is_file():
-        config = path.parent / "config.json"
-        return path, config if config.is_file() else None
-    raise FileNotFoundError(f"checkpoint_path {path} does not exist (expected a model.safetensors file or a "
-                            f"folder written by otzoo.save_pretrained)")
-
-
 def create_model(name: str, pretrained: bool = False, num_classes: Optional[int] = None,
                  checkpoint_path: Optional[Union[str, Path]] = None, **kwargs: Any) -> nn.Module:
     """Create an otzoo model.
@@ -268,10 +163,8 @@ def _refuse_architecture_pretrained(name: str, arch: str) -> None:
 def _read_checkpoint(checkpoint_path, name: str, cfg: Dict[str, Any], expected_sha: Optional[str]) -> tuple:
     """(state_dict, source, cfg) of a user's file or save_pretrained folder; its config.json updates ``cfg``."""
     arch = cfg["architecture"]
-    file, config = _locate_checkpoint(checkpoint_path)
+    file, config = locate_checkpoint(checkpoint_path)
     if config is not None:
-        from ._hub import read_config
-
         file_cfg = read_config(config)
         if file_cfg.get("architecture", arch) != arch:
             raise ValueError(f"{config} describes a {file_cfg['architecture']!r} but {name!r} is a {arch!r}; "

@@ -1,40 +1,23 @@
-"""Writing a weight folder (``model.safetensors`` + timm-style ``config.json``) and Hub downloads."""
+"""Writing a weight folder (``model.safetensors`` + timm-style ``config.json``) and reading its config."""
 import copy
-import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
 import torch
 import torch.nn as nn
-from huggingface_hub import constants as hf_constants
-from huggingface_hub import hf_hub_download
-from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
 from timm.models import save_for_hf
 
 from ._cfg import validate_weight_cfg
 from ._registry import WEIGHTS_FILENAME, timm_cfg, weight_identity
 from ._transforms import resolve_data_config
+from ._weights import sha256_file
 
-__all__ = ["save_pretrained", "read_config", "sha256_file", "hub_download", "WeightsNotFoundError"]
+__all__ = ["save_pretrained", "read_config"]
 
 WEIGHTS_NAME = WEIGHTS_FILENAME  # the file timm's save_for_hf writes
 CONFIG_NAME = "config.json"
 _SOURCE_KEYS = ("url", "file", "state_dict", "hf_hub_id", "hf_hub_filename", "source", "tag")
-
-
-class WeightsNotFoundError(FileNotFoundError):
-    """A weight file is in none of the places otzoo looks (and cannot be downloaded)."""
-
-
-def sha256_file(path: Union[str, Path]) -> str:
-    """Hex sha256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def save_pretrained(model: nn.Module, folder: Union[str, Path], *, dtype: Optional[torch.dtype] = None,
@@ -111,24 +94,3 @@ def read_config(path: Union[str, Path]) -> Dict[str, Any]:
             cfg[k] = hf_config[k]
     cfg.update(hf_config.get("otzoo", {}))
     return cfg
-
-
-def hub_download(repo_id: str, filename: str, revision: Optional[str] = None, name: str = "",
-                 tried: tuple = ()) -> Path:
-    """``hf_hub_download`` (cache, ``HF_HUB_OFFLINE``, revisions) with an error that says how to get the file."""
-    try:
-        return Path(hf_hub_download(repo_id, filename, revision=revision))
-    except (LocalEntryNotFoundError, OfflineModeIsEnabled, HfHubHTTPError, OSError) as e:
-        looked = "".join(f"\n  - {p}" for p in tried)
-        where = f"otzoo looked in:{looked}\n  - the Hugging Face cache ({hf_constants.HF_HUB_CACHE})" if looked else \
-            f"otzoo looked in the Hugging Face cache ({hf_constants.HF_HUB_CACHE})"
-        offline = hf_constants.is_offline_mode()
-        reason = ("HF_HUB_OFFLINE is set and the file is not cached" if offline
-                  else f"the download failed ({type(e).__name__}: {e})")
-        target = f"$OTZOO_WEIGHTS_DIR/{name}/{filename}" if name else "a local folder"
-        raise WeightsNotFoundError(
-            f"Cannot get {filename} of {repo_id} (revision {revision or 'main'}): {reason}.\n{where}\n"
-            f"To fix: go online (unset HF_HUB_OFFLINE) and load it once to fill the cache, or copy the file to "
-            f"{target} (OTZOO_WEIGHTS_DIR={os.environ.get('OTZOO_WEIGHTS_DIR', '<unset>')}), e.g. on a connected "
-            f"machine: `hf download {repo_id} --local-dir <dir>/{name or repo_id.split('/')[-1]}`."
-        ) from e

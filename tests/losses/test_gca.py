@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from otzoo.losses import create_loss
-from otzoo.losses.gca import stacked_log_kernel
+from otzoo.losses.functional import stacked_log_kernel
 from otzoo.losses.sinkhorn import sinkhorn
 
 from . import reference as ref

@@ -7,7 +7,7 @@ import torch
 from huggingface_hub import constants as hf_constants
 
 import otzoo
-from otzoo.models import _builder, register_pretrained, unregister_pretrained
+from otzoo.models import _weights, register_pretrained, unregister_pretrained
 
 FAKE_NAME = "fakessl_resnet18_cifar10"  # <method>_<arch>_<dataset> with a method no release will use
 FAKE_TAG = "resnet18_cifar.fakessl_cifar10"
@@ -34,7 +34,7 @@ def write_fake_weight(folder: Path, name: str = FAKE_NAME, arch: str = "resnet18
 def no_local_weights(monkeypatch, tmp_path):
     """No $OTZOO_WEIGHTS_DIR, no checkout weights/, an empty offline HF cache."""
     monkeypatch.delenv("OTZOO_WEIGHTS_DIR", raising=False)
-    monkeypatch.setattr(_builder, "checkout_weights_dir", lambda: None)
+    monkeypatch.setattr(_weights, "checkout_weights_dir", lambda: None)
     cache = tmp_path / "hf_home" / "hub"
     cache.mkdir(parents=True)
     monkeypatch.setenv("HF_HOME", str(cache.parent))

@@ -9,7 +9,7 @@ import torch
 import otzoo
 from otzoo.models import (
     ChecksumError, CorruptWeightsError, NoPretrainedWeightsError, StateDictMismatchError, UnsafeCheckpointError,
-    WeightsNotFoundError, _builder, register_pretrained, unregister_pretrained,
+    WeightsNotFoundError, _weights, register_pretrained, unregister_pretrained,
 )
 
 from .fakes import FAKE_NAME, LABELS, METRICS, fill_hf_cache, write_fake_weight
@@ -42,7 +42,7 @@ def test_save_pretrained_layout(tmp_path):
     assert hf["architecture"] == "resnet18_cifar" and hf["num_classes"] == 10 and hf["num_features"] == 512
     assert hf["global_pool"] == "avg" and hf["pretrained_cfg"]["mean"] == list(cfg["mean"])
     assert hf["otzoo"] == cfg
-    assert cfg["sha256"] == otzoo.models._hub.sha256_file(tmp_path / "w" / "model.safetensors")
+    assert cfg["sha256"] == otzoo.models._weights.sha256_file(tmp_path / "w" / "model.safetensors")
     assert cfg["tag"] == "resnet18_cifar.x_cifar10" and cfg["hf_hub_id"] == "otzoo/x_resnet18_cifar10"
     assert cfg["input_size"] == [3, 32, 32] and cfg["crop_pct"] == 1.0 and cfg["filename"] == "model.safetensors"
     # more meta on an unchanged model: same file, same sha256, config rewritten
@@ -95,10 +95,10 @@ def test_resolution_order(fake_weight, tmp_path, monkeypatch):
     (checkout / FAKE_NAME).mkdir(parents=True)
     bad = checkout / FAKE_NAME / "model.safetensors"
     bad.write_bytes(b"not the weight")
-    monkeypatch.setattr(_builder, "checkout_weights_dir", lambda: checkout)
-    assert _builder.resolve_weight_file(fake_weight) == tmp_path / "weights" / FAKE_NAME / "model.safetensors"
+    monkeypatch.setattr(_weights, "checkout_weights_dir", lambda: checkout)
+    assert _weights.resolve_weight_file(fake_weight) == tmp_path / "weights" / FAKE_NAME / "model.safetensors"
     monkeypatch.delenv("OTZOO_WEIGHTS_DIR")
-    assert _builder.resolve_weight_file(fake_weight) == bad
+    assert _weights.resolve_weight_file(fake_weight) == bad
     with pytest.raises(ChecksumError, match="expected " + fake_weight["sha256"]):
         otzoo.create_model(FAKE_NAME, pretrained=True)  # ... and verified
     # an explicit checkpoint_path wins over everything
@@ -109,7 +109,7 @@ def test_resolution_order(fake_weight, tmp_path, monkeypatch):
 def test_hub_cache_offline(hub_weight, no_local_weights, tmp_path):
     model = otzoo.create_model(FAKE_NAME, pretrained=True)
     assert_equals_saved(model, saved_tensors(tmp_path / "staging" / FAKE_NAME))
-    path = _builder.resolve_weight_file(hub_weight)
+    path = _weights.resolve_weight_file(hub_weight)
     assert str(path).startswith(str(no_local_weights)) and "snapshots" in str(path)
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from training import readme
-from tests.training.test_evaluate import make_image_tree
+from training.release import readme
+from tests.training.evaluate.test_commands import make_image_tree
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["data.subset=32", "batch_size=32", "epochs=4", "model.proj_hidden=32", "model.proj_dim=8",

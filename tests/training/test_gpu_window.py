@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from training.loading import load_run_model
+from training.evaluate.loading import load_run_model
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["dataset=synthetic", "data.subset=32", "batch_size=16", "epochs=1", "model.proj_hidden=32", "model.proj_dim=8",

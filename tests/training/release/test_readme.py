@@ -1,0 +1,139 @@
+import csv
+import io
+import json
+
+import pytest
+
+from training.release import cards, readme, recipes
+
+CFG = {"name": "gca_uot_resnet18_cifar10", "architecture": "resnet18_cifar", "method": "gca_uot",
+       "dataset": "cifar10", "num_classes": 10, "hf_hub_id": "otzoo/gca_uot_resnet18_cifar10", "sha256": "ab" * 32,
+       "dtype": "float16",
+       "budget": {"epochs": 30, "views_seen": 3000000, "batch_size": 256, "hardware": "cpu", "wall_time_s": 7200},
+       "metrics": {"knn_top1": 80.123, "linear_top1": 84.5, "subset_top1": 90.0,
+                   "dataset_variant": "CIFAR-10 (JPEG q75 copy)"}}
+
+
+def test_render_table():
+    assert readme.render_table([]) == readme.NO_WEIGHTS and "No weights have been released yet" in readme.NO_WEIGHTS
+    table = readme.render_table([CFG])
+    row = table.splitlines()[2]
+    assert "`gca_uot_resnet18_cifar10`" in row and "| 30 | 2.0 h | cpu |" in row and "80.12" in row and "84.50" in row
+    assert "https://huggingface.co/otzoo/gca_uot_resnet18_cifar10" in row
+
+
+def test_update_and_check_on_a_temp_root(tmp_path, capsys):
+    text = f"# otzoo\n\nintro\n\n{readme.START}\nhand-typed\n{readme.END}\n\nmore\n"
+    path = tmp_path / "README.md"
+    path.write_text(text)
+    assert readme.main(["--check", "--root", str(tmp_path)]) == 1  # stale (no weights in that root)
+    assert path.read_text() == text and not (tmp_path / "results").exists()  # --check writes nothing
+    assert readme.main(["--root", str(tmp_path)]) == 0
+    new = path.read_text()
+    assert readme.NO_WEIGHTS in new and "hand-typed" not in new and new.startswith("# otzoo\n\nintro")
+    assert new.endswith("\n\nmore\n")
+    assert readme.main(["--check", "--root", str(tmp_path)]) == 0
+
+    (tmp_path / "otzoo" / "pretrained").mkdir(parents=True)
+    (tmp_path / "otzoo" / "pretrained" / f"{CFG['name']}.json").write_text(json.dumps(CFG))
+    assert sorted(p.name for p in readme.sync_generated(tmp_path, check=True)) == [
+        "README.md", f"{CFG['name']}.md", "results-cifar10.csv"]
+    assert readme.main(["--root", str(tmp_path)]) == 0
+    assert "`gca_uot_resnet18_cifar10`" in path.read_text()
+    card = (tmp_path / "model_cards" / f"{CFG['name']}.md").read_text()
+    assert card == cards.render_card(CFG) and "| 84.50 |" in card
+    assert readme.main(["--check", "--root", str(tmp_path)]) == 0
+    (tmp_path / "model_cards" / f"{CFG['name']}.md").write_text(card.replace("84.50", "99.00"))  # hand edit
+    assert readme.main(["--check", "--root", str(tmp_path)]) == 1
+    assert f"model_cards/{CFG['name']}.md" in capsys.readouterr().err
+
+
+def test_finetune_records_make_the_readme_table_csv_and_card_section(tmp_path):
+    from tests.training.release.test_cards import finetune_record
+
+    (tmp_path / "README.md").write_text(f"{readme.START}\n{readme.END}\n{readme.FT_START}\nold\n{readme.FT_END}\n")
+    (tmp_path / "otzoo" / "pretrained").mkdir(parents=True)
+    (tmp_path / "otzoo" / "pretrained" / f"{CFG['name']}.json").write_text(json.dumps(CFG))
+    folder = tmp_path / "results" / "finetune" / "cifar10"
+    folder.mkdir(parents=True)
+    for rec in (finetune_record(CFG["name"], 71.5), finetune_record("random init (resnet18_cifar)", 48.25)):
+        (folder / f"{rec['source'][:6]}.json").write_text(json.dumps(rec))
+    assert readme.main(["--root", str(tmp_path)]) == 0
+    text = (tmp_path / "README.md").read_text()
+    assert "| `gca_uot_resnet18_cifar10` | 32 px | 5,000 (10%) | 10 | 71.50 | 1x CPU |" in text and "old" not in text
+    assert "| random init | 32 px | 5,000 (10%) | 10 | 48.25 |" in text
+    rows = list(csv.DictReader((tmp_path / "results" / "finetune-cifar10.csv").open()))
+    assert [r["finetune_top1"] for r in rows] == ["71.5", "48.25"] and rows[0]["label_fraction"] == "0.1"
+    assert rows[0]["input_size"] == "32"
+    assert "## Fine-tuning with 10% of the labels" in (tmp_path / "model_cards" / f"{CFG['name']}.md").read_text()
+
+
+def test_a_release_from_another_recipe_keeps_the_replaced_one_in_results_and_the_card(tmp_path):
+    from tests.training.release.test_cards import with_recipe
+
+    (tmp_path / "README.md").write_text(f"{readme.START}\n{readme.END}\n")
+    cpu = dict(with_recipe(CFG["name"], "gca_uot", 67.24), sha256="c" * 64)
+    gpu = dict(with_recipe(CFG["name"], "gca_uot", 88.5, epochs=64, batch_size=512), sha256="d" * 64)
+    archive = tmp_path / readme.SUPERSEDED
+    readme.write_cfg(tmp_path, cpu)
+    readme.write_cfg(tmp_path, dict(cpu, metrics=dict(cpu["metrics"], linear_top1=67.3)))  # same recipe: replaced
+    assert not archive.exists()
+    readme.write_cfg(tmp_path, gpu)
+    assert [p.name for p in archive.iterdir()] == [f"{CFG['name']}.{recipes.recipe_id(cpu)}.json"]
+    assert recipes.recipe_id(cpu) != recipes.recipe_id(gpu)
+    readme.sync_generated(tmp_path)
+    rows = list(csv.DictReader((tmp_path / "results" / "results-cifar10.csv").open()))
+    assert [(r["status"], r["linear_top1"], r["recipe"]) for r in rows] == [
+        ("released", "88.5", recipes.recipe_id(gpu)), ("superseded", "67.3", recipes.recipe_id(cpu))]
+    card = (tmp_path / "model_cards" / f"{CFG['name']}.md").read_text()
+    section = card[card.index("## Earlier releases of this name"):]
+    assert f"| **this file** | `{recipes.recipe_id(gpu)}` |" in section and "| 88.50 |" in section
+    assert f"| earlier, sha256 `{'c' * 12}` | `{recipes.recipe_id(cpu)}` |" in section and "| 67.30 |" in section
+    assert readme.cfgs_from_root(tmp_path) == [json.loads(json.dumps(gpu))]  # only the release is registered
+    readme.write_cfg(tmp_path, cpu)  # back to the first recipe: it is the release again, not also superseded
+    assert [p.name for p in archive.iterdir()] == [f"{CFG['name']}.{recipes.recipe_id(gpu)}.json"]
+
+
+def test_missing_markers_is_a_clear_error(tmp_path, capsys):
+    (tmp_path / "README.md").write_text("# no markers\n")
+    assert readme.main(["--root", str(tmp_path)]) == 2
+    assert readme.START in capsys.readouterr().err
+
+
+def test_results_csv():
+    rows = list(csv.DictReader(io.StringIO(readme.results_csv([CFG]))))
+    assert len(rows) == 1 and rows[0]["name"] == CFG["name"] and rows[0]["linear_top1"] == "84.5"
+    assert rows[0]["wall_time_h"] == "2.0" and rows[0]["views_per_s"] == "416.7" and rows[0]["dataset_variant"] == "CIFAR-10 (JPEG q75 copy)"
+
+
+def test_real_readme_is_up_to_date():
+    real = readme.REPO_ROOT / "README.md"
+    if not readme.has_markers(real):
+        pytest.skip("README.md has no weights-table markers yet")
+    assert readme.main(["--check"]) == 0, "run `python -m training readme`"
+
+
+def test_repo_cfgs_are_the_registry():
+    import otzoo
+
+    names = [c["name"] for c in readme.cfgs_from_root(readme.REPO_ROOT)]
+    assert set(names) <= set(otzoo.list_pretrained())
+
+
+def test_readmes_fine_tuning_loop_runs_and_round_trips(tmp_path, monkeypatch):
+    """The 'Fine-tune on your own data' loop, as printed, on a tiny ImageFolder tree (2 epochs)."""
+    from tests.training.evaluate.test_commands import make_image_tree
+
+    text = (readme.REPO_ROOT / "README.md").read_text()
+    section = text[text.index("### Fine-tune on your own data"):]
+    code = section[section.index("```python\n") + 10:section.index("\n```", section.index("```python\n"))]
+    data = make_image_tree(tmp_path / "DATA", n_train=4, n_test=2)
+    monkeypatch.chdir(tmp_path)
+    scope = {"K": 4}
+    exec(code.replace("range(10)", "range(2)"), scope)  # noqa: S102 - the README's own code
+    model, test = scope["model"], scope["test"]
+    assert model.num_classes == 4 and model.pretrained_cfg["label_names"] == ["c0", "c1", "c2", "c3"]
+    import torch
+    trained = scope["opt"].param_groups[0]["params"]
+    assert all(torch.equal(a.float(), b) for a, b in zip(trained, model.parameters()))  # reloaded exactly
+    assert len(test) == 8 and data.is_dir()

@@ -1,0 +1,73 @@
+"""training.run.fit_epochs: costs from a probe's records, the prediction, and a fitted run that keeps its budget."""
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from training.run.fit_epochs import FitError, fit_epochs, predict_s, probe_costs
+
+REPO = Path(__file__).resolve().parents[3]
+TINY = ["dataset=synthetic", "data.subset=64", "batch_size=16", "model.proj_hidden=32", "model.proj_dim=8",
+        "engine.precision=fp32", "engine.compile=false", "engine.knn_train=64", "engine.knn_test=64"]
+
+
+def epoch(n, elapsed, knn_s=None):
+    rec = {"event": "epoch", "epoch": n, "step": 4 * n, "elapsed_s": elapsed}
+    return rec if knn_s is None else {**rec, "knn_s": knn_s, "knn_top1": 10.0}
+
+
+def test_costs_separate_start_epochs_and_the_monitor():
+    records = [{"event": "step", "step": 1, "elapsed_s": 20.0}, epoch(1, 30.0, 3.0), epoch(2, 38.0, 1.0),
+               epoch(3, 45.0, 1.0), epoch(4, 52.0, 1.0)]
+    costs = probe_costs(records, import_s=5.0, batch_size=16)
+    assert costs["start_s"] == 35.0 and costs["epoch_s"] == 6.0  # gaps 8-3, 7-1, 7-1
+    assert costs["knn_s"] == 1.0 and costs["first_knn_s"] == 3.0
+    assert costs["views_per_s"] == round(2 * 16 * 4 / 6.0, 1) and costs["epochs_probed"] == 4
+
+
+def test_prediction_and_fit():
+    costs = {"start_s": 35.0, "epoch_s": 6.0, "knn_s": 1.0, "first_knn_s": 3.0}
+    assert predict_s(costs, 10, knn_every=0) == 35.0 + 60.0
+    assert predict_s(costs, 10, knn_every=2) == 35.0 + 60.0 + 5 * 1.0 + 2.0
+    epochs = fit_epochs(costs, budget_s=200.0, knn_every=0, safety=0.9)
+    assert predict_s(costs, epochs, 0) <= 180.0 < predict_s(costs, epochs + 1, 0)
+    every4 = fit_epochs(costs, budget_s=200.0, knn_every=4, safety=0.9)
+    assert every4 % 4 == 0 and predict_s(costs, every4, 4) <= 180.0 < predict_s(costs, every4 + 4, 4)
+    assert fit_epochs(costs, budget_s=30.0, knn_every=0) == 0
+
+
+def test_a_probe_of_one_epoch_is_too_short_to_measure():
+    with pytest.raises(FitError, match="longer --probe"):
+        probe_costs([epoch(1, 30.0)], import_s=5.0, batch_size=16)
+
+
+@pytest.mark.slow
+def test_a_fitted_run_finishes_within_its_budget(tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "training", "fit-epochs", "--config", "training/configs/smoke.yaml", "--budget",
+           "40s", "--probe-epochs", "4", "--method", "simclr", "--report", str(tmp_path / "fit.json"), *TINY,
+           "engine.knn_every=2"]
+    fit = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert fit.returncode == 0, fit.stderr
+    epochs = int(fit.stdout.strip())
+    report = json.loads((tmp_path / "fit.json").read_text())
+    assert report["epochs"] == epochs >= 2 and epochs % 2 == 0
+    assert report["methods"]["simclr"]["epochs_probed"] == 4 and report["methods"]["simclr"]["knn_s"] > 0
+
+    t0 = time.time()
+    run = subprocess.run([sys.executable, "-m", "training", "pretrain", "--config", "training/configs/smoke.yaml",
+                          *TINY, "engine.knn_every=2", f"epochs={epochs}", "--output-dir", str(tmp_path / "run")],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert time.time() - t0 <= 40.0
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["epochs"] == epochs
+
+
+def test_bad_arguments_say_what_to_do():
+    proc = subprocess.run([sys.executable, "-m", "training", "fit-epochs", "--config", "training/configs/smoke.yaml",
+                           "--method", "simclr", "--budget", "six minutes"], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 2 and "use e.g. 150m" in proc.stderr

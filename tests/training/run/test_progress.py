@@ -1,0 +1,102 @@
+import json
+
+import pytest
+import torch
+
+from tests.training.run.test_pretrain import SMOKE, TINY, tiny  # noqa: F401  (fixture)
+from training.run import progress
+from training.run.metrics import read_records
+from training.run.pretrain import main as pretrain
+
+KNN = ["engine.knn_every=1", "engine.knn_train=32", "engine.knn_test=32"]
+
+
+def test_stop_after_epoch_saves_and_resumes_to_the_end(tiny, tmp_path, capsys):
+    out = tmp_path / "milestone"
+    args = ["--config", SMOKE, *TINY, "epochs=3", "--output-dir", str(out)]
+    assert pretrain(args + ["--stop-after-epoch", "1"]) == 3
+    assert "epoch 1 reached after step 2/6" in capsys.readouterr().err
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 2
+    assert pretrain(args + ["--resume", "--stop-after-epoch", "1"]) == 3  # already there: nothing trained
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 2
+    assert pretrain(args + ["--resume", "--stop-after-epoch", "2"]) == 3
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 4
+    assert pretrain(args + ["--resume"]) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert run["steps"] == 6 and "--stop-after-epoch" not in run["command"]
+    assert pretrain(args[:-2] + ["--output-dir", str(tmp_path / "bad"), "--stop-after-epoch", "0"]) == 2
+
+
+def test_every_start_is_a_session_record(tiny, tmp_path):
+    out = tmp_path / "sessions"
+    args = ["--config", SMOKE, *TINY, "epochs=2", "--output-dir", str(out)]
+    assert pretrain(args + ["--stop-after-epoch", "1"]) == 3
+    assert pretrain(args + ["--resume"]) == 0
+    sessions = [r for r in read_records(out) if r["event"] == "session"]
+    assert [(s["step"], s["resumed"]) for s in sessions] == [(0, False), (2, True)]
+    assert all(s["hardware"].startswith("1x ") and s["started_at"].endswith("Z") for s in sessions)
+
+
+def test_progress_lines_follow_the_stretches_and_count_lost_steps(tiny, tmp_path, capsys):
+    out, record = tmp_path / "run", tmp_path / "results" / "campaign" / "simclr.jsonl"
+    args = ["--config", SMOKE, *TINY, *KNN, "epochs=3", "--output-dir", str(out)]
+    assert pretrain(args + ["--stop-after-epoch", "2"]) == 3
+    assert progress.main(["--run", str(out), "--out", str(record)]) == 0
+    assert "steps 0-4" in capsys.readouterr().out
+    assert pretrain(args + ["--resume"]) == 0
+    assert progress.main(["--run", str(out), "--out", str(record), "--note", "second stretch"]) == 0
+    first, second = progress.read_progress(record)
+    assert (first["step"], first["epoch"], first["stretch"]["steps"], first["lost_steps"]) == (4, 2, [0, 4], 0)
+    assert [k["epoch"] for k in first["knn"]] == [1, 2] and [k["epoch"] for k in second["knn"]] == [3]
+    assert (second["step"], second["epoch"], second["stretch"]["steps"]) == (6, 3, [4, 6])
+    assert second["note"] == "second stretch" and second["epochs"] == 3 and second["method"] == "simclr"
+    assert second["stretch"]["hardware"].startswith("1x ") and second["stretch"]["views_per_s"] > 0
+    assert first["stretch"]["views_per_s"] > 0 and first["wall_time_s"] <= second["wall_time_s"]
+    # the machine is lost with its run folder: the run starts again from step 0 elsewhere
+    again = tmp_path / "again"
+    assert pretrain(["--config", SMOKE, *TINY, "epochs=3", "--output-dir", str(again), "--stop-after-epoch", "1"]) == 3
+    assert progress.main(["--run", str(again), "--out", str(record)]) == 0
+    assert progress.read_progress(record)[-1]["lost_steps"] == 6
+
+
+def test_progress_refuses_what_it_cannot_record(tiny, tmp_path, capsys):
+    record = tmp_path / "p.jsonl"
+    assert progress.main(["--run", str(tmp_path), "--out", str(record)]) == 2
+    assert "not a pretraining run" in capsys.readouterr().err
+    out = tmp_path / "r"
+    args = ["--config", SMOKE, *TINY, "epochs=2", "--output-dir", str(out)]
+    assert pretrain(args + ["--stop-after-epoch", "1"]) == 3
+    assert pretrain(args + ["--resume", "--stop-after-epoch", "1"]) == 3  # a session that trained nothing
+    assert progress.main(["--run", str(out), "--out", str(record)]) == 2
+    assert "trained no step since its last start (step 2)" in capsys.readouterr().err
+    assert not record.exists()
+
+
+@pytest.mark.parametrize("previous, start", [(None, 0), ({"step": 3}, 3)])
+def test_a_run_from_before_session_records_is_recorded_since_the_last_line(tmp_path, previous, start):
+    run = tmp_path / "old"
+    run.mkdir()
+    (run / "config.yaml").write_text("method: gca_uot\narch: resnet18_cifar\ndataset: cifar10\nbatch_size: 8\n"
+                                     "epochs: 200\n")
+    steps = [{"event": "step", "step": s, "epoch": 1, "loss": 1.0, "views_per_s": 10.0 * s, "elapsed_s": s}
+             for s in range(1, 7)]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in steps))
+    line = progress.stretch_record(run, previous)
+    assert line["stretch"]["steps"] == [start, 6] and line["stretch"]["hardware"] is None
+    assert line["stretch"]["wall_time_s"] == 6 - start
+    assert line["stretch"]["views_per_s"] == 10.0 * (start + 2 + 6) / 2  # median, the stretch's first left out
+
+
+@pytest.mark.parametrize("done, chosen", [
+    ({"gca_uot": 0, "simclr": 0}, ("gca_uot", 50)),     # the flagship first
+    ({"gca_uot": 20, "simclr": 0}, ("gca_uot", 50)),    # finish the milestone in progress
+    ({"gca_uot": 50, "simclr": 0}, ("simclr", 50)),     # then the baseline catches up
+    ({"gca_uot": 50, "simclr": 30}, ("simclr", 50)),
+    ({"gca_uot": 50, "simclr": 50}, ("gca_uot", 100)),
+    ({"gca_uot": 0, "simclr": 10}, ("simclr", 50)),     # whichever started first finishes first
+    ({"gca_uot": 180, "simclr": 150}, ("gca_uot", 200)),  # the milestone in progress first
+    ({"gca_uot": 200, "simclr": 199}, ("simclr", 200)),  # a completed method is never chosen
+    ({"gca_uot": 200, "simclr": 200}, None),
+])
+def test_next_method_alternates_milestone_by_milestone(done, chosen):
+    assert progress.next_method(done, milestone=50, epochs=200) == chosen

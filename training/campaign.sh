@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# One stretch of the campaign: the long run of the flagship (gca_uot) and its baseline (simclr) on
+# training/configs/cifar10_long.yaml, continued across sessions, then its progress line appended to
+# results/campaign/<method>.jsonl (commit that file: it outlives the machine, the run folder may not).
+#
+# From the repository root, at the start of a session (in the background: it owns the CPU):
+#   bash training/campaign.sh 2h30m [-- key=value ...]
+# Stop it early: `pkill -TERM -f "training pretrain"` (the run saves its state, the progress line is written).
+#
+# Which method: milestone by milestone (every 50 epochs), so that at every point in time both stand at the
+# same budget: the one with fewer milestones reached trains, up to its next milestone (`progress --next`).
+# How: its run folder under $OTZOO_RUNS (default runs/) with a checkpoint -> --resume (exact); none -> a
+# fresh start (continuing from a released milestone, --resume-from, is not built yet: a lost folder
+# restarts that method from step 0, and the progress line records the lost steps).
+# $OTZOO_DATA: the data (default ../shared/data/cifar10); $PYTHON: the interpreter (default python3);
+# $OTZOO_CAMPAIGN: the progress folder (default results/campaign); $OTZOO_RECIPE: the recipe.
+# Exit status: pretrain's (0 complete, 3 stopped with its state saved: budget or milestone), or 4 when
+# every method has completed the recipe.
+set -uo pipefail
+[ $# -ge 1 ] || { echo "usage: bash training/campaign.sh BUDGET [-- key=value ...]" >&2; exit 2; }
+budget=$1
+shift
+[ "${1:-}" = "--" ] && shift
+py=${PYTHON:-python3}
+runs=${OTZOO_RUNS:-runs}
+recipe=${OTZOO_RECIPE:-training/configs/cifar10_long.yaml}
+data=${OTZOO_DATA:-../shared/data/cifar10}
+progress=${OTZOO_CAMPAIGN:-results/campaign}
+
+next=$("$py" -m training progress --next gca_uot simclr --runs "$runs" --recipe "$recipe") || exit $?
+read -r method stop name <<< "$next"
+dir=$runs/$name
+if [ -f "$dir/checkpoint.pt" ]; then
+    args=(--resume --output-dir "$dir")
+else
+    args=(--config "$recipe" method="$method" --output-dir "$dir" --data-dir "$data" data.cache_dir="$runs/.cache")
+fi
+echo "[campaign] $(date -u +%FT%TZ) $method until epoch $stop: ${args[0]} (budget $budget)"
+"$py" -m training pretrain "${args[@]}" "$@" --time-budget "$budget" --stop-after-epoch "$stop"
+rc=$?
+echo "[campaign] $(date -u +%FT%TZ) $method: pretrain exit $rc"
+"$py" -m training progress --run "$dir" --out "$progress/$method.jsonl" || true
+exit $rc

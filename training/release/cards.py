@@ -1,0 +1,538 @@
+"""Model cards (the Hub README of each weight), rendered from its pretrained cfg.
+
+Every number in a card comes from the cfg that ``training export`` measured and wrote; the
+paper's reference numbers are the GCA paper's Table 2 (Chen et al., NeurIPS 2024).
+"""
+import json
+from pathlib import Path
+from typing import Optional, Sequence
+
+import yaml
+
+import otzoo
+
+from training.evaluate.finetune import is_scratch
+from training.evaluate.knn import KNN_K, KNN_T
+from training.release.recipes import recipe_id, same_recipe
+from training.release.references import (GCA_PAPER, HF_DATASETS, LIGHTLY_BENCHMARK, METHOD_NAMES, NON_CONTRASTIVE,
+                                 OT_METHODS, PAPER_TABLE2, PAPERS, PRETTY)
+
+IMAGENET_DERIVED = ("imagenette", "imagenet")  # ImageNet's terms apply to weights trained on them
+FIGURE_CAPTIONS = {
+    "curves.png": "*curves.png*: training loss and learning rate per step, and the k-NN monitor during "
+                  "pretraining ({knn_train:,} train / {knn_test:,} test images, evenly spaced; not the release "
+                  "metric).",
+    "plan.png": "*plan.png*: the {method} {plan_kind} of this model on one batch of class-sorted test "
+                "images x 2 views (log10 scale; the batch size is in the figure's title; `python -m training "
+                "plan`). {positives}; thin lines mark the class blocks.{mass}",
+    "knn_vs_time.png": "*knn_vs_time.png*: time to accuracy: the k-NN monitor ({knn_train:,} train / {knn_test:,} "
+                       "test images) against the run's wall-clock minutes, each point labelled with its epoch "
+                       "(`python -m training curve`); a star marks lightly's published point where there is one "
+                       "(other hardware and recipe).",
+}
+PLAN_POSITIVES = {"stacked": "Positives sit on the off-diagonals",
+                  "cross_view": "Rows are view 1 and columns view 2, so positives sit on the diagonal"}
+_ROW_SOFTMAX = ("coupling (row-wise softmax of the 2B x 2B similarities / tau, i.e. one Sinkhorn row "
+                "normalisation: rows sum to 1, columns do not)")
+PLAN_KINDS = {"simclr": _ROW_SOFTMAX, "rince": _ROW_SOFTMAX,  # where ``loss.plan`` is not a transport plan
+              "byol": ("cross-view similarity (row-wise softmax of minus the distances between the normalised "
+                       "online predictions and target projections; not an optimal-transport coupling)")}
+METRIC_NAMES = {"linear_top1": "Linear probe top-1", "knn_top1": f"k-NN top-1 (k={KNN_K}, T={KNN_T})",
+                "knn_top1_k20": f"k-NN top-1 (k=20, T={KNN_T})",
+                "linear_top1_1pct": "Linear probe top-1, 1% of the labels (mean of 3 subsets)",
+                "linear_top1_10pct": "Linear probe top-1, 10% of the labels (mean of 3 subsets)",
+                "subset_top1": "Top-1 on the first 500 test images"}
+
+
+EVAL_KEYS = ("linear_top1", "knn_top1", "knn_top1_k20", "linear_top1_1pct", "linear_top1_10pct", "subset_top1")
+
+
+def method_name(method: str) -> str:
+    return METHOD_NAMES.get(method, method)
+
+
+def eval_split(dataset: str) -> str:
+    """The split the metrics are measured on: ImageNet-derived sets have no public test split, so ``val``."""
+    return "val" if dataset in IMAGENET_DERIVED else "test"
+
+
+def front_matter(cfg: dict) -> dict:
+    """The YAML metadata block of the Hub README (``huggingface_hub.ModelCardData`` + ``EvalResult``)."""
+    from huggingface_hub import EvalResult, ModelCardData
+
+    m = cfg["metrics"]
+    dataset_id = HF_DATASETS.get(cfg["dataset"], cfg["dataset"])
+    split = eval_split(cfg["dataset"])
+    names = dict(METRIC_NAMES, subset_top1=f"Top-1 on the first {m.get('subset_size', 500)} {split} images")
+    results = [EvalResult(task_type="image-classification", task_name="Image Classification",
+                          dataset_type=dataset_id, dataset_name=m.get("dataset_variant", cfg["dataset"]),
+                          dataset_split={"val": "validation"}.get(split, split), metric_type="accuracy",
+                          metric_name=names[k], metric_value=m[k])
+               for k in EVAL_KEYS if k in m]
+    return ModelCardData(
+        license=cfg.get("license", "apache-2.0"), library_name="otzoo", pipeline_tag="image-feature-extraction",
+        tags=_tags(cfg["method"], cfg["architecture"]),
+        datasets=[dataset_id], metrics=["accuracy"], model_name=cfg["name"], eval_results=results,
+    ).to_dict()
+
+
+def _tags(method: str, arch: str) -> list:
+    kinds = (["optimal-transport"] if method in OT_METHODS else []) + (
+        [] if method in NON_CONTRASTIVE else ["contrastive-learning"])
+    return ["image-feature-extraction", "image-classification", "self-supervised-learning", *kinds, "timm", "otzoo",
+            method.replace("_", "-"), arch]
+
+
+def parse_front_matter(text: str) -> dict:
+    """The YAML front matter of a card (``---`` delimited); raises ValueError if absent."""
+    if not text.startswith("---\n"):
+        raise ValueError("model card does not start with a '---' YAML front matter block")
+    end = text.find("\n---\n", 4)
+    if end < 0:
+        raise ValueError("model card front matter is not closed by '---'")
+    return yaml.safe_load(text[4:end])
+
+
+def _probe_iterations(probe: dict) -> str:
+    n, cap = probe.get("iterations", "n/a"), probe.get("max_iter")
+    if probe.get("converged"):
+        return f"{n} L-BFGS iterations (converged before max_iter={cap})"
+    return f"{n} L-BFGS iterations (stopped at max_iter={cap}, before the tolerances were met)"
+
+
+def _fmt_hours(seconds) -> str:
+    if seconds is None:
+        return "n/a"
+    return f"{seconds / 3600:.2f} h ({seconds / 60:.0f} min)"
+
+
+def paper_epochs() -> int:
+    """The epochs of the GCA paper's schedule, as otzoo's ``gca_paper.yaml`` records it."""
+    recipe = Path(__file__).resolve().parents[1] / "configs" / "gca_paper.yaml"
+    return int(yaml.safe_load(recipe.read_text())["epochs"])
+
+
+def _share_of_paper(budget: dict, num_train) -> str:
+    epochs, views = budget.get("epochs"), budget.get("views_seen")
+    if not epochs or not views or not num_train:
+        return ""
+    paper_views = paper_epochs() * num_train * 2
+    return (f" ({views:,} views, {100 * views / paper_views:.1f}% of the paper's {paper_epochs()} epochs x "
+            f"{num_train:,} images x 2 views)")
+
+
+def _paper_stds(cfg: dict) -> str:
+    """`` (the paper's standard deviations ...)`` where the paper has them for this dataset, else ``""``."""
+    stds = [std for _, std in PAPER_TABLE2.get(cfg["dataset"], {}).values()]
+    if not stds:
+        return ""
+    return (f" (the paper's standard deviations over 5 seeds on {PRETTY.get(cfg['dataset'], cfg['dataset'])} "
+            f"are {min(stds):.2f}-{max(stds):.2f})")
+
+
+def _views_per_s(budget: dict) -> str:
+    """Views seen / wall time, rounded, or ``"n/a"`` when the budget lacks either."""
+    views, wall = budget.get("views_seen"), budget.get("wall_time_s")
+    return f"{views / wall:.0f}" if views and wall else "n/a"
+
+
+def _throughput(budget: dict) -> str:
+    if not (budget.get("views_seen") and budget.get("wall_time_s")):
+        return "n/a"
+    return f"{_views_per_s(budget)} views/s (views seen / wall time, including compile, monitor and checkpoints)"
+
+
+def _round(v, digits: int):
+    return round(v, digits) if isinstance(v, float) else ("n/a" if v is None else v)
+
+
+def _num(v) -> str:
+    return f"{v:,}" if isinstance(v, int) else str(v)
+
+
+def _rankme(m: dict) -> str:
+    g = m.get("feature_geometry")
+    return f"{g['rankme']:.1f} ({g['rankme_centred']:.1f})" if g else "n/a"
+
+
+def _siblings_section(cfg: dict, siblings: list) -> list:
+    rows = sorted([cfg] + list(siblings), key=lambda c: c["name"])
+    lines = ["## Same recipe, other methods", "",
+             "Weights pretrained with exactly this recipe (same config, seed and budget; only the loss differs), "
+             "measured by the same export protocol:", "",
+             "| Weight | Method | Linear top-1 | k-NN top-1 | RankMe (centred) | Wall time | Views/s | Hardware |",
+             "|---|---|---:|---:|---:|---|---:|---|"]
+    for c in rows:
+        m, b = c["metrics"], c.get("budget", {})
+        bold = "**" if c["name"] == cfg["name"] else ""
+        lines.append(f"| {bold}`{c['name']}`{bold} | {method_name(c['method'])} | {m['linear_top1']:.2f} | "
+                     f"{m['knn_top1']:.2f} | {_rankme(m)} | {_fmt_hours(b.get('wall_time_s'))} | {_views_per_s(b)} | "
+                     f"{b.get('hardware', 'n/a')} |")
+    noise = f"One seed each: differences of about a point are within seed-to-seed noise{_paper_stds(cfg)}."
+    if len({c.get("budget", {}).get("hardware") for c in rows}) > 1:
+        noise += (" The weights ran on different hardware: wall times are not comparable, and `engine.precision: "
+                  "auto` means bf16 autocast where the hardware has it, fp32 elsewhere.")
+    return lines + ["", noise, ""]
+
+
+def _earlier_section(cfg: dict, earlier: list) -> list:
+    """This weight beside the earlier releases of its name (other recipes) that it replaced."""
+    lines = ["## Earlier releases of this name", "",
+             f"`{cfg['name']}` was released before from another recipe; the file was replaced (an earlier upload "
+             "stays in the Hub repo's history) and its measured numbers stay here and in `results/`:", "",
+             "| Release | Recipe | Epochs | Views seen | Hardware | Wall time | Linear top-1 | k-NN top-1 |",
+             "|---|---|---:|---:|---|---|---:|---:|"]
+    for c in [cfg] + sorted(earlier, key=recipe_id):
+        m, b = c["metrics"], c.get("budget", {})
+        release = "**this file**" if c is cfg else f"earlier, sha256 `{c['sha256'][:12]}`"
+        lines.append(f"| {release} | `{recipe_id(c)}` | {b.get('epochs', 'n/a')} | "
+                     f"{_num(b.get('views_seen', 'n/a'))} | {b.get('hardware', 'n/a')} | "
+                     f"{_fmt_hours(b.get('wall_time_s'))} | {m['linear_top1']:.2f} | {m['knn_top1']:.2f} |")
+    return lines + ["", "An earlier release's full cfg (config, budget, metrics) is "
+                    f"`results/superseded/{cfg['name']}.<recipe>.json`; `recipe` ids match "
+                    "`results/results-*.csv`.", ""]
+
+
+def _low_label_rows(m: dict) -> list:
+    rows = []
+    for key, share in (("1%", "linear_top1_1pct"), ("10%", "linear_top1_10pct")):
+        run = (m.get("low_label") or {}).get(key)
+        if run:
+            rows.append(f"| Linear probe, {key} of the labels ({run['images'][0]:,} images) | {m[share]:.2f} ± "
+                        f"{run['std']:.2f} | {m['protocol'].get('low_label', '')}; runs {run['top1']} |")
+    return rows
+
+
+def _lightly_reference(cfg: dict) -> list:
+    ref = LIGHTLY_BENCHMARK.get(cfg["dataset"])
+    if not ref or ref[0] not in cfg["metrics"]:
+        return []
+    key, what, result = ref
+    b = cfg.get("budget", {})
+    return [f"Reference point: lightly's {PRETTY.get(cfg['dataset'], cfg['dataset'])} benchmark reports {what} of "
+            f"{result}. This weight: **{cfg['metrics'][key]:.2f}** after {b.get('epochs', 'n/a')} epochs in "
+            f"{_fmt_hours(b.get('wall_time_s'))} on {b.get('hardware', 'n/a')}.", ""]
+
+
+def _at_size(record: dict) -> str:
+    return f", at {record['input_size']} px" if record.get("input_size") else ""
+
+
+def _finetune_section(cfg: dict, records: Sequence[dict]) -> list:
+    """This weight's fine-tuning results beside the same recipe from random init and from other weights."""
+    own = [r for r in records if r["source"] == cfg["name"]]
+    if not own:
+        return []
+    recipe = {k: v for k, v in own[0]["recipe"].items() if k != "description"}
+    same = [r for r in records if r["dataset"] == cfg["dataset"] and r["arch"] == cfg["architecture"]
+            and r.get("input_size") == own[0].get("input_size")
+            and {k: v for k, v in r["recipe"].items() if k != "description"} == recipe]
+    lines = [f"## Fine-tuning with {recipe['label_fraction']:.0%} of the labels", "",
+             f"`python -m training finetune` trains the backbone and a fresh head end to end: "
+             f"{own[0]['recipe']['description']}{_at_size(own[0])}. Test top-1 on {own[0]['dataset_variant']} "
+             f"({own[0]['num_test']:,} test images), one run each (seed 0: differences of about a point between "
+             "weights are within seed noise), beside the same recipe from random initialisation:", "",
+             "| Initialisation | Test top-1 | Hardware |", "|---|---:|---|"]
+    for r in sorted(same, key=lambda r: (r["source"] != cfg["name"], r["source"])):
+        init = "random init (same recipe)" if is_scratch(r) else f"`{r['source']}`"
+        bold = "**" if r["source"] == cfg["name"] else ""
+        lines.append(f"| {bold}{init}{bold} | {r['finetune_top1']:.2f} | {r['hardware']} |")
+    key = f"linear_top1_{recipe['label_fraction'] * 100:g}pct"
+    frozen = (f"The frozen linear probe with {recipe['label_fraction']:.0%} of the labels reaches "
+              f"{cfg['metrics'][key]:.2f} (Results). " if key in cfg["metrics"] else "")
+    scratch = "".join(f"; random init: `{r['command_line']}`" for r in same if is_scratch(r))
+    return lines + ["", f"{frozen}Reproduce: `{own[0]['command_line']}`{scratch} (with `$OTZOO_DATA` set to `DATA`).",
+                    ""]
+
+
+def _intro(cfg: dict) -> list:
+    m, arch, method = cfg["metrics"], cfg["architecture"], cfg["method"]
+    lines = [f"# {cfg['name']}", "",
+             f"A `{arch}` backbone pretrained with **{method_name(method)}** self-supervised learning on "
+             f"{m.get('dataset_variant', cfg['dataset'])}, shipped with a linear-probe classification head "
+             f"({cfg['num_classes']} classes) trained on its frozen features. Part of [otzoo](https://huggingface.co/otzoo): "
+             "backbones pretrained with optimal-transport contrastive losses.", ""]
+    if m.get("subsampled", False):
+        lines += ["> **Warning:** the metrics below were measured on a subsample of the dataset "
+                  f"({m.get('num_train')} train / {m.get('num_test')} test images); they are not comparable to "
+                  "published numbers.", ""]
+    return lines
+
+
+def _details(cfg: dict) -> list:
+    arch, method, paper = cfg["architecture"], cfg["method"], PAPERS.get(cfg["method"], {})
+    variant = cfg["metrics"].get("dataset_variant", cfg["dataset"])
+    own_arch = otzoo.models.has_timm_tags(arch)
+    timm_tag = f"`{cfg.get('tag', '')}`" if own_arch else "none: timm's own architecture (see Usage)"
+    return [
+        "## Model details", "", "| | |", "|---|---|",
+        f"| Architecture | `{arch}` ({cfg.get('num_features', 'n/a')}-d pooled features) |",
+        f"| Pretraining method | {method_name(method)} (`{method}` in `otzoo.losses`) |",
+        f"| Paper | {paper.get('title', 'n/a')} ({paper.get('venue', '')}) |",
+        f"| Pretraining data | {cfg.get('budget', {}).get('data_variant') or variant}, train split, no labels |",
+        f"| Head | linear probe (standardisation folded in), {cfg['num_classes']} classes |",
+        f"| Input | {tuple(cfg.get('input_size', ()))}, mean {tuple(cfg.get('mean', ()))}, std {tuple(cfg.get('std', ()))} |",
+        f"| Weights | `{cfg.get('filename', 'model.safetensors')}` ({cfg['dtype']}), sha256 `{cfg.get('sha256', '')}` |",
+        f"| timm tag | {timm_tag} |",
+        f"| License | {cfg.get('license', 'apache-2.0')} |",
+        "",
+    ]
+
+
+def _results(cfg: dict) -> list:
+    m = cfg["metrics"]
+    proto = m.get("protocol", {})
+    return [
+        "## Results", "",
+        f"Measured by `training export` on the exported weight, loaded back through `otzoo.create_model` + "
+        f"`otzoo.create_transform` (fp32), on {m.get('dataset_variant', cfg['dataset'])}, "
+        f"{eval_split(cfg['dataset'])} split ({_num(m.get('num_test'))} images):",
+        "",
+        "| Metric | Top-1 (%) | Protocol |", "|---|---|---|",
+        f"| Linear probe | {m['linear_top1']:.2f} | {proto.get('linear', '')} |",
+        f"| k-NN | {m['knn_top1']:.2f} | {proto.get('knn', '')} |",
+        *([f"| k-NN, k=20 | {m['knn_top1_k20']:.2f} | the same with k=20 (lightly's Imagenette setting) |"]
+          if "knn_top1_k20" in m else []),
+        *_low_label_rows(m),
+        f"| First {m.get('subset_size', 500)} {eval_split(cfg['dataset'])} images | {m['subset_top1']:.2f} | "
+        f"{proto.get('subset', '')} |",
+        "",
+        *_geometry(cfg),
+        *_remeasured_note(m),
+    ]
+
+
+ADDED_LATER_TEXT = {"low_label": "the low-label rows", "feature_geometry": "the feature geometry",
+                    "plan_mass": "the plan's mass in the plan.png caption"}
+SHARED_DIRECTION_COSINE = 0.9  # mean cosine between different images above which the card warns
+
+
+def remeasured_records(metrics: dict) -> list:
+    """``metrics.remeasured`` as a list of ``measure`` checks, oldest first (the first version of
+    ``measure`` wrote one dict: the check that added the low-label probes)."""
+    records = metrics.get("remeasured") or []
+    return [{**records, "added": ["low_label"]}] if isinstance(records, dict) else list(records)
+
+
+def _remeasured_note(m: dict) -> list:
+    lines = []
+    for again in remeasured_records(m):
+        checked = [f"{label} {again[key]:.2f}" for key, label in (("knn_top1", "k-NN"), ("linear_top1", "linear"))
+                   if key in again]
+        same = all(again[key] == m[key] for key in ("knn_top1", "linear_top1") if key in again)
+        added = " and ".join(ADDED_LATER_TEXT.get(k, k) for k in again["added"])
+        after = [f"it measured {' and '.join(checked)} again" + (": the shipped numbers, exactly" if same else "")
+                 ] if checked else []
+        after += ["it drew the plan again from the pretraining run's checkpoint: the shipped plan.png, byte for "
+                  "byte"] if "plan_png" in again else []
+        lines += [f"Added later by `{again['command']}` (otzoo {again['otzoo_version']}, {again['hardware']}) on the "
+                  f"released file: {added}, after {'; and '.join(after)}.", ""]
+    return lines
+
+
+def _geometry(cfg: dict) -> list:
+    m = cfg["metrics"]
+    g = m.get("feature_geometry")
+    if not g:
+        return []
+    dims, split = min(m.get("num_test", 0), cfg.get("num_features", 0)) or "n/a", eval_split(cfg["dataset"])
+    text = (f"Feature geometry of the {_num(m.get('num_test'))} {split} features (label-free): RankMe (Garrido et al., "
+            f"ICML 2023; at most {dims}) **{g['rankme']:.1f}** as extracted, {g['rankme_centred']:.1f} after "
+            f"subtracting their mean; mean cosine similarity between two different {split} images {g['mean_cosine']:.3f}.")
+    if g["mean_cosine"] > SHARED_DIRECTION_COSINE:
+        text += (" **The features share one dominant direction**: the cosine similarity of any two images is near 1, "
+                 "so a threshold on it (retrieval, deduplication, clustering) means little until the mean train "
+                 "feature is subtracted. Rankings by similarity (the k-NN above) and the standardised linear probe "
+                 "are measured as shipped.")
+    return [text, ""]
+
+
+def _paper_comparison(cfg: dict, has_siblings: bool) -> list:
+    method, ds, m, budget = cfg["method"], cfg["dataset"], cfg["metrics"], cfg.get("budget", {})
+    ref = PAPER_TABLE2.get(ds, {}).get(method)
+    if not ref:
+        return ["## Comparison with the paper", "",
+                f"The GCA paper's Table 2 has no number for this method/dataset pair. This weight reaches "
+                f"**{m['linear_top1']:.2f}** linear top-1 after {budget.get('epochs', 'n/a')} pretraining epochs, "
+                f"{_fmt_hours(budget.get('wall_time_s'))} of wall time on {budget.get('hardware', 'n/a')}.", ""]
+    others = PAPER_TABLE2[ds]
+    base = [k for k in ("simclr", "gca_uot") if k != method and k in others]
+    extra = "; ".join(f"{method_name(k)} {others[k][0]:.2f} ± {others[k][1]:.2f}" for k in base)
+    jpeg = " and a JPEG re-encoding of the data" if "JPEG" in m.get("dataset_variant", ds) else ""
+    return [
+        "## Comparison with the paper", "",
+        f"The GCA paper (Chen et al., NeurIPS 2024), Table 2, standard setting ({PRETTY.get(ds, ds)}, ResNet-18, "
+        f"linear evaluation, mean ± std over 5 seeds, GPU training for 500 epochs at batch 512 per the "
+        f"authors' config, otzoo's `training/configs/gca_paper.yaml`), reports "
+        f"**{ref[0]:.2f} ± {ref[1]:.2f}** top-1 for {method_name(method)}" + (f" ({extra})." if extra else "."),
+        f"This weight reaches **{m['linear_top1']:.2f}** linear top-1 after {budget.get('epochs', 'n/a')} "
+        f"pretraining epochs{_share_of_paper(budget, m.get('num_train_full', m.get('num_train')))}, "
+        f"{_fmt_hours(budget.get('wall_time_s'))} of wall time on {budget.get('hardware', 'n/a')}. The gap reflects "
+        f"the much smaller compute budget{jpeg}; it says nothing about the method: compare methods within one recipe"
+        + (" (next section)." if has_siblings else "."),
+        "",
+    ]
+
+
+def _budget(cfg: dict) -> list:
+    budget, recipe = cfg.get("budget", {}), cfg.get("recipe", {})
+    lines = [
+        "## Pretraining recipe and budget", "", "| | |", "|---|---|",
+        f"| Epochs | {budget.get('epochs', 'n/a')} ({_num(budget.get('steps', 'n/a'))} steps) |",
+        f"| Views seen | {_num(budget.get('views_seen', 'n/a'))} |",
+        f"| Batch size | {budget.get('batch_size', 'n/a')} x {budget.get('world_size', 1)} process(es) |",
+        f"| Hardware | {budget.get('hardware', 'n/a')} |",
+        f"| Wall time | {_fmt_hours(budget.get('wall_time_s'))} |",
+        f"| Throughput | {_throughput(budget)} |",
+        f"| Seed | {recipe.get('seed', 'n/a')} |",
+        f"| Final loss | {_round(budget.get('final_loss'), 4)} (last step) |",
+        f"| otzoo / torch | {cfg.get('otzoo_version', 'n/a')} / {cfg.get('torch_version', 'n/a')} |",
+        "",
+    ]
+    if recipe.get("config"):
+        lines += ["<details><summary>Resolved training config</summary>", "", "```yaml",
+                  yaml.safe_dump(recipe["config"], sort_keys=False).rstrip(), "```", "", "</details>", ""]
+    return lines
+
+
+def _protocol(cfg: dict) -> list:
+    proto, probe = cfg["metrics"].get("protocol", {}), cfg["metrics"].get("linear_probe", {})
+    return [
+        "## Evaluation protocol", "",
+        f"- **k-NN**: {proto.get('knn', '')}.",
+        f"- **Linear probe**: {proto.get('linear', '')}. Optimiser: {probe.get('optimizer', 'n/a')}; "
+        f"{_probe_iterations(probe)} on all of train; chosen weight decay "
+        f"{probe.get('weight_decay', 'n/a')} (held-out top-1 per candidate: {json.dumps(probe.get('val_top1', {}))}).",
+        f"- **Subset**: {proto.get('subset', '')}; lets a fast test reproduce the number exactly. The files are sorted "
+        "by class folder, so the subset holds only the first classes: a reproducibility check, not an accuracy "
+        "to compare between weights.",
+        "- Every evaluation runs the model in eval mode (BatchNorm running statistics), without augmentation.",
+        "",
+    ]
+
+
+def _limitations(cfg: dict) -> list:
+    budget, ds, arch = cfg.get("budget", {}), cfg["dataset"], cfg["architecture"]
+    lines = ["## Limitations", "",
+             f"- Trained on a small compute budget ({budget.get('epochs', 'n/a')} epochs on "
+             f"{budget.get('hardware', 'n/a')}); expect lower accuracy than long GPU schedules."]
+    if ds in IMAGENET_DERIVED:
+        lines += [f"- {PRETTY.get(ds, ds)} images come from ImageNet: ImageNet's terms of access (non-commercial "
+                  "research and educational use) apply to this weight and to anything derived from it."]
+    if "JPEG" in cfg["metrics"].get("dataset_variant", ds):
+        lines += ["- Trained and evaluated on a JPEG (quality 75) re-encoding of the dataset, not the original "
+                  "files; numbers on the original release will differ slightly."]
+    head = f"- The head only knows the {cfg['num_classes']} classes of {PRETTY.get(ds, ds)}"
+    lines += [head + ("; the backbone is meant as a feature extractor for small (32x32) images."
+                      if arch.endswith("_cifar") else "."),
+              "- A research artifact: not evaluated for robustness, fairness or any deployment use.", ""]
+    return lines
+
+
+def _reproduce(cfg: dict) -> list:
+    commands = cfg.get("reproduce", {})
+    pretrain = commands.get("pretrain", "# pretraining command not recorded")
+    splits = "`train/` and `val/`" if cfg["dataset"] in IMAGENET_DERIVED else "`train/` and `test/`"
+    from_env = [] if "--data-dir" in pretrain else ["export OTZOO_DATA=DATA  # the commands read the data from here"]
+    return ["## How to reproduce", "",
+            f"`DATA` stands for the dataset's ImageFolder root (with {splits}), `runs/` for any working folder.", "",
+            "```bash", *from_env, pretrain, commands.get("export", ""), "```", ""]
+
+
+def _usage(cfg: dict, hub_repo: str) -> list:
+    name = cfg["name"]
+    return [
+        "## Usage", "", "```python", "import torch, otzoo", "from PIL import Image", "",
+        f'model = otzoo.create_model("{name}", pretrained=True).eval()',
+        "transform = otzoo.create_transform(otzoo.resolve_data_config(model))",
+        'x = transform(Image.open("image.png").convert("RGB")).unsqueeze(0)',
+        "with torch.inference_mode():",
+        "    logits = model(x)                                              # (1, num_classes)",
+        "    feats = model.forward_head(model.forward_features(x), pre_logits=True)  # (1, num_features)",
+        'label = model.pretrained_cfg["label_names"][logits.argmax(1).item()]',
+        "```", "",
+        "torch.hub (GitHub: `OWNER` is the owner of the otzoo repository; or a local checkout with "
+        "`source=\"local\"`):", "",
+        "```python", f'model = torch.hub.load("{hub_repo}", "{name}")',
+        f'model = torch.hub.load("path/to/otzoo", "{name}", source="local")', "```", "",
+        *_timm_usage(cfg),
+    ]
+
+
+def _timm_usage(cfg: dict) -> list:
+    hub = f'model = timm.create_model("hf-hub:{cfg.get("hf_hub_id", "")}", pretrained=True)'
+    if otzoo.models.has_timm_tags(cfg["architecture"]):
+        return ["timm (importing otzoo registers its architectures and tags with timm):", "",
+                "```python", "import otzoo, timm",
+                f'model = timm.create_model("{cfg.get("tag", "")}", pretrained=True)', hub, "```", ""]
+    return [f"timm (`{cfg['architecture']}` is timm's own architecture, so the weight has no timm tag: "
+            "`otzoo.models.timm_overlay` gives timm its file, sha256-checked, and its cfg):", "",
+            "```python", "import otzoo, timm",
+            f'model = timm.create_model("{cfg["architecture"]}", pretrained=True,',
+            f'                          pretrained_cfg_overlay=otzoo.models.timm_overlay("{cfg["name"]}"))',
+            hub, "```", ""]
+
+
+def _plan_layout(method: str) -> str:
+    from otzoo.losses import get_loss_class
+
+    return get_loss_class(method).plan_layout
+
+
+def _plan_mass_text(mass: Optional[dict]) -> str:
+    """What the plan of the figure learned, measured (``metrics.plan_mass``); empty when not measured."""
+    if not mass:
+        return ""
+    text = f" On this batch the plan puts {mass['positives']:.1%} of its mass on the positives"
+    uniform = f"{mass['positives_uniform']:.1%}"
+    if "same_class" in mass:
+        text += f" and {mass['same_class']:.1%} inside the class blocks"
+        uniform += f" and {mass['same_class_uniform']:.1%}"
+    return f"{text}; a uniform plan would put {uniform} (`metrics.plan_mass`)."
+
+
+def _plots(cfg: dict, figures: list) -> list:
+    if not figures:
+        return []
+    engine = ((cfg.get("recipe") or {}).get("config") or {}).get("engine", {})
+    lines = ["## Plots", ""]
+    for f in figures:
+        caption = FIGURE_CAPTIONS.get(f, f).format(method=method_name(cfg["method"]),
+                                                  plan_kind=PLAN_KINDS.get(cfg["method"], "transport plan"),
+                                                  positives=PLAN_POSITIVES[_plan_layout(cfg["method"])],
+                                                  mass=_plan_mass_text(cfg.get("metrics", {}).get("plan_mass")),
+                                                  knn_train=engine.get("knn_train", 0), knn_test=engine.get("knn_test", 0))
+        lines += [f"![{f}]({f})", "", caption, ""]
+    return lines
+
+
+def _citation(cfg: dict) -> list:
+    paper = PAPERS.get(cfg["method"], {})
+    lines = ["## Citation", "", "```bibtex", GCA_PAPER["bibtex"]]
+    if paper and paper is not GCA_PAPER and paper.get("bibtex"):
+        lines += ["", paper["bibtex"]]
+    lines += ["```", ""]
+    if paper and paper is not GCA_PAPER and not paper.get("bibtex"):
+        lines += [f"Method: {paper['authors']}, *{paper['title']}*, {paper['venue']}"
+                  + (f", {paper['url']}" if paper.get("url") else "") + ".", ""]
+    return lines
+
+
+def render_card(cfg: dict, figures: Optional[list] = None, hub_repo: str = "OWNER/otzoo",
+                siblings: Sequence[dict] = (), finetune: Sequence[dict] = (), earlier: Sequence[dict] = ()) -> str:
+    """Markdown model card (front matter + body) of the weight described by ``cfg``.
+
+    ``siblings``: cfgs of other weights; those with the same recipe (:func:`same_recipe`) get a table.
+    ``finetune``: fine-tuning records (``finetune --json-out``); this weight's, with its references, get one.
+    ``earlier``: cfgs of replaced releases (``results/superseded/``); those of this name get a table.
+    """
+    siblings = [c for c in siblings if c["name"] != cfg["name"] and same_recipe(cfg, c)]
+    earlier = [c for c in earlier if c["name"] == cfg["name"] and not same_recipe(cfg, c)]
+    figures = figures if figures is not None else cfg.get("figures", [])
+    lines = ["---", yaml.safe_dump(front_matter(cfg), sort_keys=False).rstrip(), "---", ""]
+    lines += _intro(cfg) + _details(cfg) + _results(cfg) + _paper_comparison(cfg, bool(siblings))
+    lines += _lightly_reference(cfg) + (_siblings_section(cfg, siblings) if siblings else [])
+    lines += _earlier_section(cfg, earlier) if earlier else []
+    lines += _finetune_section(cfg, finetune) + _budget(cfg) + _protocol(cfg) + _limitations(cfg)
+    lines += _reproduce(cfg) + _usage(cfg, hub_repo) + _plots(cfg, figures) + _citation(cfg)
+    return "\n".join(lines)

@@ -1,0 +1,228 @@
+"""Files generated from the pretrained cfgs: README table, results CSVs, model cards.
+
+``python -m training readme [--check] [--root DIR]`` rewrites, from ``otzoo/pretrained/*.json``
+(what ``otzoo.list_pretrained()`` lists): the table between ``<!-- weights-table:start -->`` and
+``<!-- weights-table:end -->`` in README.md, ``results/results-<dataset>.csv`` and
+``model_cards/<name>.md``. ``--check`` writes nothing and exits 1 when any of them is stale.
+
+A release that replaces a weight of the same name from another recipe (:func:`write_cfg`) keeps the
+replaced cfg in ``results/superseded/<name>.<recipe>.json``: its row stays in the results CSV (status
+``superseded``) and the new card sets both recipes side by side.
+"""
+import argparse
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+
+from training.release.recipes import recipe_id
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+START = "<!-- weights-table:start -->"
+END = "<!-- weights-table:end -->"
+NO_WEIGHTS = "No weights have been released yet."
+FT_START = "<!-- finetune-table:start -->"
+FT_END = "<!-- finetune-table:end -->"
+SUPERSEDED = Path("results") / "superseded"
+GEOMETRY_FIELDS = ["rankme", "rankme_centred", "mean_cosine"]
+CSV_FIELDS = ["name", "status", "recipe", "architecture", "method", "dataset", "dataset_variant", "epochs",
+              "views_seen", "batch_size", "knn_top1", "linear_top1", "linear_top1_1pct", "linear_top1_10pct", "subset_top1",
+              *GEOMETRY_FIELDS, "hardware", "wall_time_h", "views_per_s", "otzoo_version", "hf_hub_id", "sha256"]
+FT_FIELDS = ["source", "arch", "dataset", "dataset_variant", "input_size", "label_fraction", "num_labelled", "epochs",
+             "finetune_top1", "num_test", "train_time_min", "hardware", "command_line"]
+
+
+def cfgs_from_root(root) -> list:
+    """Pretrained cfgs of ``<root>/otzoo/pretrained/*.json``, sorted by name."""
+    folder = Path(root) / "otzoo" / "pretrained"
+    return sorted((json.loads(p.read_text()) for p in folder.glob("*.json")), key=lambda c: c["name"])
+
+
+def superseded_from_root(root) -> list:
+    """Cfgs of replaced releases, ``<root>/results/superseded/*.json``, sorted by name and recipe."""
+    paths = (Path(root) / SUPERSEDED).glob("*.json")
+    return sorted((json.loads(p.read_text()) for p in paths), key=lambda c: (c["name"], recipe_id(c)))
+
+
+def write_cfg(root, cfg: dict) -> Path:
+    """Write ``otzoo/pretrained/<name>.json``; a replaced cfg of another recipe moves to ``results/superseded/``
+    (and one of this recipe there is dropped: this release replaces it). Returns the cfg's path."""
+    root, path = Path(root), Path(root) / "otzoo" / "pretrained" / f"{cfg['name']}.json"
+    old = json.loads(path.read_text()) if path.is_file() else None
+    archive = root / SUPERSEDED
+    (archive / f"{cfg['name']}.{recipe_id(cfg)}.json").unlink(missing_ok=True)
+    if old is not None and recipe_id(old) != recipe_id(cfg):
+        archive.mkdir(parents=True, exist_ok=True)
+        (archive / f"{cfg['name']}.{recipe_id(old)}.json").write_text(json.dumps(old, indent=2) + "\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(cfg, indent=2) + "\n")
+    return path
+
+
+def finetune_records(root) -> list:
+    """Fine-tuning results ``<root>/results/finetune/<dataset>/*.json`` (``finetune --json-out``), sorted."""
+    paths = (Path(root) / "results" / "finetune").glob("*/*.json")
+    return sorted((json.loads(p.read_text()) for p in paths), key=lambda r: (r["dataset"], r["source"]))
+
+
+def _pct(v) -> str:
+    return f"{v:.2f}" if isinstance(v, (int, float)) else "n/a"
+
+
+def _low(m: dict) -> str:
+    return " / ".join(_pct(m.get(k)) for k in ("linear_top1_1pct", "linear_top1_10pct"))
+
+
+def render_table(cfgs: list) -> str:
+    """Markdown table of the released weights (or a sentence saying there are none)."""
+    if not cfgs:
+        return NO_WEIGHTS
+    rows = ["| Weight | Architecture | Method | Dataset | Epochs | Wall time | Hardware | k-NN top-1 | Linear top-1 | "
+            "Linear, 1% / 10% labels | Hub |", "|---|---|---|---|---:|---:|---|---:|---:|---:|---|"]
+    for c in cfgs:
+        m, b = c.get("metrics", {}), c.get("budget", {})
+        hub, wall = c.get("hf_hub_id", ""), b.get("wall_time_s")
+        rows.append(f"| `{c['name']}` | `{c.get('architecture', '')}` | {c.get('method', '')} | "
+                    f"{m.get('dataset_variant', c.get('dataset', ''))} | {b.get('epochs', 'n/a')} | "
+                    f"{f'{wall / 3600:.1f} h' if wall else 'n/a'} | {b.get('hardware', 'n/a')} | "
+                    f"{_pct(m.get('knn_top1'))} | {_pct(m.get('linear_top1'))} | {_low(m)} | "
+                    f"[{hub}](https://huggingface.co/{hub}) |")
+    return "\n".join(rows)
+
+
+def _init(record: dict) -> str:
+    from training.evaluate.finetune import is_scratch
+
+    return "random init" if is_scratch(record) else f"`{record['source']}`"
+
+
+def render_finetune_table(records: list) -> str:
+    """Markdown table of fine-tuning results (or a sentence saying there are none)."""
+    if not records:
+        return "No fine-tuning results yet."
+    rows = ["| Dataset | Initialisation | Input | Labels | Epochs | Test top-1 | Hardware |",
+            "|---|---|---:|---:|---:|---:|---|"]
+    for r in records:
+        rows.append(f"| {r['dataset_variant']} | {_init(r)} | {r['input_size']} px | {r['num_labelled']:,} "
+                    f"({r['recipe']['label_fraction']:.0%}) | {r['recipe']['epochs']} | {_pct(r['finetune_top1'])} | "
+                    f"{r['hardware']} |")
+    return "\n".join(rows)
+
+
+def replace_table(text: str, table: str, start: str = START, end: str = END) -> str:
+    """``text`` with everything between the markers ``start`` and ``end`` replaced by ``table``."""
+    i, j = text.find(start), text.find(end)
+    if i < 0 or j < 0 or j < i:
+        raise ValueError(f"README.md has no '{start}' ... '{end}' markers: add them where the table should go.")
+    return text[:i + len(start)] + "\n" + table + "\n" + text[j:]
+
+
+def has_markers(readme) -> bool:
+    readme = Path(readme)
+    return readme.is_file() and START in readme.read_text() and END in readme.read_text()
+
+
+def results_csv(cfgs: list, superseded: list = ()) -> str:
+    """CSV text with one row per weight in ``cfgs`` (status released) and in ``superseded`` (replaced)."""
+    out = io.StringIO()
+    w = csv.DictWriter(out, fieldnames=CSV_FIELDS, lineterminator="\n")
+    w.writeheader()
+    rows = [(c, "released") for c in cfgs] + [(c, "superseded") for c in superseded]
+    for c, status in sorted(rows, key=lambda r: (r[0]["name"], r[1])):
+        m, b = c.get("metrics", {}), c.get("budget", {})
+        g, wall, views = m.get("feature_geometry") or {}, b.get("wall_time_s"), b.get("views_seen")
+        w.writerow({
+            "name": c["name"], "status": status, "recipe": recipe_id(c), "architecture": c.get("architecture"),
+            "method": c.get("method"),
+            "dataset": c.get("dataset"), "dataset_variant": m.get("dataset_variant"), "epochs": b.get("epochs"),
+            "views_seen": b.get("views_seen"), "batch_size": b.get("batch_size"),
+            "knn_top1": m.get("knn_top1"), "linear_top1": m.get("linear_top1"),
+            "linear_top1_1pct": m.get("linear_top1_1pct"), "linear_top1_10pct": m.get("linear_top1_10pct"),
+            "subset_top1": m.get("subset_top1"), **{k: g.get(k) for k in GEOMETRY_FIELDS},
+            "hardware": b.get("hardware"),
+            "wall_time_h": None if wall is None else round(wall / 3600, 2),
+            "views_per_s": round(views / wall, 1) if views and wall else None,
+            "otzoo_version": c.get("otzoo_version"), "hf_hub_id": c.get("hf_hub_id"), "sha256": c.get("sha256"),
+        })
+    return out.getvalue()
+
+
+def finetune_csv(records: list) -> str:
+    """CSV text with one row per fine-tuning result."""
+    out = io.StringIO()
+    w = csv.DictWriter(out, fieldnames=FT_FIELDS, lineterminator="\n")
+    w.writeheader()
+    for r in records:
+        w.writerow({**{k: r.get(k) for k in FT_FIELDS}, "label_fraction": r["recipe"]["label_fraction"],
+                    "epochs": r["recipe"]["epochs"], "train_time_min": round(r["train_time_s"] / 60, 1)})
+    return out.getvalue()
+
+
+def generated_files(root) -> dict:
+    """``{path: text}`` of every file generated from ``<root>/otzoo/pretrained/*.json``."""
+    from training.release.cards import render_card
+
+    root = Path(root)
+    cfgs, superseded = cfgs_from_root(root), superseded_from_root(root)
+    out = {}
+    for ds in sorted({c.get("dataset") for c in cfgs + superseded} | {"cifar10"}):
+        out[root / "results" / f"results-{ds}.csv"] = results_csv([c for c in cfgs if c.get("dataset") == ds],
+                                                                  [c for c in superseded if c.get("dataset") == ds])
+    records = finetune_records(root)
+    for ds in sorted({r["dataset"] for r in records}):
+        out[root / "results" / f"finetune-{ds}.csv"] = finetune_csv([r for r in records if r["dataset"] == ds])
+    for c in cfgs:
+        out[root / "model_cards" / f"{c['name']}.md"] = render_card(c, siblings=cfgs, finetune=records,
+                                                                   earlier=superseded)
+    if has_markers(root / "README.md"):
+        text = replace_table((root / "README.md").read_text(), render_table(cfgs))
+        if FT_START in text:
+            text = replace_table(text, render_finetune_table(records), FT_START, FT_END)
+        out[root / "README.md"] = text
+    return out
+
+
+def sync_generated(root, check: bool = False) -> list:
+    """Write (or with ``check`` only compare) the generated files; returns the stale paths."""
+    files = generated_files(root)
+    stale = [p for p, text in files.items() if not p.is_file() or p.read_text() != text]
+    for path in [] if check else stale:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(files[path])
+    return stale
+
+
+def main(argv=None, prog: str = "python -m training readme", command: str = "readme") -> int:
+    p = argparse.ArgumentParser(prog=prog, description="Regenerate the README's table of released weights, "
+                                "results/*.csv and model_cards/*.md from otzoo/pretrained/*.json.")
+    p.add_argument("--check", action="store_true", help="exit 1 if any generated file is stale; write nothing")
+    p.add_argument("--root", default=str(REPO_ROOT), help="repo root holding README.md and otzoo/pretrained/")
+    args = p.parse_args(argv)
+    root = Path(args.root).resolve()
+    # the json files are exactly what the registry loads at import (otzoo.list_pretrained()); reading them
+    # directly keeps weights registered at runtime (tests, notebooks) out of the generated files
+    readme = root / "README.md"
+    if not readme.is_file():
+        print(f"error: {readme} does not exist", file=sys.stderr)
+        return 2
+    try:
+        replace_table(readme.read_text(), "")
+        stale = sync_generated(root, check=args.check)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    n = len(cfgs_from_root(root))
+    names = ", ".join(str(p.relative_to(root)) for p in stale)
+    if args.check:
+        if stale:
+            print(f"out of date: {names}; run `python -m training readme`", file=sys.stderr)
+            return 1
+        print(f"README table, results and model cards are up to date ({n} weights)")
+    else:
+        print(f"rewrote {names} ({n} weights)" if stale else f"all generated files up to date ({n} weights)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

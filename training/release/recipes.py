@@ -1,0 +1,42 @@
+"""What makes a recipe: two weights share one when their recorded training configs agree up to the method.
+
+:func:`recipe_key` is what the cards' same-recipe tables, the results CSVs' ``recipe`` column and the
+archive of replaced releases (``results/superseded/<name>.<recipe_id>.json``) compare.
+"""
+import hashlib
+import json
+from typing import Optional
+
+from training.run.config import with_defaults
+
+RECIPE_FREE_KEYS = ("method", "output_dir", "run_name", "loss")
+DATA_LOCATION_KEYS = ("dir", "cache_dir")  # where the files are read from, not which data (``data.variant``)
+MONITOR_KEYS = ("log_every", "checkpoint_minutes", "progress", "knn_every", "knn_train", "knn_test", "knn_k", "knn_t")
+
+
+def recipe_key(cfg: dict) -> Optional[tuple]:
+    """What makes a recipe: architecture, dataset and the config up to the method, paths (the run's, the
+    data's: ``--data-dir`` or ``$OTZOO_DATA``, the decode cache) and the engine's logging / checkpointing /
+    kNN-monitor settings (they watch training, they do not change it); ``None`` for a weight that recorded
+    no config."""
+    conf = (cfg.get("recipe") or {}).get("config")
+    if not conf:
+        return None
+    conf = with_defaults(conf)  # keys added later take their defaults
+    conf = dict(conf, engine={k: v for k, v in conf.get("engine", {}).items() if k not in MONITOR_KEYS},
+                data={k: v for k, v in conf.get("data", {}).items() if k not in DATA_LOCATION_KEYS})
+    return cfg.get("architecture"), cfg.get("dataset"), {k: v for k, v in conf.items() if k not in RECIPE_FREE_KEYS}
+
+
+def same_recipe(a: dict, b: dict) -> bool:
+    """True if two weights were pretrained with one recipe (:func:`recipe_key`; never without a config)."""
+    key = recipe_key(a)
+    return key is not None and key == recipe_key(b)
+
+
+def recipe_id(cfg: dict) -> str:
+    """Short id of the weight's recipe (equal ids: :func:`same_recipe`), or of its file without a config."""
+    key = recipe_key(cfg)
+    if key is None:
+        return "file-" + cfg["sha256"][:8]
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:8]

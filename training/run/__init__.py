@@ -1,0 +1,8 @@
+"""The pretraining run: a recipe (``config``) becomes a trained backbone.
+
+``pretrain`` (the CLI) -> ``engine`` (the loop) over ``data`` / ``datasets`` (decoded images, epoch order),
+``augment`` (batched views), ``methods`` (backbone + heads + loss), ``optim`` (optimizer, schedule),
+``checkpoint``, ``device`` / ``distributed`` / ``hardware`` (where it runs, and how that is recorded),
+``monitor`` (k-NN and RankMe while training) and ``metrics`` (``metrics.jsonl``, ``curves.png``).
+Imports nothing from ``training.evaluate`` or ``training.release``.
+"""

@@ -1,0 +1,159 @@
+"""Decode-once in-memory image data and a resumable, DDP-aware epoch shuffler.
+
+:func:`load_images` decodes a split once into a uint8 tensor ``(N, 3, H, W)`` plus labels
+(optionally cached as ``.npy`` under ``cache_dir``); :class:`EpochShuffler` yields the image
+indices of each global batch in a per-epoch seeded order, with ``(epoch, position)`` state
+that goes into the checkpoint so a resumed run sees exactly the batches it would have seen.
+"""
+import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+import numpy as np
+import torch
+
+__all__ = ["ImageData", "load_images", "EpochShuffler", "shard"]
+
+
+class ImageData:
+    """Decoded images ``(N, 3, H, W)`` uint8, labels ``(N,)`` int64, class names and provenance."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, classes: List[str], source: str):
+        self.images, self.labels, self.classes, self.source = images, labels, list(classes), source
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def _to_array(img, size: Optional[int]) -> np.ndarray:
+    from PIL import Image
+
+    if not isinstance(img, Image.Image):
+        img = Image.fromarray(np.asarray(img))
+    img = img.convert("RGB")
+    if size is not None and img.size != (size, size):
+        w, h = img.size
+        s = size / min(w, h)
+        img = img.resize((max(size, round(w * s)), max(size, round(h * s))), Image.BICUBIC)
+        w, h = img.size
+        left, top = (w - size) // 2, (h - size) // 2
+        img = img.crop((left, top, left + size, top + size))
+    return np.asarray(img, dtype=np.uint8)
+
+
+def _synthetic(n: int, size: int, seed: int = 0) -> ImageData:
+    """Random smooth-ish images with 10 labels: for tests and benchmarks without data."""
+    g = torch.Generator().manual_seed(seed)
+    low = torch.randint(0, 256, (n, 3, max(2, size // 4), max(2, size // 4)), generator=g).float()
+    img = torch.nn.functional.interpolate(low, size=(size, size), mode="bilinear", align_corners=False)
+    img = (img + torch.randn(img.shape, generator=g) * 8).clamp(0, 255).to(torch.uint8)
+    labels = torch.arange(n) % 10
+    return ImageData(img.contiguous(), labels, [str(i) for i in range(10)], f"synthetic({n})")
+
+
+def load_images(dataset: str = "cifar10", split: str = "train", data_dir: Optional[str] = None,
+                subset: Optional[int] = None, decode_size: Optional[int] = None,
+                cache_dir: Optional[str] = None, workers: int = 4) -> ImageData:
+    """Decode ``split`` of ``dataset`` once into memory (see ``training.run.datasets.build_dataset``).
+
+    ``subset`` keeps that many evenly spaced images (class-balanced for sorted folders);
+    ``decode_size`` resizes (shorter side, then center crop) while decoding, needed when the
+    images differ in size; ``cache_dir`` stores the decoded arrays as ``.npy`` for next time.
+    ``dataset="synthetic"`` makes ``subset or 512`` random 32x32 images (no files needed).
+    """
+    if dataset == "synthetic":
+        return _synthetic(subset or 512, decode_size or 32, seed=0 if split == "train" else 1)
+    from training.run.datasets import build_dataset, evenly_spaced_subset, labels_of, resolve_data_dir
+
+    folder = resolve_data_dir(data_dir)
+    source = str(folder / split) if folder is not None else f"torchvision:{dataset}/{split}"
+    cache = None
+    if cache_dir is not None:
+        key = hashlib.sha1(f"{source}|{subset}|{decode_size}".encode()).hexdigest()[:12]
+        cache = Path(cache_dir) / f"{dataset}_{split}_{key}"
+        if (cache.with_suffix(".images.npy")).is_file() and (cache.with_suffix(".labels.npy")).is_file():
+            images = torch.from_numpy(np.load(cache.with_suffix(".images.npy")))
+            labels = torch.from_numpy(np.load(cache.with_suffix(".labels.npy")))
+            classes = cache.with_suffix(".classes.txt").read_text().splitlines()
+            return ImageData(images, labels, classes, source)
+    ds = build_dataset(dataset, split, data_dir=data_dir)
+    classes = list(getattr(ds, "classes", None) or [])
+    ds = evenly_spaced_subset(ds, subset)
+    labels = labels_of(ds)
+    raw = getattr(ds, "data", None)
+    if isinstance(raw, np.ndarray) and raw.ndim == 4 and decode_size in (None, raw.shape[1]) and raw.shape[-1] == 3:
+        arr = raw  # torchvision CIFAR: already (N, H, W, 3) uint8
+    else:
+        with ThreadPoolExecutor(max(1, workers)) as pool:
+            arrays = list(pool.map(lambda i: _to_array(ds[i][0], decode_size), range(len(ds))))
+        shapes = {a.shape for a in arrays}
+        if len(shapes) > 1:
+            raise ValueError(f"images of {source} differ in size ({sorted(shapes)[:3]}...); "
+                             "set data.decode_size=<side> to resize them while decoding")
+        arr = np.stack(arrays)
+    if arr.ndim == 4 and arr.shape[-1] == 3:
+        arr = arr.transpose(0, 3, 1, 2)
+    images = torch.from_numpy(np.ascontiguousarray(arr))
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        for suffix, value in ((".images.npy", images.numpy()), (".labels.npy", labels.numpy())):
+            tmp = str(cache.with_suffix(suffix)) + f".tmp{os.getpid()}.npy"
+            np.save(tmp, value)
+            os.replace(tmp, cache.with_suffix(suffix))
+        cache.with_suffix(".classes.txt").write_text("\n".join(classes))
+    return ImageData(images, labels, classes, source)
+
+
+class EpochShuffler:
+    """Global batches of indices in a seeded per-epoch random order (last partial batch dropped).
+
+    State ``(epoch, position)`` (position = batches already taken this epoch) is what the
+    checkpoint stores; the order of epoch e depends only on ``(seed, e)``.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int = 0):
+        if n < batch_size:
+            raise ValueError(f"{n} images cannot fill one batch of {batch_size}; lower batch_size "
+                             "or use more images (data.subset)")
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.epoch, self.position = 0, 0
+        self._perm, self._perm_epoch = None, None
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.n // self.batch_size
+
+    def order(self, epoch: int) -> torch.Tensor:
+        if self._perm_epoch != epoch:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._perm, self._perm_epoch = torch.randperm(self.n, generator=g), epoch
+        return self._perm
+
+    def next_batch(self) -> torch.Tensor:
+        """Indices of the next global batch, advancing (epoch, position)."""
+        if self.position >= self.steps_per_epoch:
+            self.epoch, self.position = self.epoch + 1, 0
+        start = self.position * self.batch_size
+        idx = self.order(self.epoch)[start:start + self.batch_size]
+        self.position += 1
+        return idx
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "position": self.position, "seed": self.seed, "n": self.n,
+                "batch_size": self.batch_size}
+
+    def load_state_dict(self, state: dict) -> None:
+        if (state["n"], state["batch_size"], state["seed"]) != (self.n, self.batch_size, self.seed):
+            raise ValueError(f"checkpoint data state (n, batch, seed) = {(state['n'], state['batch_size'], state['seed'])} "
+                             f"does not match this run's {(self.n, self.batch_size, self.seed)}")
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+
+
+def shard(n: int, rank: int, world_size: int) -> Tuple[int, int]:
+    """Slice ``[start, end)`` of a global batch of n that rank owns (n divisible by world_size)."""
+    if n % world_size:
+        raise ValueError(f"global batch {n} is not divisible by world size {world_size}")
+    local = n // world_size
+    return rank * local, (rank + 1) * local

@@ -1,0 +1,165 @@
+"""``python -m training pretrain``: self-supervised pretraining from a YAML recipe.
+
+Examples::
+
+    python -m training pretrain --config training/configs/cifar10_cpu.yaml method=gca_uot \\
+        --data-dir ../shared/data/cifar10 --time-budget 150m
+    python -m training pretrain --config training/configs/cifar10_cpu.yaml method=gca_uot \\
+        --data-dir ../shared/data/cifar10 --resume          # continue after a stop or crash
+    torchrun --nproc_per_node=8 -m training pretrain --config training/configs/gca_paper.yaml method=byol
+"""
+import argparse
+import os
+import shlex
+import sys
+from pathlib import Path
+
+from .config import DEFAULTS, ConfigError, apply_overrides, load_config, parse_duration, validate
+
+__all__ = ["main", "build_parser", "resolve_run", "reproduce_command"]
+
+# keys that may differ between a run and its resumption (they do not change the result)
+RESUMABLE = {"engine.device", "engine.progress", "engine.log_every", "engine.checkpoint_minutes", "engine.threads",
+             "engine.knn_every", "output_dir", "data.cache_dir", "data.dir"}
+
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=prog, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Self-supervised pretraining of an otzoo backbone. Writes config.yaml, checkpoint.pt, "
+                    "metrics.jsonl, curves.png and, once complete, backbone.safetensors and run.json to the "
+                    "output directory.",
+        epilog="Config keys (dotted overrides): " + ", ".join(_flat_keys(DEFAULTS)) + ".\n"
+               "Methods: every otzoo.losses name (simclr, gca_ince, gca_rince, gca_uot, rince, iot, iot_uni, "
+               "sinsim, matching_gap, otco) and byol.\n"
+               "Exit status: 0 complete, 3 stopped by --time-budget, --stop-after-epoch or a SIGTERM after the "
+               "step in progress (state saved; rerun with --resume), "
+               "1 non-finite loss, 2 bad arguments or config, 143 a second SIGTERM (at once; the last "
+               "checkpoint stays).\n"
+               "Distributed: torchrun --nproc_per_node=N -m training pretrain ... (gloo on CPU, nccl on CUDA).")
+    p.add_argument("--config", help="YAML recipe, e.g. training/configs/cifar10_cpu.yaml (with --resume: "
+                                    "defaults to the run's saved config.yaml)")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="dotted config overrides parsed as YAML, e.g. method=gca_uot epochs=2 optim.lr=0.3")
+    p.add_argument("--output-dir", help="run directory (default runs/<run_name>)")
+    p.add_argument("--data-dir", help="ImageFolder root with train/ and test/ (overrides data.dir; "
+                                      "default $OTZOO_DATA, else torchvision download)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --output-dir from its checkpoint.pt exactly where it stopped")
+    p.add_argument("--time-budget", metavar="DURATION",
+                   help="stop cleanly and save after this much wall time in this session, e.g. 150m, 2h, 5400")
+    p.add_argument("--stop-after-epoch", type=int, metavar="N",
+                   help="stop cleanly and save after epoch N (the schedule stays the recipe's: a milestone of a "
+                        "longer run); exit status 3, continue with --resume")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    return p
+
+
+def _flat_keys(d, prefix=""):
+    for k, v in d.items():
+        if isinstance(v, dict) and k != "loss":
+            yield from _flat_keys(v, f"{prefix}{k}.")
+        else:
+            yield f"{prefix}{k}"
+
+
+def _flatten(d, prefix=""):
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and k != "loss":
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def resolve_run(args) -> tuple:
+    """(cfg, output_dir) from the parsed arguments; raises ConfigError with what to do."""
+    overrides = list(args.overrides)
+    if args.data_dir:
+        overrides.append(f"data.dir={args.data_dir}")
+    if args.output_dir:
+        overrides.append(f"output_dir={args.output_dir}")
+    if args.config is None and not args.resume:
+        raise ConfigError("--config is required (e.g. --config training/configs/cifar10_cpu.yaml)")
+    if args.config is not None:
+        cfg = load_config(args.config, overrides)
+        recipe = Path(args.config).stem
+    else:
+        cfg, recipe = None, None
+    out = cfg["output_dir"] if cfg else args.output_dir
+    if out is None:
+        name = cfg["run_name"] or f"{recipe}_{cfg['method']}_{cfg['arch']}"
+        out = str(Path("runs") / name)
+    out = Path(out)
+    saved = out / "config.yaml"
+    if args.resume:
+        if not (out / "checkpoint.pt").is_file():
+            raise ConfigError(f"--resume: no checkpoint.pt in {str(out)!r}; pass the run's --output-dir "
+                              "(or the same --config and overrides that created it)")
+        base = load_config(str(saved)) if saved.is_file() else None
+        if cfg is None:
+            cfg = apply_overrides(base, overrides)
+        elif base is not None:
+            a, b = _flatten(base), _flatten(cfg)
+            diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in RESUMABLE)
+            if diff:
+                raise ConfigError(f"--resume: the config differs from the run's saved config.yaml in {diff}; "
+                                  f"resume with the same settings (or omit --config to use {saved})")
+    elif (out / "checkpoint.pt").is_file() and not (out / "run.json").is_file():
+        raise ConfigError(f"{str(out)!r} already holds an unfinished run (checkpoint.pt); add --resume to "
+                          "continue it, or choose another --output-dir")
+    elif (out / "run.json").is_file():
+        raise ConfigError(f"{str(out)!r} already holds a finished run (run.json); choose another --output-dir")
+    cfg["output_dir"] = str(out)
+    return validate(cfg), out
+
+
+def reproduce_command(argv) -> str:
+    """The command line that reproduces the run (without --resume / --time-budget / --stop-after-epoch /
+    --print-config)."""
+    keep, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a in ("--resume", "--print-config"):
+            continue
+        if a in ("--time-budget", "--stop-after-epoch"):
+            skip = True
+            continue
+        if a.startswith(("--time-budget=", "--stop-after-epoch=")):
+            continue
+        keep.append(a)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    launcher = f"torchrun --nproc_per_node={world} -m training pretrain" if world > 1 else "python -m training pretrain"
+    return launcher + (" " + shlex.join(keep) if keep else "")
+
+
+def main(argv=None, prog: str = "python -m training pretrain", command: str = "pretrain") -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(prog).parse_intermixed_args(argv)
+    try:
+        cfg, out = resolve_run(args)
+        budget = parse_duration(args.time_budget)
+        if args.stop_after_epoch is not None and args.stop_after_epoch < 1:
+            raise ConfigError(f"--stop-after-epoch must be an epoch >= 1, not {args.stop_after_epoch}")
+    except (ConfigError, ValueError) as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2
+    if args.print_config:
+        import yaml
+
+        print(yaml.safe_dump(cfg, sort_keys=False))
+        return 0
+    if args.resume and (out / "run.json").is_file():
+        print(f"{out} is already complete (run.json); nothing to resume.", file=sys.stderr)
+        return 0
+    from .engine import NonFiniteLossError, train
+
+    try:
+        return train(cfg, out, resume=args.resume, time_budget_s=budget, command=reproduce_command(argv),
+                     stop_after_epoch=args.stop_after_epoch)
+    except NonFiniteLossError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 1

@@ -1,0 +1,167 @@
+"""``python -m training progress``: one line of a long run's progress, appended to a small JSONL file in git.
+
+A run folder lives only as long as its machine; a campaign that trains across sessions and machines keeps its
+time-to-accuracy record as text instead (``results/campaign/<method>.jsonl``, one line per stretch of work).
+A stretch is what the run trained since its last ``session`` record in ``metrics.jsonl`` (the engine writes
+one at every start or resume): its steps, wall time, median views/s, hardware and k-NN monitor points. Where
+the run restarted below the step the file's last line reached (a machine lost with its run folder), the
+difference is recorded as ``lost_steps``.
+"""
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import yaml
+
+from .metrics import read_records
+
+__all__ = ["stretch_record", "append_record", "read_progress", "epochs_done", "next_method", "main"]
+
+
+def read_progress(path) -> list:
+    """The records of a progress file, oldest first (``[]`` when it does not exist yet)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _stretch_start(records: list, previous: Optional[dict]) -> tuple:
+    """(index of the first record of the stretch, its first step, its session record or None)."""
+    sessions = [i for i, r in enumerate(records) if r.get("event") == "session"]
+    if sessions:
+        i = sessions[-1]
+        return i + 1, records[i]["step"], records[i]
+    start = previous["step"] if previous else 0  # a run from before session records: since the last line
+    first = next((i for i, r in enumerate(records) if r.get("step", 0) > start), len(records))
+    return first, start, None
+
+
+def _checkpoint_hardware(run_dir: Path) -> Optional[str]:
+    """The hardware of the last span in the run's checkpoint (runs from before session records)."""
+    if not (run_dir / "checkpoint.pt").is_file():
+        return None
+    from .checkpoint import load_checkpoint
+
+    spans = load_checkpoint(run_dir / "checkpoint.pt").get("hardware_spans") or [{}]
+    return spans[-1].get("hardware")
+
+
+def stretch_record(run_dir, previous: Optional[dict] = None) -> dict:
+    """The progress line of ``run_dir`` for its latest stretch; ``previous`` is the file's last line."""
+    run_dir = Path(run_dir)
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    records = read_records(run_dir)
+    first, start_step, session = _stretch_start(records, previous)
+    stretch = records[first:]
+    steps = [r for r in stretch if r.get("event") == "step"]
+    epochs = [r for r in records if r.get("event") == "epoch"]
+    last = max((r for r in records if "elapsed_s" in r), key=lambda r: r["step"], default=None)
+    if last is None or last["step"] <= start_step:
+        raise ValueError(f"{str(run_dir)!r} trained no step since its last start (step {start_step}): nothing to "
+                         "record")
+    begun = next((r["elapsed_s"] for r in reversed(records[:first]) if "elapsed_s" in r), 0.0)
+    return {
+        "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "run": run_dir.name, "method": cfg["method"], "arch": cfg["arch"], "dataset": cfg["dataset"],
+        "batch_size": cfg["batch_size"], "epochs": cfg["epochs"],
+        "step": last["step"], "epoch": epochs[-1]["epoch"] if epochs else 0,
+        "wall_time_s": last["elapsed_s"],
+        "stretch": {
+            "steps": [start_step, last["step"]],
+            "started_at": session["started_at"] if session else None,
+            "wall_time_s": round(last["elapsed_s"] - begun, 1),
+            # the first step record of a stretch carries the start-up (decode, compile): left out
+            "views_per_s": round(statistics.median(r["views_per_s"] for r in steps[1:]), 1) if len(steps) > 1
+            else None,
+            "hardware": session["hardware"] if session else _checkpoint_hardware(run_dir),
+        },
+        "knn": [{k: r[k] for k in ("epoch", "knn_top1", "feature_rank") if k in r}
+                for r in stretch if r.get("event") == "epoch" and r.get("knn_top1") is not None],
+        "lost_steps": max(0, previous["step"] - start_step) if previous else 0,
+    }
+
+
+def append_record(path, record: dict) -> Path:
+    """Append ``record`` as one line to ``path`` (created with its folder when missing)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+    return path
+
+
+def epochs_done(run_dir) -> int:
+    """The epochs a run folder has completed (0 when it does not exist yet)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "metrics.jsonl").is_file():
+        return 0
+    return max((r["epoch"] for r in read_records(run_dir) if r.get("event") == "epoch"), default=0)
+
+
+def next_method(done: dict, milestone: int, epochs: int) -> Optional[tuple]:
+    """``(method, stop_after_epoch)``: the method to train next so that a flagship and its baseline stand at
+    the same milestone at every point in time, or None when every method has its ``epochs``. ``done`` maps
+    each method (in priority order) to its epochs; of those not complete, the one with fewer milestones
+    reached goes first, on a tie the one further along (finish what is started), then the first named; it
+    trains up to its next milestone (at most ``epochs``)."""
+    order = list(done)
+    todo = [m for m in order if done[m] < epochs]
+    if not todo:
+        return None
+    method = min(todo, key=lambda m: (done[m] // milestone, -done[m], order.index(m)))
+    return method, min(epochs, (done[method] // milestone + 1) * milestone)
+
+
+def _print_next(runs: Path, recipe: str, methods: list, milestone: int) -> int:
+    cfg = yaml.safe_load(Path(recipe).read_text())
+    name = Path(recipe).stem
+    done = {m: epochs_done(runs / f"{name}_{m}_{cfg['arch']}") for m in methods}
+    chosen = next_method(done, milestone, cfg["epochs"])
+    if chosen is None:
+        print(f"every method has completed the recipe's {cfg['epochs']} epochs: {done}", file=sys.stderr)
+        return 4
+    print(chosen[0], chosen[1], f"{name}_{chosen[0]}_{cfg['arch']}")
+    return 0
+
+
+def main(argv=None, prog: str = "python -m training progress", command: str = "progress") -> int:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    p.add_argument("--run", help="the run directory (config.yaml + metrics.jsonl)")
+    p.add_argument("--next", nargs="+", metavar="METHOD", help="print which of METHODs to train next (METHOD, the "
+                   "epoch to stop after, its run folder) under --runs with --recipe, milestone by milestone")
+    p.add_argument("--runs", default="runs", help="with --next: the folder of the run folders (default runs)")
+    p.add_argument("--recipe", default="training/configs/cifar10_long.yaml", help="with --next: the recipe")
+    p.add_argument("--milestone", type=int, default=50, help="with --next: epochs between milestones (default 50)")
+    p.add_argument("--out", help="the progress file (default results/campaign/<method>.jsonl)")
+    p.add_argument("--note", help="free text kept in the line, e.g. what was lost and why")
+    args = p.parse_args(argv)
+    if args.next:
+        return _print_next(Path(args.runs), args.recipe, args.next, args.milestone)
+    if not args.run:
+        p.error("--run or --next is required")
+    run = Path(args.run)
+    if not (run / "config.yaml").is_file() or not (run / "metrics.jsonl").is_file():
+        print(f"{prog}: error: {str(run)!r} is not a pretraining run (it needs config.yaml and metrics.jsonl)",
+              file=sys.stderr)
+        return 2
+    method = yaml.safe_load((run / "config.yaml").read_text())["method"]
+    out = Path(args.out) if args.out else Path("results/campaign") / f"{method}.jsonl"
+    progress = read_progress(out)
+    try:
+        record = stretch_record(run, progress[-1] if progress else None)
+    except ValueError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2
+    if args.note:
+        record["note"] = args.note
+    append_record(out, record)
+    s = record["stretch"]
+    print(f"{out}: {record['run']} at step {record['step']} (epoch {record['epoch']}/{record['epochs']}), "
+          f"this stretch steps {s['steps'][0]}-{s['steps'][1]} in {s['wall_time_s']:.0f} s at {s['views_per_s']} "
+          f"views/s on {s['hardware'] or 'unrecorded hardware'}")
+    return 0
