@@ -11,8 +11,8 @@ from timm.models import build_model_with_cfg, resolve_pretrained_cfg
 from . import _registry
 from ._hub import read_config
 from ._registry import get_arch_default_cfg, get_pretrained_cfg, timm_cfg
-from ._weights import (NoPretrainedWeightsError, StateDictMismatchError, locate_checkpoint, read_state_dict,
-                       resolve_weight_file)
+from ._weights import (ChecksumError, NoPretrainedWeightsError, StateDictMismatchError, locate_checkpoint,
+                       read_state_dict, resolve_weight_file)
 
 __all__ = ["create_model", "build_model", "build_timm_model", "load_weights", "timm_overlay"]
 
@@ -124,6 +124,8 @@ def create_model(name: str, pretrained: bool = False, num_classes: Optional[int]
             ``(B, num_features)``; ``K``: a new random ``K``-class head for fine-tuning.
         checkpoint_path: a ``model.safetensors`` file or a folder written by :func:`otzoo.save_pretrained`,
             loaded instead of the registered file; a ``config.json`` beside it becomes ``model.pretrained_cfg``.
+            Under a weight's name the file must be that weight (its registered sha256 is checked); load
+            your own files under the architecture name.
         **kwargs: passed to the timm model (``features_only``, ``out_indices``, ``drop_path_rate``, ...).
 
     Returns:
@@ -161,22 +163,35 @@ def _refuse_architecture_pretrained(name: str, arch: str) -> None:
 
 
 def _read_checkpoint(checkpoint_path, name: str, cfg: Dict[str, Any], expected_sha: Optional[str]) -> tuple:
-    """(state_dict, source, cfg) of a user's file or save_pretrained folder; its config.json updates ``cfg``."""
-    arch = cfg["architecture"]
+    """(state_dict, source, cfg) of a user's file or save_pretrained folder. Under an architecture name its
+    config.json updates ``cfg`` and its sha256 is checked; under a registered weight's name the file must be that
+    weight (the registered sha256, whatever the folder says) and the registered cfg wins."""
+    arch, registered = cfg["architecture"], expected_sha is not None
     file, config = locate_checkpoint(checkpoint_path)
     if config is not None:
         file_cfg = read_config(config)
         if file_cfg.get("architecture", arch) != arch:
             raise ValueError(f"{config} describes a {file_cfg['architecture']!r} but {name!r} is a {arch!r}; "
                              f"use otzoo.create_model({file_cfg['architecture']!r}, checkpoint_path=...)")
-        if Path(file).name == file_cfg.get("filename", "model.safetensors"):
-            expected_sha = file_cfg.get("sha256", expected_sha)
-        cfg = {**cfg, **file_cfg}
-    state_dict = read_state_dict(file, expected_sha)
+        if not registered and Path(file).name == file_cfg.get("filename", "model.safetensors"):
+            expected_sha = file_cfg.get("sha256")  # a folder's own hash only where no weight is registered
+        cfg = {**file_cfg, **cfg} if registered else {**cfg, **file_cfg}
+    state_dict = _read_registered(file, expected_sha, name, arch) if registered else read_state_dict(file, expected_sha)
     if config is None:  # the file's own head decides the default
         fc = f"{cfg.get('classifier')}.weight"
         cfg = {**cfg, "num_classes": state_dict[fc].shape[0] if fc in state_dict else 0}
     return state_dict, str(file), cfg
+
+
+def _read_registered(file, sha256: str, name: str, arch: str) -> Dict[str, torch.Tensor]:
+    """A file loaded under registered weight ``name``: it must be that weight (its registered sha256), whatever a
+    folder's config.json says; another file loads under the architecture name."""
+    try:
+        return read_state_dict(file, sha256)
+    except ChecksumError as err:
+        raise ChecksumError(f"{file} is not the published {name} (its registered sha256 is {sha256}), so it does not "
+                            f"load under that name or carry its metrics. Load your own file as "
+                            f"otzoo.create_model({arch!r}, checkpoint_path=...).") from err
 
 
 def _instantiate(cfg: Dict[str, Any], skip_init: bool, **kwargs: Any) -> nn.Module:

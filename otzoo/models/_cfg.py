@@ -8,13 +8,14 @@ mistyped key fails where the cfg is made, naming the key and the closest field.
 """
 import dataclasses
 import difflib
+import re
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from timm.models import PretrainedCfg
 
-__all__ = ["OtzooMeta", "TIMM_CFG_FIELDS", "WEIGHT_CFG_FIELDS", "validate_weight_cfg"]
+__all__ = ["OtzooMeta", "TIMM_CFG_FIELDS", "WEIGHT_CFG_FIELDS", "validate_weight_cfg", "check_file_name"]
 
 TIMM_CFG_FIELDS = tuple(f.name for f in dataclasses.fields(PretrainedCfg))
 
@@ -65,11 +66,25 @@ def _accepts(hint, value) -> bool:
     return isinstance(value, hint) if isinstance(hint, type) else True
 
 
+_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def check_file_name(what: str, value: str) -> str:
+    """``value`` when it can name one file or folder inside another (a weight's ``name`` and ``filename`` become
+    paths): letters, digits, ``_ . -``, no leading dot, no ``..``, no path separator; else ValueError."""
+    if not isinstance(value, str) or not _FILE_NAME.fullmatch(value) or ".." in value or len(value) > 200:
+        raise ValueError(f"{what} {value!r} is not allowed: use letters, digits, '_', '.' and '-' (starting with a "
+                         "letter or digit, no '..', no path separators), e.g. gca_uot_resnet18_cifar10")
+    return value
+
+
 def validate_weight_cfg(cfg: Dict[str, Any]) -> Dict[str, Any]:
     """``cfg`` itself when every key is a known field of the right type; else ValueError naming it."""
     missing = [k for k in _REQUIRED if not cfg.get(k)]
     if missing:
         raise ValueError(f"weight cfg {cfg.get('name', '?')!r} is missing {missing}")
+    check_file_name("weight name", cfg["name"])
+    check_file_name(f"weight cfg {cfg['name']!r}: filename", cfg.get("filename") or "model.safetensors")
     for key, value in cfg.items():
         hint = _META_TYPES.get(key, _TIMM_TYPES.get(key))
         if key not in WEIGHT_CFG_FIELDS:

@@ -217,3 +217,27 @@ def test_architecture_without_weights():
 def test_architecture_error_lists_its_weights(fake_weight):
     with pytest.raises(NoPretrainedWeightsError, match=FAKE_NAME):
         otzoo.create_model("resnet18_cifar", pretrained=True)
+
+
+@pytest.mark.parametrize("folder_sha", ["", "0" * 64, "matching"], ids=["hash off", "wrong hash", "own hash"])
+def test_a_registered_name_loads_only_its_registered_file(fake_weight, tmp_path, folder_sha):
+    """A folder's config.json cannot replace (or switch off) the registered sha256 of a weight name."""
+    import torch
+    from safetensors.torch import save_file
+
+    folder = tmp_path / "tampered"
+    folder.mkdir()
+    source = tmp_path / "weights" / FAKE_NAME
+    tensors = saved_tensors(source)
+    tensors = {k: (v + 1 if v.is_floating_point() else v) for k, v in tensors.items()}
+    save_file(tensors, str(folder / "model.safetensors"))
+    hf = json.loads((source / "config.json").read_text())
+    hf["otzoo"]["sha256"] = (otzoo.models.sha256_file(folder / "model.safetensors") if folder_sha == "matching"
+                             else folder_sha)
+    hf["otzoo"].setdefault("metrics", {})["linear_top1"] = 99.9
+    (folder / "config.json").write_text(json.dumps(hf))
+    with pytest.raises(ChecksumError, match="create_model\\('resnet18_cifar', checkpoint_path"):
+        otzoo.create_model(FAKE_NAME, checkpoint_path=folder)
+    own = otzoo.create_model("resnet18_cifar", checkpoint_path=folder) if folder_sha != "0" * 64 else None
+    if own is not None:  # under the architecture name it is the user's own file, with its own cfg
+        assert torch.equal(own.state_dict()["conv1.weight"], tensors["conv1.weight"].float())

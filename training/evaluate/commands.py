@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import otzoo
-from training.run.datasets import build_dataset, evenly_spaced_subset, labels_of
+from training.run.datasets import build_dataset, check_same_classes, evenly_spaced_subset, labels_of
 from training.run.distributed import DistInfo
 from training.run.hardware import hardware_string
 from training.run.device import PRECISIONS, resolve_device, resolve_precision
@@ -115,6 +115,7 @@ def _eval_sets(job: _EvalJob) -> None:
     tf = eval_transform(job.model, uint8=job.command != "finetune")  # feature passes take uint8
     train_set = build_dataset(job.dataset, "train", data_dir=job.data_dir, transform=tf)
     test_set = build_dataset(job.dataset, "test", data_dir=job.data_dir, transform=tf)
+    check_same_classes(train_set, test_set)
     job.train_set = evenly_spaced_subset(train_set, job.args.train_subset)
     job.test_set = evenly_spaced_subset(test_set, job.args.test_subset)
     job.num_classes = len(train_set.classes)

@@ -465,12 +465,13 @@ def _timm_usage(cfg: dict) -> list:
         return ["timm (importing otzoo registers its architectures and tags with timm):", "",
                 "```python", "import otzoo, timm",
                 f'model = timm.create_model("{cfg.get("tag", "")}", pretrained=True)', hub, "```", ""]
+    # no hf-hub: line here: for timm's own architecture timm would load the Hub file itself, unchecked
     return [f"timm (`{cfg['architecture']}` is timm's own architecture, so the weight has no timm tag: "
             "`otzoo.models.timm_overlay` gives timm its file, sha256-checked, and its cfg):", "",
             "```python", "import otzoo, timm",
             f'model = timm.create_model("{cfg["architecture"]}", pretrained=True,',
             f'                          pretrained_cfg_overlay=otzoo.models.timm_overlay("{cfg["name"]}"))',
-            hub, "```", ""]
+            "```", ""]
 
 
 def _plan_layout(method: str) -> str:

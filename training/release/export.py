@@ -29,7 +29,8 @@ import torch
 import otzoo
 from otzoo.models import sha256_file
 from training.release import accuracy_curve, readme, references
-from training.run.datasets import DataNotFoundError, build_dataset, evenly_spaced_subset
+from training.release.guard import SUPERSEDE_CHOICES, check_release
+from training.run.datasets import DataNotFoundError, build_dataset, check_same_classes, evenly_spaced_subset
 from training.run.device import resolve_device
 from training.evaluate.loading import dataset_variant, first_n, load_run_model, read_run, resolve_eval_data_dir
 from training.evaluate.features import GEOMETRY_PROTOCOL, eval_transform, extract_features, feature_geometry
@@ -142,6 +143,7 @@ def _eval_sets(dataset: str, data_dir, train_subset, test_subset, subset_size: i
     """(train, test, first ``subset_size`` test images, label names, full split sizes)."""
     train_set = build_dataset(dataset, "train", data_dir=data_dir)
     test_set = build_dataset(dataset, "test", data_dir=data_dir)
+    check_same_classes(train_set, test_set)
     full = (len(train_set), len(test_set))
     subset_set = first_n(build_dataset(dataset, "test", data_dir=data_dir), subset_size)
     return (evenly_spaced_subset(train_set, train_subset), evenly_spaced_subset(test_set, test_subset), subset_set,
@@ -261,15 +263,19 @@ def _copy_figures(run_dir: Path, folder: Path, figures, title: str) -> list:
 def export_run(run_dir, name: Optional[str] = None, root=REPO_ROOT, data_dir=None, batch_size: int = 256,
                num_workers: int = 0, train_subset: Optional[int] = None, test_subset: Optional[int] = None,
                subset_size: int = SUBSET_SIZE, max_iter: int = 300, figures=(), command: Optional[str] = None,
-               progress: bool = True, device="auto") -> dict:
+               progress: bool = True, device="auto", supersede: Optional[str] = None) -> dict:
     """Export ``run_dir`` into ``root`` and return the written pretrained cfg (see module doc).
 
     The feature passes, the kNN and the probe run on ``device`` (default: the GPU when there
-    is one), in fp32; the weight files are written from the CPU."""
+    is one), in fp32; the weight files are written from the CPU. Refused before any work
+    (:class:`~training.release.guard.ReleaseRefused`) where :func:`~training.release.guard.check_release`
+    says so: an existing release is replaced only with ``supersede``."""
     run_dir, root, device, t0 = Path(run_dir), Path(root), resolve_device(device), time.time()
     info = read_run(run_dir)
     method, arch, dataset = info["method"], info["arch"], info["dataset"]
     name = name or default_name(method, arch, dataset)
+    check_release(root, name, info["epochs"], bool(train_subset or test_subset or subset_size != SUBSET_SIZE),
+                  supersede)
     data_dir = resolve_eval_data_dir(data_dir, info.get("data_dir"))
     train_set, test_set, subset_set, label_names, full = _eval_sets(dataset, data_dir, train_subset, test_subset,
                                                                    subset_size)
@@ -317,16 +323,16 @@ def main(argv=None, prog: str = "python -m training export", command: str = "exp
     p.add_argument("--train-subset", type=int, help="quick checks only: N evenly spaced train images")
     p.add_argument("--test-subset", type=int, help="quick checks only: N evenly spaced test images")
     p.add_argument("--subset-size", type=int, default=SUBSET_SIZE, help="images behind subset_top1")
+    p.add_argument("--supersede", nargs="?", const="yes", choices=SUPERSEDE_CHOICES,
+                   help="replace the release of that name on purpose (a campaign milestone): refused for a run of "
+                        "fewer epochs than the release it replaces unless --supersede=force")
     args = p.parse_args(argv)
     root = Path(args.root).resolve()
-    if (args.train_subset or args.test_subset or args.subset_size != SUBSET_SIZE) and root == REPO_ROOT:
-        print("error: subsampled metrics never go into the repo: use --root <temp dir> with --train-subset/"
-              "--test-subset/--subset-size", file=sys.stderr)
-        return 2
     cmd = export_command(argv if argv is not None else sys.argv[1:])
     try:
         export_run(args.run, args.name, root, args.data_dir, args.batch_size, args.workers, args.train_subset,
-                   args.test_subset, args.subset_size, args.max_iter, args.figure, command=cmd, device=args.device)
+                   args.test_subset, args.subset_size, args.max_iter, args.figure, command=cmd, device=args.device,
+                   supersede=args.supersede)
     except (DataNotFoundError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -26,7 +26,8 @@ EVAL_TRAIN, EVAL_TEST, SUBSET = 500, 200, 100
 def run_smoke(data_dir=None, keep=None, config=SMOKE_CONFIG, n_classify: int = 8) -> dict:
     """Run the chain in a temp root (kept at ``keep`` if given); returns a summary dict.
 
-    Raises ``training.run.datasets.DataNotFoundError`` (naming ``$OTZOO_DATA``) before any work when
+    Raises ``training.release.guard.ReleaseRefused`` when ``keep`` is a repository or holds that release, and
+    ``training.run.datasets.DataNotFoundError`` (naming ``$OTZOO_DATA``), before any work when
     the dataset is neither in ``data_dir`` / ``$OTZOO_DATA`` nor downloadable.
     """
     from training.release import export
@@ -34,6 +35,8 @@ def run_smoke(data_dir=None, keep=None, config=SMOKE_CONFIG, n_classify: int = 8
 
     import otzoo
 
+    if keep:
+        _check_keep(Path(keep), config)
     folder = resolve_data_dir(data_dir)  # checks the flag / $OTZOO_DATA
     data_arg = ["--data-dir", str(folder)] if folder else []
     build_dataset("cifar10", "train", data_dir=data_dir)  # fail fast with DataNotFoundError
@@ -72,6 +75,18 @@ def run_smoke(data_dir=None, keep=None, config=SMOKE_CONFIG, n_classify: int = 8
         if not keep:
             shutil.rmtree(root, ignore_errors=True)
     return summary
+
+
+def _check_keep(root: Path, config) -> None:
+    """Before any work: the smoke weight (subsampled metrics) may go into ``root`` (never a repository, never
+    over a release); raises ReleaseRefused."""
+    import yaml
+
+    from training.release.export import default_name
+    from training.release.guard import check_release
+
+    cfg = yaml.safe_load(Path(config).read_text())
+    check_release(root, default_name(cfg["method"], cfg["arch"], cfg["dataset"]), cfg["epochs"], subsampled=True)
 
 
 def _pretrain(config, run_dir: Path, data_arg: list) -> dict:
@@ -148,6 +163,7 @@ def format_summary(s: dict) -> str:
 
 
 def main(argv=None, prog: str = "python -m training smoke", command: str = "smoke") -> int:
+    from training.release.guard import ReleaseRefused
     from training.run.datasets import DataNotFoundError
 
     p = argparse.ArgumentParser(prog=prog, description="Run pretrain -> knn -> linear -> export -> load on a few "
@@ -159,7 +175,7 @@ def main(argv=None, prog: str = "python -m training smoke", command: str = "smok
     start = time.time()
     try:
         s = run_smoke(args.data_dir, args.keep)
-    except DataNotFoundError as err:
+    except (DataNotFoundError, ReleaseRefused) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     s["kept"] = bool(args.keep)

@@ -3,6 +3,6 @@
 ``pretrain`` (the CLI) -> ``engine`` (the loop) over ``data`` / ``datasets`` (decoded images, epoch order),
 ``augment`` (batched views), ``methods`` (backbone + heads + loss), ``optim`` (optimizer, schedule),
 ``checkpoint``, ``device`` / ``distributed`` / ``hardware`` (where it runs, and how that is recorded),
-``monitor`` (k-NN and RankMe while training) and ``metrics`` (``metrics.jsonl``, ``curves.png``).
-Imports nothing from ``training.evaluate`` or ``training.release``.
+``monitor`` (k-NN and RankMe while training) and ``metrics`` (``metrics.jsonl``, ``curves.png``);
+``progress`` keeps a long run's record in git. Imports nothing from ``training.evaluate`` or ``training.release``.
 """

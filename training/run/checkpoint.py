@@ -2,17 +2,20 @@
 ``load_checkpoint`` (``torch.load(weights_only=True)``).
 
 A crash or ``kill -9`` while saving leaves at most a stray ``*.tmp`` file; the previous
-checkpoint stays intact because it is only ever replaced by ``os.replace``.
+checkpoint stays intact because it is only ever replaced by ``os.replace``. ``run_lock`` keeps a
+second process out of a run folder while one writes it.
 """
+import contextlib
 import os
 import random
+import socket
 from pathlib import Path
 from typing import Any, Dict
 
 import numpy as np
 import torch
 
-__all__ = ["save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state"]
+__all__ = ["save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state", "run_lock", "RunLocked"]
 
 
 def save_checkpoint(state: Dict[str, Any], path) -> Path:
@@ -67,3 +70,53 @@ def set_rng_state(state: Dict[str, Any]) -> None:
     np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class RunLocked(RuntimeError):
+    """Another live process holds the run folder."""
+
+
+@contextlib.contextmanager
+def run_lock(folder):
+    """Hold ``<folder>/run.lock`` (this process's pid and host) while a run writes ``folder``: a second process is
+    refused with :class:`RunLocked` naming the holder; a lock left by a process that is gone (``kill -9``) is
+    taken over."""
+    path = Path(folder) / "run.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            break
+        except FileExistsError:
+            holder = _live_holder(path)
+            if holder:
+                raise RunLocked(f"{str(folder)!r} is in use by {holder} (its run.lock): one run per output folder. "
+                                "Wait for it or stop it (SIGTERM saves its state); if no such process runs, delete "
+                                f"{path}") from None
+            path.unlink(missing_ok=True)  # stale: its process is gone
+    else:
+        raise RunLocked(f"could not take {path}: another process took it at the same moment")
+    with os.fdopen(fd, "w") as f:
+        f.write(f"{os.getpid()} {socket.gethostname()}\n")
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _live_holder(path: Path) -> str:
+    """``"process PID on HOST"`` when the lock's process may still run (another host: assumed to), else ``""``."""
+    try:
+        pid_text, host = path.read_text().split()
+        pid = int(pid_text)
+    except (OSError, ValueError):
+        return ""  # empty or half-written: its writer died before finishing the line
+    if host != socket.gethostname():
+        return f"process {pid} on {host}"
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return ""
+    except PermissionError:
+        pass
+    return f"process {pid} on {host}"

@@ -71,9 +71,10 @@ def load_images(dataset: str = "cifar10", split: str = "train", data_dir: Option
     source = str(folder / split) if folder is not None else f"torchvision:{dataset}/{split}"
     cache = None
     if cache_dir is not None:
-        key = hashlib.sha1(f"{source}|{subset}|{decode_size}".encode()).hexdigest()[:12]
+        files = _file_list_digest(folder / split) if folder is not None else ""
+        key = hashlib.sha1(f"{source}|{subset}|{decode_size}|{files}".encode()).hexdigest()[:12]
         cache = Path(cache_dir) / f"{dataset}_{split}_{key}"
-        if (cache.with_suffix(".images.npy")).is_file() and (cache.with_suffix(".labels.npy")).is_file():
+        if all(cache.with_suffix(s).is_file() for s in CACHE_SUFFIXES):  # a partial entry is decoded again
             images = torch.from_numpy(np.load(cache.with_suffix(".images.npy")))
             labels = torch.from_numpy(np.load(cache.with_suffix(".labels.npy")))
             classes = cache.with_suffix(".classes.txt").read_text().splitlines()
@@ -97,13 +98,35 @@ def load_images(dataset: str = "cifar10", split: str = "train", data_dir: Option
         arr = arr.transpose(0, 3, 1, 2)
     images = torch.from_numpy(np.ascontiguousarray(arr))
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        for suffix, value in ((".images.npy", images.numpy()), (".labels.npy", labels.numpy())):
-            tmp = str(cache.with_suffix(suffix)) + f".tmp{os.getpid()}.npy"
-            np.save(tmp, value)
-            os.replace(tmp, cache.with_suffix(suffix))
-        cache.with_suffix(".classes.txt").write_text("\n".join(classes))
+        _write_cache(cache, images, labels, classes)
     return ImageData(images, labels, classes, source)
+
+
+CACHE_SUFFIXES = (".classes.txt", ".labels.npy", ".images.npy")
+
+
+def _file_list_digest(folder: Path) -> str:
+    """A digest of every file under ``folder`` (relative name, size, mtime): the decode cache's key changes
+    with the data, so an edited, added or removed image is never served from a stale cache."""
+    h = hashlib.sha1()
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            st = path.stat()
+            h.update(f"{path.relative_to(folder).as_posix()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def _write_cache(cache: Path, images: torch.Tensor, labels: torch.Tensor, classes: List[str]) -> None:
+    """Each file written whole (temp file, then rename), the images last: an entry is used only when all three
+    are there, so an interrupted write is decoded again rather than read half."""
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    for suffix, write in ((".classes.txt", lambda f: f.write("\n".join(classes).encode())),
+                          (".labels.npy", lambda f: np.save(f, labels.numpy())),
+                          (".images.npy", lambda f: np.save(f, images.numpy()))):
+        tmp = Path(f"{cache.with_suffix(suffix)}.tmp{os.getpid()}")
+        with open(tmp, "wb") as f:
+            write(f)
+        os.replace(tmp, cache.with_suffix(suffix))
 
 
 class EpochShuffler:

@@ -101,6 +101,20 @@ def _readable_classes(ds, name: str):
     return ds
 
 
+class SplitMismatchError(ValueError):
+    """The train and test splits of one dataset name different classes."""
+
+
+def check_same_classes(train: Dataset, test: Dataset) -> None:
+    """Refuse splits whose class folders differ: labels are numbered per split, so k-NN, probes and accuracies
+    would compare unrelated classes."""
+    a, b = list(getattr(train, "classes", [])), list(getattr(test, "classes", []))
+    if a != b:
+        raise SplitMismatchError(f"the train split has classes {a} but the test split has {b}: labels are numbered "
+                                 "per split, so every accuracy would be wrong. Give both splits the same class "
+                                 "folders (an empty folder is fine)")
+
+
 def evenly_spaced_subset(dataset: Dataset, n: Optional[int]) -> Dataset:
     """The ``n`` items at evenly spaced indices (class-balanced for sorted ImageFolders)."""
     if n is None or n >= len(dataset):

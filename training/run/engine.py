@@ -13,9 +13,9 @@ parameters (drawn on the host from the per-step seed) travel. A step never reads
 back from the device: the loss and a finiteness flag stay there and are checked every
 ``engine.log_every`` steps, at checkpoints and at epoch ends (a non-finite loss stops the
 run naming its step; no checkpoint of that state is written). The time budget is read from
-the host clock; a SIGTERM stops the run the same way after the step in progress (checkpoint,
-exit status 3; under DDP rank 0 decides, at log steps); a second SIGTERM exits at once (status 143)
-with the last checkpoint left as it was. On CUDA: TF32 matmuls,
+the host clock; a SIGTERM or SIGINT (Ctrl-C) stops the run the same way after the step in progress
+(checkpoint, exit status 3; under DDP rank 0 decides, at log steps); a second one exits at once (status
+143 / 130) with the last checkpoint left as it was. On CUDA: TF32 matmuls,
 cudnn.benchmark, channels_last, bf16 autocast, ``torch.compile`` of fixed-shape batches
 (the last ragged batch is dropped; the kNN monitor runs the uncompiled modules).
 
@@ -25,6 +25,7 @@ parameters are drawn for the whole global batch from a per-step seed (so results
 depend on the number of processes), and the loss is built with ``gather_distributed=True``
 (the loss gathers; nothing else does).
 """
+import contextlib
 import json
 import os
 import random
@@ -42,7 +43,7 @@ from torch import nn
 
 
 from .augment import TwoViewAugment, slice_params
-from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import load_checkpoint, rng_state, run_lock, save_checkpoint, set_rng_state
 from .config import dump_config
 from .data import EpochShuffler, load_images, shard
 from .device import autocast, resolve_precision
@@ -56,6 +57,7 @@ from .optim import build_optimizer, warmup_cosine
 __all__ = ["train", "Trainer", "NonFiniteLossError", "EXIT_TIME_BUDGET"]
 
 EXIT_TIME_BUDGET = 3
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)  # both stop after the step in progress, state saved
 
 
 class NonFiniteLossError(RuntimeError):
@@ -109,6 +111,7 @@ class Trainer:
         self._setup_data()
         self._setup_model()
         self.step, self.wall_prev, self.records, self.past_hardware = 0, 0.0, [], []
+        self.epoch_loss = (0.0, 0)  # (sum, steps) of the epoch in progress; a mid-epoch resume continues it
         if resume:
             self._restore()
         self.hardware, self.first_step = hardware_string(self.info, self.precision), self.step
@@ -167,6 +170,7 @@ class Trainer:
         self.shuffler.load_state_dict(state["data"])
         set_rng_state(state["rng"])
         self.step, self.wall_prev = int(state["step"]), float(state["wall_time_s"])
+        self.epoch_loss = tuple(state.get("epoch_loss") or (0.0, 0))  # older checkpoints: from the resume on
         unrecorded = [{"hardware": None, "steps": [0, self.step], "wall_time_s": self.wall_prev}]
         self.past_hardware = state.get("hardware_spans") or (unrecorded if self.step else [])
         self.command = state.get("command") or self.command
@@ -187,7 +191,7 @@ class Trainer:
     def _reset_trackers(self) -> None:
         """Device-side running values: loss sum of the epoch, last loss, first non-finite step."""
         zero = torch.zeros((), device=self.device)
-        self.loss_sum, self.loss_count, self.last_loss = zero.clone(), 0, zero.clone()
+        self.loss_sum, self.loss_count, self.last_loss = zero + self.epoch_loss[0], self.epoch_loss[1], zero.clone()
         self.bad_step = torch.full((), -1, dtype=torch.long, device=self.device)
         self.bad_value, self.bad_embedding = zero.clone(), torch.zeros((), dtype=torch.bool, device=self.device)
 
@@ -277,13 +281,14 @@ class Trainer:
             "data": self.shuffler.state_dict(), "rng": rng_state(), "step": self.step,
             "wall_time_s": self.elapsed(), "config": self.cfg, "command": self.command,
             "last_loss": float(self.last_loss), "hardware_spans": self.hardware_spans(),
+            "epoch_loss": [float(self.loss_sum), self.loss_count],
         }, self.out / "checkpoint.pt")
 
     def should_stop(self) -> bool:
         """Time budget (host clock) spent or SIGTERM received; under DDP rank 0's decision is broadcast
         so every rank stops at one step."""
         budget = self.time_budget_s
-        stop = self.terminated or (budget is not None and time.time() - self.session_start >= budget)
+        stop = bool(self.terminated) or (budget is not None and time.time() - self.session_start >= budget)
         if self.info.world_size > 1:
             flag = torch.tensor([float(stop)], device=self.device)
             dist.broadcast(flag, src=0)
@@ -335,26 +340,31 @@ class Trainer:
                      if "knn_top1" in record else ""), file=sys.stderr)
 
     # ------------------------------------------------------------ the loop
-    def _on_sigterm(self, signum, frame) -> None:
-        if self.terminated:  # a second SIGTERM: the step in progress may hang; leave now
-            print(f"second SIGTERM after step {self.step}: stopping now; the last checkpoint stays "
-                  f"({self.out / 'checkpoint.pt'}, --resume continues from it).", file=sys.stderr)
+    def _on_stop_signal(self, signum, frame) -> None:
+        """SIGTERM (a scheduler, ``kill``) or SIGINT (Ctrl-C): stop after the step in progress, state saved; a
+        second one leaves at once (the step in progress may hang), the last complete checkpoint untouched."""
+        name = signal.Signals(signum).name
+        if self.terminated:
+            last = self.out / "checkpoint.pt"
+            left = (f"the last checkpoint stays ({last}, --resume continues from it)" if last.is_file() else
+                    "no checkpoint was written yet: start again without --resume")
+            print(f"second {name} after step {self.step}: stopping now; {left}.", file=sys.stderr)
             raise SystemExit(128 + signum)
-        self.terminated = True
+        self.terminated = name
 
     def run(self) -> int:
         main_thread = threading.current_thread() is threading.main_thread()
-        previous = signal.signal(signal.SIGTERM, self._on_sigterm) if main_thread else None
+        previous = {s: signal.signal(s, self._on_stop_signal) for s in STOP_SIGNALS} if main_thread else {}
         try:
             status = self._loop()
         finally:
-            if main_thread:
-                signal.signal(signal.SIGTERM, previous)
+            for s, handler in previous.items():
+                signal.signal(s, handler)
             if self.metrics_file is not None and not self.metrics_file.closed:
                 self.metrics_file.close()
         if status == EXIT_TIME_BUDGET and self.info.main:
             plot_curves(self.records, self.out / "curves.png", self.curves_title)
-            why = ("SIGTERM received" if self.terminated else f"epoch {self.stop_after_epoch} reached"
+            why = (f"{self.terminated} received" if self.terminated else f"epoch {self.stop_after_epoch} reached"
                    if self.at_stop_epoch() else "time budget reached")
             print(f"{why} after step {self.step}/{self.total_steps}; state saved to "
                   f"{self.out / 'checkpoint.pt'}. Continue with the same command plus --resume.", file=sys.stderr)
@@ -433,7 +443,10 @@ def train(cfg: dict, output_dir, *, resume: bool = False, time_budget_s: Optiona
     """Run (or resume) pretraining; returns 0 when complete, EXIT_TIME_BUDGET when stopped by the budget,
     a SIGTERM or the end of epoch ``stop_after_epoch`` (state saved).
 
-    Raises :class:`NonFiniteLossError` when the loss is NaN/inf (no checkpoint of that state).
+    Raises :class:`NonFiniteLossError` when the loss is NaN/inf (no checkpoint of that state), and
+    :class:`~training.run.checkpoint.RunLocked` when another live process holds ``output_dir``.
     """
-    return Trainer(cfg, output_dir, resume=resume, time_budget_s=time_budget_s, command=command,
-                   stop_after_epoch=stop_after_epoch).run()
+    lock = run_lock(output_dir) if int(os.environ.get("RANK", "0")) == 0 else contextlib.nullcontext()
+    with lock:  # before the Trainer touches the folder: a second process is refused (RunLocked)
+        return Trainer(cfg, output_dir, resume=resume, time_budget_s=time_budget_s, command=command,
+                       stop_after_epoch=stop_after_epoch).run()

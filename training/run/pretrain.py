@@ -32,9 +32,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         epilog="Config keys (dotted overrides): " + ", ".join(_flat_keys(DEFAULTS)) + ".\n"
                "Methods: every otzoo.losses name (simclr, gca_ince, gca_rince, gca_uot, rince, iot, iot_uni, "
                "sinsim, matching_gap, otco) and byol.\n"
-               "Exit status: 0 complete, 3 stopped by --time-budget, --stop-after-epoch or a SIGTERM after the "
-               "step in progress (state saved; rerun with --resume), "
-               "1 non-finite loss, 2 bad arguments or config, 143 a second SIGTERM (at once; the last "
+               "Exit status: 0 complete, 3 stopped by --time-budget, --stop-after-epoch, a SIGTERM or Ctrl-C after "
+               "the step in progress (state saved; rerun with --resume), "
+               "1 non-finite loss, 2 bad arguments or config, 143 / 130 a second SIGTERM / Ctrl-C (at once; the last "
                "checkpoint stays).\n"
                "Distributed: torchrun --nproc_per_node=N -m training pretrain ... (gloo on CPU, nccl on CUDA).")
     p.add_argument("--config", help="YAML recipe, e.g. training/configs/cifar10_cpu.yaml (with --resume: "
@@ -155,6 +155,7 @@ def main(argv=None, prog: str = "python -m training pretrain", command: str = "p
     if args.resume and (out / "run.json").is_file():
         print(f"{out} is already complete (run.json); nothing to resume.", file=sys.stderr)
         return 0
+    from .checkpoint import RunLocked
     from .engine import NonFiniteLossError, train
 
     try:
@@ -163,3 +164,6 @@ def main(argv=None, prog: str = "python -m training pretrain", command: str = "p
     except NonFiniteLossError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 1
+    except RunLocked as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2

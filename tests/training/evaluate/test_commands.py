@@ -126,3 +126,21 @@ def test_cli_errors_are_clear(tmp_path, capsys):
     run = make_run_dir(tmp_path / "run")
     assert evaluate.main(["--run", str(run), "--data-dir", str(tmp_path / "nope")], prog="knn", command="knn") == 2
     assert "not a directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["knn", "linear", "finetune", "export"])
+def test_splits_with_different_classes_are_refused(tmp_path, capsys, command):
+    from training.release import export
+
+    data = make_image_tree(tmp_path / "data")
+    (data / "test" / "c0").rename(data / "test" / "zz")  # the test split's first class folder is named otherwise
+    run = make_run_dir(tmp_path / "run")
+    args = ["--run", str(run), "--data-dir", str(data)]
+    if command == "export":
+        rc = export.main(args + ["--root", str(tmp_path / "root"), "--subset-size", "4"])
+    else:
+        rc = evaluate.main(args, prog=command, command=command)
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "train split has classes ['c0'" in err and "'zz']" in err and "every accuracy would be wrong" in err
+    assert not (tmp_path / "root" / "weights").exists()

@@ -3,6 +3,7 @@ import copy
 
 import pytest
 
+import otzoo
 from otzoo.losses import get_loss_class, list_losses
 from training.release import cards, recipes
 from tests.training.release.test_readme import CFG
@@ -181,3 +182,11 @@ def test_imagenet_derived_cards_name_the_val_split():
     card = cards.render_card(nette)
     assert "val split" in card and "split: validation" in card and "test split" not in card
     assert "First 500 val images" in card
+
+
+def test_cards_show_only_sha256_checked_loading_paths():
+    """timm's loader would fetch an hf-hub: weight of timm's own architecture unchecked: no card shows that line."""
+    for cfg in map(otzoo.get_pretrained_cfg, otzoo.list_pretrained()):
+        usage = "\n".join(cards._timm_usage(cfg))
+        assert ("hf-hub:" in usage) == otzoo.models.has_timm_tags(cfg["architecture"]), cfg["name"]
+        assert "timm_overlay" in usage or f'"{cfg["tag"]}"' in usage

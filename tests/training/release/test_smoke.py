@@ -51,3 +51,18 @@ def test_smoke_offline_without_any_data_dir(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(tvd, "CIFAR10", offline)
     assert smoke.main([]) == 2
     assert "OTZOO_DATA" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("released", [False, True], ids=["repository", "over a release"])
+def test_smoke_keep_refuses_a_repository_or_a_release_before_any_work(tmp_path, capsys, monkeypatch, released):
+    from tests.training.release.test_guard import repository
+
+    root = tmp_path / "keep"
+    if released:
+        (root / "weights" / "simclr_resnet18_cifar10").mkdir(parents=True)
+    else:
+        repository(root)
+    monkeypatch.setattr(smoke, "_pretrain", lambda *a: pytest.fail("pretrained before the release check"))
+    monkeypatch.setenv("OTZOO_DATA", str(tmp_path / "no-data"))  # the check comes before the data's
+    assert smoke.main(["--keep", str(root)]) == 2
+    assert ("never go into a repository" if not released else "already released") in capsys.readouterr().err

@@ -38,6 +38,18 @@ def test_verify_fails_when_the_card_number_is_wrong(weights_dir, capsys):
     assert "[FAIL] top-1 on the first" in capsys.readouterr().out
 
 
+def test_verify_fails_when_nothing_was_compared(weights_dir, capsys):
+    """Measured on another copy of the data than the card's, no accuracy is enforced: that is not verified."""
+    cfg, data = weights_dir
+    register_pretrained(dict(cfg, metrics=dict(cfg["metrics"], dataset_variant="another copy of the data")))
+    try:
+        assert verify.main([NAME, "--data-dir", str(data), "--subset-only"]) == 1
+    finally:
+        register_pretrained(cfg)
+    out = capsys.readouterr().out
+    assert f"NOT verified: {NAME}" in out and "no accuracy of its card was compared" in out
+
+
 def test_verify_unknown_name_suggests(weights_dir, capsys):
     _, data = weights_dir
     assert verify.main([NAME.replace("uot", "out"), "--data-dir", str(data)]) == 2

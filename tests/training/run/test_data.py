@@ -66,3 +66,25 @@ def test_decodes_imagefolder_once_and_caches(cifar10_dir, tmp_path):
     cached = load_images("cifar10", "test", str(cifar10_dir), subset=20, cache_dir=str(tmp_path))
     assert torch.equal(cached.images, data.images) and torch.equal(cached.labels, data.labels)
     assert cached.classes == data.classes
+
+
+def test_the_decode_cache_follows_the_data_and_survives_a_partial_entry(tmp_path):
+    import os
+
+    from PIL import Image
+
+    from tests.training.evaluate.test_commands import make_image_tree
+
+    data, cache = make_image_tree(tmp_path / "data"), tmp_path / "cache"
+    first = load_images("folder", "train", str(data), cache_dir=str(cache))
+    image = data / "train" / "c0" / "0000.png"
+    Image.new("RGB", (32, 32), (255, 255, 255)).save(image)
+    os.utime(image, ns=(1, 1))  # whatever its time: the size or the time changes the key
+    changed = load_images("folder", "train", str(data), cache_dir=str(cache))
+    assert torch.equal(changed.images[0], torch.full((3, 32, 32), 255, dtype=torch.uint8))
+    assert not torch.equal(changed.images[0], first.images[0]) and torch.equal(changed.images[1:], first.images[1:])
+    for classes in cache.glob("*.classes.txt"):
+        classes.unlink()  # an entry left without its class list (an interrupted write)
+    again = load_images("folder", "train", str(data), cache_dir=str(cache))
+    assert again.classes == first.classes and torch.equal(again.images, changed.images)
+    assert not list(cache.glob("*.tmp*"))

@@ -139,29 +139,30 @@ def test_time_budget_stops_cleanly_then_resume_finishes(tiny, tmp_path, capsys):
     assert main(args + ["--resume", "epochs=3"]) == 2  # resuming with a different recipe is refused
 
 
-def sigterm_after(step_number, times=1):
+def sigterm_after(step_number, times=1, sig=signal.SIGTERM):
     """Trainer.train_step that sends this process `times` SIGTERMs (what a scheduler, `kill` or torchrun
-    sends) once step `step_number` is done."""
+    sends; or ``sig``, e.g. SIGINT: Ctrl-C) once step `step_number` is done."""
     step = training.run.engine.Trainer.train_step
 
     def step_then_sigterm(self):
         step(self)
         if self.step == step_number:
             for _ in range(times):
-                os.kill(os.getpid(), signal.SIGTERM)
+                os.kill(os.getpid(), sig)
 
     return step_then_sigterm
 
 
-def test_sigterm_stops_after_the_step_in_progress_with_state_saved(tiny, tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_sigterm_stops_after_the_step_in_progress_with_state_saved(tiny, tmp_path, monkeypatch, capsys, sig):
     step = training.run.engine.Trainer.train_step
-    monkeypatch.setattr(training.run.engine.Trainer, "train_step", sigterm_after(3))  # mid-epoch
-    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(training.run.engine.Trainer, "train_step", sigterm_after(3, sig=sig))  # mid-epoch
+    before = signal.getsignal(sig)
     out = tmp_path / "term"
     args = ["--config", SMOKE, *TINY, "epochs=3", "--output-dir", str(out)]
     assert main(args) == 3
-    assert "SIGTERM received after step 3/6" in capsys.readouterr().err
-    assert signal.getsignal(signal.SIGTERM) == before  # the caller's handler is back
+    assert f"{sig.name} received after step 3/6" in capsys.readouterr().err
+    assert signal.getsignal(sig) == before  # the caller's handler is back
     assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 3
     monkeypatch.setattr(training.run.engine.Trainer, "train_step", step)
     assert main(args + ["--resume"]) == 0
@@ -183,6 +184,17 @@ def test_a_second_sigterm_exits_at_once_and_the_last_checkpoint_resumes(tiny, tm
     assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 2
     monkeypatch.setattr(training.run.engine.Trainer, "train_step", step)
     assert main(args + ["--resume"]) == 0
+
+
+def test_a_second_signal_before_any_checkpoint_says_to_start_again(tiny, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(training.run.engine.Trainer, "train_step", sigterm_after(1, times=2, sig=signal.SIGINT))
+    out = tmp_path / "early"
+    with pytest.raises(SystemExit) as stopped:
+        main(["--config", SMOKE, *TINY, "epochs=3", "--output-dir", str(out)])
+    assert stopped.value.code == 128 + signal.SIGINT
+    err = capsys.readouterr().err
+    assert "second SIGINT after step 1" in err and "start again without --resume" in err
+    assert not (out / "checkpoint.pt").exists()
 
 
 def test_a_run_resumed_on_other_hardware_names_every_machine(tiny, tmp_path, monkeypatch):
@@ -390,3 +402,37 @@ def test_imagenet_recipes_train_two_steps_with_their_real_architecture(recipe, s
     model = load_run_model(out)
     assert model.pretrained_cfg["input_size"] == (3, size, size)
     assert model.pretrained_cfg["mean"] == (0.485, 0.456, 0.406)  # the run's, not CIFAR's
+
+
+def test_one_run_per_output_folder_and_a_stale_lock_is_taken_over(tiny, tmp_path, capsys):
+    import socket
+    import subprocess
+    import sys
+
+    out = tmp_path / "locked"
+    out.mkdir()
+    args = ["--config", SMOKE, *TINY, "--output-dir", str(out)]
+    (out / "run.lock").write_text(f"{os.getppid()} {socket.gethostname()}\n")  # a live process holds it
+    assert main(args) == 2
+    assert f"is in use by process {os.getppid()}" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["run.lock"]  # nothing written
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (out / "run.lock").write_text(f"{gone.stdout.strip()} {socket.gethostname()}\n")  # its process is gone
+    assert main(args) == 0
+    assert (out / "run.json").is_file() and not (out / "run.lock").exists()
+
+
+def test_a_mid_epoch_resume_reports_the_whole_epoch_mean_loss(tiny, tmp_path, monkeypatch):
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    base = ["--config", SMOKE, *TINY, "epochs=3"]
+    assert main(base + ["--output-dir", str(straight)]) == 0
+    step = training.run.engine.Trainer.train_step
+    monkeypatch.setattr(training.run.engine.Trainer, "train_step", sigterm_after(3))  # first step of epoch 2
+    assert main(base + ["--output-dir", str(resumed)]) == 3
+    monkeypatch.setattr(training.run.engine.Trainer, "train_step", step)
+    assert main(base + ["--output-dir", str(resumed), "--resume"]) == 0
+
+    def epoch_losses(out):
+        return [r["loss"] for r in read_records(out) if r["event"] == "epoch"]
+
+    assert epoch_losses(resumed) == pytest.approx(epoch_losses(straight), rel=1e-6)
