@@ -193,7 +193,65 @@ def validate(cfg: dict, _defaults: dict = DEFAULTS, _prefix: str = "") -> dict:
             raise ConfigError(f"engine.device must be auto, cpu, cuda or cuda:N, got {device!r}")
         if out["engine"]["precision"] not in ("auto", "bf16", "fp16", "fp32"):
             raise ConfigError(f"engine.precision must be auto, bf16, fp16 or fp32, got {out['engine']['precision']!r}")
+        _check_ranges(out)
+        _check_method(out["method"])
     return out
+
+
+# dotted key -> (lowest, highest, whether the lowest is allowed); None bounds are open; a None value is allowed
+# where the default is None
+RANGES = {
+    "seed": (0, None, True), "optim.lr": (0, None, False), "optim.lr_batch": (0, None, False),
+    "optim.momentum": (0, 1, True), "optim.weight_decay": (0, None, True), "optim.trust_coeff": (0, None, False),
+    "optim.warmup_epochs": (0, None, True), "optim.min_lr_ratio": (0, 1, True),
+    "aug.size": (1, None, True), "aug.hflip": (0, 1, True), "aug.jitter_p": (0, 1, True), "aug.gray_p": (0, 1, True),
+    "aug.blur_p": (0, 1, True), "model.proj_hidden": (1, None, True), "model.proj_dim": (1, None, True),
+    "model.byol_proj_hidden": (1, None, True), "model.byol_proj_dim": (1, None, True),
+    "model.byol_pred_hidden": (1, None, True), "model.ema_tau": (0, 1, True),
+    "data.subset": (1, None, True), "data.decode_size": (1, None, True),
+    "engine.threads": (1, None, True), "engine.log_every": (1, None, True), "engine.checkpoint_minutes": (0, None, False),
+    "engine.knn_every": (0, None, True), "engine.knn_train": (1, None, True), "engine.knn_test": (1, None, True),
+    "engine.knn_k": (1, None, True), "engine.knn_t": (0, None, False),
+}
+# dotted key -> (lowest of the first value, highest of the second): a [low, high] pair, low <= high
+PAIRS = {"aug.crop_scale": (0, 1), "aug.crop_ratio": (0, None), "aug.blur_sigma": (0, None)}
+
+
+def _get(cfg: dict, key: str):
+    for part in key.split("."):
+        cfg = cfg[part]
+    return cfg
+
+
+def _check_ranges(cfg: dict) -> None:
+    """Values outside what the recipe can mean are refused, saying what is allowed (no silent training)."""
+    for key, (low, high, closed) in RANGES.items():
+        value = _get(cfg, key)
+        if value is None:
+            continue
+        if (low is not None and (value < low or (value == low and not closed))) or (high is not None and value > high):
+            allowed = f"{'>=' if closed else '>'} {low}" + (f" and <= {high}" if high is not None else "")
+            raise ConfigError(f"{key} must be {allowed}, got {value!r}")
+    for key, (low, high) in PAIRS.items():
+        a, b = _get(cfg, key)
+        if not (a > low and a <= b and (high is None or b <= high)):
+            top = f" <= {high}" if high is not None else ""
+            raise ConfigError(f"{key} must be [low, high] with {low} < low <= high{top}, got {[a, b]!r}")
+    jitter = cfg["aug"]["jitter"]
+    if min(jitter) < 0 or jitter[3] > 0.5:
+        raise ConfigError(f"aug.jitter must be [brightness, contrast, saturation, hue] >= 0 with hue <= 0.5, "
+                          f"got {jitter!r}")
+    if min(cfg["data"]["std"]) <= 0:
+        raise ConfigError(f"data.std must be > 0 per channel, got {cfg['data']['std']!r}")
+
+
+def _check_method(method: str) -> None:
+    from otzoo.losses import list_losses
+
+    if method != "byol" and method not in list_losses(include_aliases=True):
+        close = difflib.get_close_matches(method, list_losses() + ["byol"], n=1)
+        raise ConfigError(f"method {method!r} is not an otzoo loss or byol" + (f" (did you mean {close[0]!r}?)"
+                          if close else "") + f"; methods: {', '.join(list_losses() + ['byol'])}")
 
 
 def apply_overrides(cfg: dict, overrides: Iterable[str]) -> dict:
@@ -232,8 +290,10 @@ def load_config(path: Optional[str] = None, overrides: Iterable[str] = ()) -> di
         p = Path(path)
         if not p.is_file():
             raise ConfigError(f"config file {str(p)!r} not found; recipes live in training/configs/")
-        with open(p) as f:
-            data = yaml.safe_load(f) or {}
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{p} is not valid YAML: {err}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{p} must hold a YAML mapping of config keys")
         try:

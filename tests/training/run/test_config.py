@@ -65,3 +65,37 @@ def test_apply_overrides_does_not_mutate():
     base = load_config(None)
     apply_overrides(base, ["epochs=5"])
     assert base["epochs"] == DEFAULTS["epochs"]
+
+
+@pytest.mark.parametrize("override, key", [
+    ("optim.lr=-0.1", "optim.lr"), ("optim.lr=0", "optim.lr"), ("optim.weight_decay=-5e-4", "optim.weight_decay"),
+    ("optim.momentum=1.5", "optim.momentum"), ("aug.hflip=7", "aug.hflip"), ("aug.gray_p=-0.1", "aug.gray_p"),
+    ("aug.crop_scale=[1.0, 0.08]", "aug.crop_scale"), ("aug.crop_scale=[0.0, 1.0]", "aug.crop_scale"),
+    ("aug.crop_scale=[0.2, 1.5]", "aug.crop_scale"), ("aug.jitter=[0.4, 0.4, 0.4, 0.9]", "aug.jitter"),
+    ("engine.log_every=0", "engine.log_every"), ("engine.threads=-2", "engine.threads"),
+    ("engine.checkpoint_minutes=0", "engine.checkpoint_minutes"), ("data.subset=-5", "data.subset"),
+    ("data.std=[0.2, 0.0, 0.2]", "data.std"), ("engine.knn_t=0", "engine.knn_t"), ("seed=-1", "seed"),
+    ("method=simclrr", "did you mean 'simclr'"),
+])
+def test_values_the_recipe_cannot_mean_are_refused_with_what_is_allowed(override, key):
+    with pytest.raises(ConfigError, match=key.replace("[", r"\[")):
+        load_config(None, [override])
+
+
+@pytest.mark.parametrize("ok", ["optim.weight_decay=0", "aug.hflip=1", "aug.crop_scale=[1.0, 1.0]",
+                                "engine.knn_every=0", "engine.threads=null", "method=ince", "method=byol"])
+def test_the_edges_of_each_range_are_allowed(ok):
+    load_config(None, [ok])
+
+
+def test_malformed_yaml_and_bad_values_exit_2_before_any_run_folder(tmp_path, capsys):
+    from training.run.pretrain import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("epochs: [1, 2\nmethod: simclr\n")
+    assert main(["--config", str(bad), "--output-dir", str(tmp_path / "r1")]) == 2
+    assert "is not valid YAML" in capsys.readouterr().err
+    smoke = str(CONFIGS[0].parent / "smoke.yaml")
+    assert main(["--config", smoke, "engine.log_every=0", "--output-dir", str(tmp_path / "r2")]) == 2
+    assert "engine.log_every must be >= 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "r1").exists() and not (tmp_path / "r2").exists()
