@@ -16,6 +16,8 @@ from ._weights import (ChecksumError, NoPretrainedWeightsError, StateDictMismatc
 
 __all__ = ["create_model", "build_model", "build_timm_model", "load_weights", "timm_overlay"]
 
+UNLOADED_DROPS = ("metrics", "figures")  # of a weight's cfg, on a model created without its file
+
 
 def timm_overlay(name: str) -> Dict[str, Any]:
     """``pretrained_cfg_overlay`` that loads otzoo weight ``name`` into timm's own architecture of that name
@@ -148,6 +150,8 @@ def create_model(name: str, pretrained: bool = False, num_classes: Optional[int]
     model = _instantiate(cfg, skip_init=state_dict is not None and "device" not in kwargs, **kwargs)
     if state_dict is not None:
         load_weights(model, state_dict, cfg, source=source)
+    if weight and state_dict is None:  # random init under a weight's name: its measurements are not this model's
+        cfg = {k: v for k, v in cfg.items() if k not in UNLOADED_DROPS}
     model.pretrained_cfg = model.default_cfg = cfg
     return model
 

@@ -66,6 +66,17 @@ def _accepts(hint, value) -> bool:
     return isinstance(value, hint) if isinstance(hint, type) else True
 
 
+def _check_input_size(cfg: Dict[str, Any]) -> None:
+    size = cfg.get("input_size")
+    if size is None:
+        return
+    ok = (isinstance(size, (list, tuple)) and len(size) == 3 and all(isinstance(v, int) for v in size)
+          and 1 <= size[0] <= 4 and all(1 <= v <= 4096 for v in size[1:]))
+    if not ok:
+        raise ValueError(f"weight cfg {cfg.get('name', '?')!r}: input_size must be [channels 1-4, height, width] "
+                         f"with sides of 1-4096 pixels, got {size!r}")
+
+
 _FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
@@ -78,13 +89,16 @@ def check_file_name(what: str, value: str) -> str:
     return value
 
 
-def validate_weight_cfg(cfg: Dict[str, Any]) -> Dict[str, Any]:
-    """``cfg`` itself when every key is a known field of the right type; else ValueError naming it."""
-    missing = [k for k in _REQUIRED if not cfg.get(k)]
+def validate_weight_cfg(cfg: Dict[str, Any], partial: bool = False) -> Dict[str, Any]:
+    """``cfg`` itself when every key is a known field of the right type; else ValueError naming it.
+    ``partial``: a folder's config.json, which may lack otzoo's required fields (a plain timm export)."""
+    missing = [] if partial else [k for k in _REQUIRED if not cfg.get(k)]
     if missing:
         raise ValueError(f"weight cfg {cfg.get('name', '?')!r} is missing {missing}")
-    check_file_name("weight name", cfg["name"])
-    check_file_name(f"weight cfg {cfg['name']!r}: filename", cfg.get("filename") or "model.safetensors")
+    if "name" in cfg or not partial:
+        check_file_name("weight name", cfg["name"])
+    check_file_name(f"weight cfg {cfg.get('name', '?')!r}: filename", cfg.get("filename") or "model.safetensors")
+    _check_input_size(cfg)
     for key, value in cfg.items():
         hint = _META_TYPES.get(key, _TIMM_TYPES.get(key))
         if key not in WEIGHT_CFG_FIELDS:

@@ -86,11 +86,16 @@ def _write_weights(model: nn.Module, folder: Path, dtype: Optional[torch.dtype],
 
 
 def read_config(path: Union[str, Path]) -> Dict[str, Any]:
-    """The pretrained cfg stored in a ``config.json``: otzoo's full cfg, or timm's fields for a plain timm export."""
-    hf_config = json.loads(Path(path).read_text(encoding="utf-8"))
-    cfg = dict(hf_config.get("pretrained_cfg", {}))
-    for k in ("architecture", "num_classes", "label_names", "num_features"):
-        if k in hf_config:
-            cfg[k] = hf_config[k]
-    cfg.update(hf_config.get("otzoo", {}))
-    return cfg
+    """The pretrained cfg stored in a ``config.json``: otzoo's full cfg, or timm's fields for a plain timm export;
+    checked like a registered cfg (known fields, their types, plain file names, a sane input size)."""
+    try:
+        hf_config = json.loads(Path(path).read_text(encoding="utf-8"))
+        cfg = dict(hf_config.get("pretrained_cfg", {}))
+        for k in ("architecture", "num_classes", "label_names", "num_features"):
+            if k in hf_config:
+                cfg[k] = hf_config[k]
+        cfg.update(hf_config.get("otzoo", {}))
+        return validate_weight_cfg(cfg, partial=True)
+    except (ValueError, AttributeError, TypeError) as err:  # JSONDecodeError is a ValueError
+        raise ValueError(f"{path} is not a usable weight config ({err}); write the folder with "
+                         "otzoo.save_pretrained(model, folder)") from None

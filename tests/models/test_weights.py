@@ -241,3 +241,34 @@ def test_a_registered_name_loads_only_its_registered_file(fake_weight, tmp_path,
     own = otzoo.create_model("resnet18_cifar", checkpoint_path=folder) if folder_sha != "0" * 64 else None
     if own is not None:  # under the architecture name it is the user's own file, with its own cfg
         assert torch.equal(own.state_dict()["conv1.weight"], tensors["conv1.weight"].float())
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda hf: hf["otzoo"].update(input_size=[3, 1000000, 1000000]), "input_size must be"),
+    (lambda hf: hf["otzoo"].update(label_names="cat"), "label_names"),
+    (lambda hf: hf["otzoo"].update(lable_names=["a"]), "did you mean 'label_names'"),
+    (lambda hf: hf["otzoo"].update(filename="../elsewhere.safetensors"), "is not allowed"),
+    (lambda hf: hf.update(otzoo=["not", "a", "mapping"]), "not a usable weight config"),
+])
+def test_a_folders_config_json_is_validated_on_load(tmp_path, edit, message):
+    write_fake_weight(tmp_path)
+    cfg_path = tmp_path / FAKE_NAME / "config.json"
+    hf = json.loads(cfg_path.read_text())
+    edit(hf)
+    cfg_path.write_text(json.dumps(hf))
+    with pytest.raises(ValueError, match=message):
+        otzoo.create_model("resnet18_cifar", checkpoint_path=tmp_path / FAKE_NAME)
+
+
+def test_a_config_json_that_is_not_json_says_which_file(tmp_path):
+    write_fake_weight(tmp_path)
+    (tmp_path / FAKE_NAME / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="config.json is not a usable weight config"):
+        otzoo.create_model("resnet18_cifar", checkpoint_path=tmp_path / FAKE_NAME)
+
+
+def test_a_weight_name_without_its_file_carries_no_measured_metrics(fake_weight):
+    random = otzoo.create_model(FAKE_NAME)  # pretrained=False: random init
+    assert "metrics" not in random.pretrained_cfg and random.pretrained_cfg["name"] == FAKE_NAME
+    assert random.pretrained_cfg["input_size"] == fake_weight["input_size"]  # what to feed it stays
+    assert otzoo.create_model(FAKE_NAME, pretrained=True).pretrained_cfg["metrics"] == fake_weight["metrics"]
