@@ -20,12 +20,13 @@ def test_window_packs_finished_runs_and_fails_on_the_rest(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     env = dict(os.environ, OUT=str(out), OTZOO_WINDOW_RUNS=str(tmp_path / "runs"), OMP_NUM_THREADS="1",
-               PYTHON=sys.executable)
+               PYTHON=sys.executable, OTZOO_WINDOW_DEVICE="cpu")
     proc = subprocess.run(["bash", "training/gpu_window.sh", "training/configs/smoke.yaml", "5m", "simclr", "nosuch",
                            "--", *TINY], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "[window] device check passed: one step of simclr on cpu" in proc.stdout
     assert "[window] simclr: complete" in proc.stdout and "[window] nosuch: no backbone" in proc.stdout
-    assert "Unknown loss 'nosuch'" in (out / "smoke_nosuch.log").read_text()
+    assert "method 'nosuch' is not an otzoo loss" in (out / "smoke_nosuch.log").read_text()
 
     back = tmp_path / "back"
     back.mkdir()
@@ -55,3 +56,15 @@ def test_window_leaves_out_a_run_beyond_the_return_limit_and_says_so(tmp_path):
     parts = b"".join(p.read_bytes() for p in sorted(out.glob("runs.tar.part-*")))
     listing = subprocess.run(["tar", "t"], input=parts, capture_output=True, check=True).stdout.decode().split()
     assert listing == ["a_small/backbone.safetensors", "a_small/run.json"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
+def test_window_stops_at_the_device_check_before_any_run(tmp_path):
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    out.mkdir()
+    env = dict(os.environ, OUT=str(out), OTZOO_WINDOW_RUNS=str(runs), OMP_NUM_THREADS="1", PYTHON=sys.executable)
+    proc = subprocess.run(["bash", "training/gpu_window.sh", "training/configs/smoke.yaml", "5m", "simclr", "gca_uot",
+                           "--", *TINY], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and "device check failed (exit 2): no run started" in proc.stdout, proc.stdout
+    assert "torch sees no CUDA GPU" in (out / "device_check.log").read_text()
+    assert not any(runs.glob("smoke_*")) and not list(out.glob("runs.tar.part-*"))

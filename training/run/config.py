@@ -248,10 +248,11 @@ def _check_ranges(cfg: dict) -> None:
 def _check_method(method: str) -> None:
     from otzoo.losses import list_losses
 
-    if method != "byol" and method not in list_losses(include_aliases=True):
-        close = difflib.get_close_matches(method, list_losses() + ["byol"], n=1)
+    methods = sorted(set(list_losses()) | {"byol"})
+    if method not in methods and method not in list_losses(include_aliases=True):
+        close = difflib.get_close_matches(method, methods, n=1)
         raise ConfigError(f"method {method!r} is not an otzoo loss or byol" + (f" (did you mean {close[0]!r}?)"
-                          if close else "") + f"; methods: {', '.join(list_losses() + ['byol'])}")
+                          if close else "") + f"; methods: {', '.join(methods)}")
 
 
 def apply_overrides(cfg: dict, overrides: Iterable[str]) -> dict:

@@ -144,6 +144,9 @@ def main(argv=None, prog: str = "python -m training pretrain", command: str = "p
         budget = parse_duration(args.time_budget)
         if args.stop_after_epoch is not None and args.stop_after_epoch < 1:
             raise ConfigError(f"--stop-after-epoch must be an epoch >= 1, not {args.stop_after_epoch}")
+        from .device import resolve_device
+
+        resolve_device(cfg["engine"]["device"])  # a device asked for but absent: exit 2 before any run folder
     except (ConfigError, ValueError) as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 2

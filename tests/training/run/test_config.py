@@ -98,4 +98,9 @@ def test_malformed_yaml_and_bad_values_exit_2_before_any_run_folder(tmp_path, ca
     smoke = str(CONFIGS[0].parent / "smoke.yaml")
     assert main(["--config", smoke, "engine.log_every=0", "--output-dir", str(tmp_path / "r2")]) == 2
     assert "engine.log_every must be >= 1, got 0" in capsys.readouterr().err
-    assert not (tmp_path / "r1").exists() and not (tmp_path / "r2").exists()
+    import torch
+
+    if not torch.cuda.is_available():
+        assert main(["--config", smoke, "engine.device=cuda", "--output-dir", str(tmp_path / "r3")]) == 2
+        assert "torch sees no CUDA GPU" in capsys.readouterr().err
+    assert not any((tmp_path / r).exists() for r in ("r1", "r2", "r3"))
