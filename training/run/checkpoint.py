@@ -78,9 +78,9 @@ class RunLocked(RuntimeError):
 
 @contextlib.contextmanager
 def run_lock(folder):
-    """Hold ``<folder>/run.lock`` (this process's pid and host) while a run writes ``folder``: a second process is
-    refused with :class:`RunLocked` naming the holder; a lock left by a process that is gone (``kill -9``) is
-    taken over."""
+    """Hold ``<folder>/run.lock`` (this process's pid and this boot of the machine) while a run writes ``folder``: a
+    second process is refused with :class:`RunLocked` naming the holder; a lock left by a process that is gone
+    (``kill -9``, a session or machine that ended) is taken over."""
     path = Path(folder) / "run.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
     for _ in range(2):
@@ -97,26 +97,34 @@ def run_lock(folder):
     else:
         raise RunLocked(f"could not take {path}: another process took it at the same moment")
     with os.fdopen(fd, "w") as f:
-        f.write(f"{os.getpid()} {socket.gethostname()}\n")
+        f.write(f"{os.getpid()} {_boot_id()}\n")
     try:
         yield path
     finally:
         path.unlink(missing_ok=True)
 
 
-def _live_holder(path: Path) -> str:
-    """``"process PID on HOST"`` when the lock's process may still run (another host: assumed to), else ``""``."""
+def _boot_id() -> str:
+    """This boot of this machine (Linux's boot_id; the host name elsewhere): pids are only comparable within it."""
     try:
-        pid_text, host = path.read_text().split()
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return socket.gethostname()
+
+
+def _live_holder(path: Path) -> str:
+    """``"process PID"`` when the lock's process still runs, else ``""`` (gone, or from another boot)."""
+    try:
+        pid_text, boot = path.read_text().split()
         pid = int(pid_text)
     except (OSError, ValueError):
         return ""  # empty or half-written: its writer died before finishing the line
-    if host != socket.gethostname():
-        return f"process {pid} on {host}"
+    if boot != _boot_id():
+        return ""  # written before this machine (re)started: its process is gone
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return ""
     except PermissionError:
         pass
-    return f"process {pid} on {host}"
+    return f"process {pid}"

@@ -405,20 +405,24 @@ def test_imagenet_recipes_train_two_steps_with_their_real_architecture(recipe, s
 
 
 def test_one_run_per_output_folder_and_a_stale_lock_is_taken_over(tiny, tmp_path, capsys):
-    import socket
     import subprocess
     import sys
+
+    from training.run.checkpoint import _boot_id
 
     out = tmp_path / "locked"
     out.mkdir()
     args = ["--config", SMOKE, *TINY, "--output-dir", str(out)]
-    (out / "run.lock").write_text(f"{os.getppid()} {socket.gethostname()}\n")  # a live process holds it
+    (out / "run.lock").write_text(f"{os.getppid()} {_boot_id()}\n")  # a live process holds it
     assert main(args) == 2
     assert f"is in use by process {os.getppid()}" in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == ["run.lock"]  # nothing written
+    (out / "run.lock").write_text(f"{os.getppid()} another-boot\n")  # the same pid before a restart: gone
+    assert main(args + ["--time-budget", "0"]) == 3
+    assert not (out / "run.lock").exists()
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    (out / "run.lock").write_text(f"{gone.stdout.strip()} {socket.gethostname()}\n")  # its process is gone
-    assert main(args) == 0
+    (out / "run.lock").write_text(f"{gone.stdout.strip()} {_boot_id()}\n")  # its process is gone
+    assert main(args + ["--resume"]) == 0
     assert (out / "run.json").is_file() and not (out / "run.lock").exists()
 
 
