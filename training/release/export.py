@@ -12,8 +12,9 @@
 4. writes ``otzoo/pretrained/<name>.json``, ``config.json`` (with the metrics), the run's figures
    (``curves.png``, ``plan.png`` drawn first from the run's checkpoint when missing, ``knn_vs_time.png``),
    ``model_cards/<name>.md``, ``results/results-<dataset>.csv`` and the README table, and
-   registers the cfg with ``otzoo.models.register_pretrained``. A weight of this name from another
-   recipe is replaced; its cfg moves to ``results/superseded/`` (its numbers stay in the CSV and the card).
+   registers the cfg with ``otzoo.models.register_pretrained``. A weight of this name is replaced only
+   with ``--supersede`` (:mod:`training.release.guard` decides before any work); one from another
+   recipe then moves to ``results/superseded/`` (its numbers stay in the CSV and the card).
 """
 import argparse
 import json

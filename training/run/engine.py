@@ -2,8 +2,8 @@
 
 ``train(cfg, output_dir, ...)`` runs a :class:`Trainer`: setup (device, data, augmentation,
 method, optimizer, schedule, restored state), one training step at a time, checkpoints and
-the stops (the time budget, or SIGTERM: a scheduler's stop), the end of each epoch, and the
-run's artifacts. It writes the run directory: ``config.yaml``, ``checkpoint.pt`` (every
+the stops (the time budget, ``stop_after_epoch``, SIGTERM or Ctrl-C), the end of each epoch,
+and the run's artifacts. It writes the run directory: ``config.yaml``, ``checkpoint.pt`` (every
 ``engine.checkpoint_minutes`` and each epoch end, atomic), ``metrics.jsonl``, ``curves.png``
 and, once complete, ``backbone.safetensors`` and ``run.json``. Only rank 0 writes.
 
@@ -40,7 +40,6 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-
 
 from .augment import TwoViewAugment, slice_params
 from .checkpoint import load_checkpoint, rng_state, run_lock, save_checkpoint, set_rng_state
@@ -89,7 +88,7 @@ def _configure_backends(e: dict, device: torch.device) -> None:
 
 class Trainer:
     """One pretraining run; :meth:`run` returns 0 when complete, EXIT_TIME_BUDGET when stopped (time
-    budget or SIGTERM; state saved).
+    budget, ``stop_after_epoch``, SIGTERM or SIGINT; state saved).
 
     Parts, in the order :meth:`run` uses them: setup (``__init__``: device, data, model,
     optimizer, restored state), :meth:`train_step` (no host sync), :meth:`log_step`,
