@@ -14,6 +14,8 @@
 # restarts that method from step 0, and the progress line records the lost steps).
 # $OTZOO_DATA: the data (default ../shared/data/cifar10); $PYTHON: the interpreter (default python3);
 # $OTZOO_CAMPAIGN: the progress folder (default results/campaign); $OTZOO_RECIPE: the recipe.
+# At a milestone, pretrain writes <run>/milestone-<epoch>/ (weights, heads, run.json) and this script prints
+# the export command that releases it under the canonical name (--supersede).
 # Exit status: pretrain's (0 complete, 3 stopped with its state saved: budget or milestone), or 4 when
 # every method has completed the recipe.
 set -uo pipefail
@@ -40,4 +42,10 @@ echo "[campaign] $(date -u +%FT%TZ) $method until epoch $stop: ${args[0]} (budge
 rc=$?
 echo "[campaign] $(date -u +%FT%TZ) $method: pretrain exit $rc"
 "$py" -m training progress --run "$dir" --out "$progress/$method.jsonl" || true
+milestone=$dir/milestone-$(printf %03d "$stop")
+[ $rc -eq 0 ] && milestone=$dir  # the schedule's end: the run folder itself is the last milestone
+if [ -f "$milestone/run.json" ] && [ ! -f "$milestone/exported" ]; then
+    echo "[campaign] milestone $method epoch $stop: release it (replaces the shipped weight on purpose), then commit:"
+    echo "  python -m training export --run $milestone --supersede && date -u +%FT%TZ > $milestone/exported"
+fi
 exit $rc

@@ -39,6 +39,7 @@ class OtzooMeta:
     paper: Dict[str, Any] = field(default_factory=dict)
     reproduce: Dict[str, Any] = field(default_factory=dict)  # the commands
     figures: List[str] = field(default_factory=list)
+    heads: Dict[str, Any] = field(default_factory=dict)  # pretraining's heads file: filename, sha256
     otzoo_version: Optional[str] = None
     torch_version: Optional[str] = None
     pretrain_otzoo_version: Optional[str] = None

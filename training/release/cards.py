@@ -378,7 +378,7 @@ def _budget(cfg: dict) -> list:
     budget, recipe = cfg.get("budget", {}), cfg.get("recipe", {})
     lines = [
         "## Pretraining recipe and budget", "", "| | |", "|---|---|",
-        f"| Epochs | {budget.get('epochs', 'n/a')} ({_num(budget.get('steps', 'n/a'))} steps) |",
+        f"| Epochs | {budget.get('epochs', 'n/a')} ({_num(budget.get('steps', 'n/a'))} steps){_schedule(budget)} |",
         f"| Views seen | {_num(budget.get('views_seen', 'n/a'))} |",
         f"| Batch size | {budget.get('batch_size', 'n/a')} x {budget.get('world_size', 1)} process(es) |",
         f"| Hardware | {budget.get('hardware', 'n/a')} |",
@@ -387,12 +387,30 @@ def _budget(cfg: dict) -> list:
         f"| Seed | {recipe.get('seed', 'n/a')} |",
         f"| Final loss | {_round(budget.get('final_loss'), 4)} (last step) |",
         f"| otzoo / torch | {cfg.get('otzoo_version', 'n/a')} / {cfg.get('torch_version', 'n/a')} |",
+        *_heads_row(cfg),
         "",
     ]
     if recipe.get("config"):
         lines += ["<details><summary>Resolved training config</summary>", "", "```yaml",
                   yaml.safe_dump(recipe["config"], sort_keys=False).rstrip(), "```", "", "</details>", ""]
     return lines
+
+
+def _schedule(budget: dict) -> str:
+    """Where a milestone stands in its run's schedule (nothing for a complete run)."""
+    schedule = budget.get("schedule")
+    if not schedule:
+        return ""
+    return (f": a milestone of a {schedule['epochs']}-epoch schedule ({_num(schedule['steps'])} steps), taken "
+            "mid-schedule (the learning rate had not decayed to its end)")
+
+
+def _heads_row(cfg: dict) -> list:
+    heads = cfg.get("heads")
+    if not heads:
+        return []
+    return [f"| Pretraining heads | `{heads['filename']}` beside the weight (projector; BYOL's predictor and target), "
+            f"sha256 `{heads['sha256'][:12]}...`: what continuing the pretraining needs besides the backbone |"]
 
 
 def _protocol(cfg: dict) -> list:

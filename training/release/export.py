@@ -43,6 +43,7 @@ from training.evaluate.linear import (LOW_LABEL_FRACTIONS, linear_protocol, line
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SUBSET_SIZE = 500
 RELEASE_DTYPE = torch.float16  # released files: half the download; the metrics are measured on them
+HEADS_FILENAME = "heads.safetensors"
 
 
 def default_name(method: str, arch: str, dataset: str) -> str:
@@ -208,9 +209,11 @@ def _provenance(run_dir: Path, info: dict, name: str, command: Optional[str]) ->
     method = info["method"]
     budget = {k: info.get(k) for k in ("epochs", "steps", "views_seen", "batch_size", "world_size", "hardware",
                                        "wall_time_s", "final_loss", "data_variant")}
-    if info.get("hardware_spans"):  # runs resumed across machines: which steps ran where
-        budget["hardware_spans"] = info["hardware_spans"]
-    recipe = {"method": method, "arch": info["arch"], "seed": info.get("seed"), "epochs": info.get("epochs"),
+    for key in ("hardware_spans", "schedule"):  # runs resumed across machines; a milestone of a longer run
+        if info.get(key):
+            budget[key] = info[key]
+    epochs = (info.get("schedule") or {}).get("epochs", info.get("epochs"))  # the recipe's, not the milestone's
+    recipe = {"method": method, "arch": info["arch"], "seed": info.get("seed"), "epochs": epochs,
               "batch_size": info.get("batch_size"), "config": info.get("config") or {}}
     export_cmd = command or f"python -m training export --run {shlex.quote(str(run_dir))} --name {name}"
     recipe, budget, export_cmd, pretrain_cmd = portable((recipe, budget, export_cmd, info.get("command")), run_dir,
@@ -234,6 +237,16 @@ def write_release(model, folder: Path, meta: dict) -> dict:
         raise RuntimeError("save_pretrained returned a sha256 that does not match the file it wrote")
     cfg.setdefault("num_features", final.num_features)
     return cfg
+
+
+def write_heads(source: Path, target: Path) -> dict:
+    """The run's pretraining heads (projector; BYOL's predictor and target) beside the weight, in the release
+    dtype, with their sha256: what continuing the pretraining needs besides the backbone."""
+    from safetensors.torch import load_file, save_file
+
+    tensors = {k: v.to(RELEASE_DTYPE) if v.is_floating_point() else v for k, v in load_file(str(source)).items()}
+    save_file(tensors, str(target), metadata={"format": "pt"})
+    return {"filename": target.name, "sha256": sha256_file(target)}
 
 
 def _plan_figure(run_dir: Path, data_dir, device) -> Optional[dict]:
@@ -297,6 +310,8 @@ def export_run(run_dir, name: Optional[str] = None, root=REPO_ROOT, data_dir=Non
     folder = root / "weights" / name
     cfg = write_release(model, folder, meta)
     cfg["figures"] = _copy_figures(run_dir, folder, figures, f"{name}: {method}, {arch}, {dataset}")
+    if (run_dir / HEADS_FILENAME).is_file():
+        cfg["heads"] = write_heads(run_dir / HEADS_FILENAME, folder / HEADS_FILENAME)
     cfg = json.loads(json.dumps(cfg))  # plain JSON types (tuples -> lists)
     cfg_path = readme.write_cfg(root, cfg)  # a replaced release of another recipe moves to results/superseded/
     readme.sync_generated(root)  # card, results CSV and README table, from the cfg json files

@@ -85,6 +85,10 @@ def validate(folder, cfg: dict) -> list:
     for key in ("linear_top1", "knn_top1"):
         if cfg["metrics"][key] not in card_metrics.values():
             raise PublishError(f"README.md model-index does not carry {key} = {cfg['metrics'][key]}")
+    heads = cfg.get("heads") or {}
+    path = folder / heads.get("filename", "")
+    if heads and (not path.is_file() or sha256_file(path) != heads["sha256"]):
+        raise PublishError(f"{heads['filename']} does not have the sha256 the cfg records: re-run export")
     for png in cfg.get("figures", []):
         if not (folder / png).is_file():
             raise PublishError(f"the card links {png}, which is not in the upload folder")

@@ -363,10 +363,14 @@ class Trainer:
                 self.metrics_file.close()
         if status == EXIT_TIME_BUDGET and self.info.main:
             plot_curves(self.records, self.out / "curves.png", self.curves_title)
+            milestone = self.at_stop_epoch() and self.shuffler.position == 0 and not self.terminated
             why = (f"{self.terminated} received" if self.terminated else f"epoch {self.stop_after_epoch} reached"
-                   if self.at_stop_epoch() else "time budget reached")
+                   if milestone else "time budget reached")
             print(f"{why} after step {self.step}/{self.total_steps}; state saved to "
                   f"{self.out / 'checkpoint.pt'}. Continue with the same command plus --resume.", file=sys.stderr)
+            if milestone:
+                print(f"milestone written to {self.write_milestone()} (export it with "
+                      "`python -m training export --run <that folder>`)", file=sys.stderr)
         elif status == 0 and self.info.main:
             self.write_artifacts()
         if self.info.world_size > 1:
@@ -406,35 +410,69 @@ class Trainer:
         return 0
 
     # ------------------------------------------------------------ artifacts
-    def write_artifacts(self) -> None:
-        """``backbone.safetensors`` (fp32) and ``run.json`` of a complete run."""
-        import otzoo
-        from safetensors.torch import save_file
+    def write_artifacts(self, folder: Optional[Path] = None) -> None:
+        """``backbone.safetensors`` (fp32), ``heads.safetensors`` (what pretraining needs besides the backbone:
+        projector; BYOL's predictor and target) and ``run.json`` of a complete run in its folder, or of a
+        milestone in ``folder``."""
+        folder = folder or self.out
+        folder.mkdir(parents=True, exist_ok=True)
+        state = self.method.state_dict()
+        backbone = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
+        heads = {k: v for k, v in state.items() if not k.startswith("backbone.")}
+        meta = {"arch": self.cfg["arch"], "method": self.cfg["method"], "format": "pt"}
+        for name, tensors in (("backbone", backbone), ("heads", heads)):
+            _save_tensors(tensors, folder / f"{name}.safetensors", meta)
+        tmp = folder / "run.json.tmp"
+        tmp.write_text(json.dumps(self.run_record(milestone=folder != self.out), indent=2) + "\n")
+        os.replace(tmp, folder / "run.json")
 
-        cfg, info = self.cfg, self.info
-        sd = {k: (v.detach().float() if v.is_floating_point() else v.detach()).contiguous().cpu()
-              for k, v in self.method.backbone.state_dict().items()}
-        tmp = self.out / "backbone.safetensors.tmp"
-        save_file(sd, str(tmp), metadata={"arch": cfg["arch"], "method": cfg["method"], "format": "pt"})
-        os.replace(tmp, self.out / "backbone.safetensors")
-        source = self.data.source
+    def run_record(self, milestone: bool = False) -> dict:
+        """What ``run.json`` says of the run: recipe, budget reached, where and how long it trained."""
+        import otzoo
+
+        cfg, info, source = self.cfg, self.info, self.data.source
         local = not source.startswith(("torchvision:", "synthetic"))
         variant = cfg["data"]["variant"] or (f"ImageFolder {Path(source).parent.name}/" if local
                                              else source.split("/")[0])
         spans = [dict(s, wall_time_s=round(s["wall_time_s"], 1)) for s in self.hardware_spans()]
-        run = {
+        record = {
             "method": cfg["method"], "arch": cfg["arch"], "dataset": cfg["dataset"],
             "data_dir": str(Path(source).parent) if local else None,
-            "data_variant": variant, "epochs": cfg["epochs"], "steps": self.step,
-            "views_seen": 2 * self.global_batch * self.step, "batch_size": self.global_batch,
+            "data_variant": variant, "epochs": self.shuffler.epoch if milestone else cfg["epochs"],
+            "steps": self.step, "views_seen": 2 * self.global_batch * self.step, "batch_size": self.global_batch,
             "world_size": info.world_size, "seed": cfg["seed"], "wall_time_s": round(self.elapsed(), 1),
             "hardware": describe_hardware(spans), "hardware_spans": spans, "otzoo_version": otzoo.__version__,
             "torch_version": torch.__version__, "command": self.command, "config": cfg,
             "final_loss": float(self.last_loss),
         }
-        tmp = self.out / "run.json.tmp"
-        tmp.write_text(json.dumps(run, indent=2) + "\n")
-        os.replace(tmp, self.out / "run.json")
+        if milestone:  # a point inside a longer schedule: where it stands
+            record["schedule"] = {"epochs": cfg["epochs"], "steps": self.total_steps}
+        return record
+
+    def write_milestone(self) -> Path:
+        """``<run>/milestone-<epoch>/``: the run at ``--stop-after-epoch`` as a folder ``export`` reads like a
+        finished run (weights, heads, run.json, the run's config, metrics and curves, and a model-only
+        ``checkpoint.pt`` for the plan figure); the run itself continues with ``--resume``."""
+        import shutil
+
+        folder = self.out / f"milestone-{self.shuffler.epoch:03d}"
+        self.write_artifacts(folder)
+        for name in ("config.yaml", "metrics.jsonl", "curves.png"):
+            if (self.out / name).is_file():
+                shutil.copy2(self.out / name, folder / name)
+        save_checkpoint({"format": 1, "model": self.method.state_dict(), "config": self.cfg, "step": self.step},
+                        folder / "checkpoint.pt")
+        return folder
+
+
+def _save_tensors(tensors: dict, path: Path, meta: dict) -> None:
+    from safetensors.torch import save_file
+
+    sd = {k: (v.detach().float() if v.is_floating_point() else v.detach()).contiguous().cpu()
+          for k, v in tensors.items()}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(sd, str(tmp), metadata=meta)
+    os.replace(tmp, path)
 
 
 def train(cfg: dict, output_dir, *, resume: bool = False, time_budget_s: Optional[float] = None,

@@ -1,0 +1,48 @@
+"""A campaign milestone: pretrain --stop-after-epoch writes <run>/milestone-<epoch>/, which export releases like a
+finished run, with its heads and where it stands in the schedule; the run itself continues."""
+import json
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from otzoo.models import sha256_file, unregister_pretrained
+from tests.training.evaluate.test_commands import make_image_tree
+from training.release import export, readme
+from training.run.pretrain import main as pretrain
+
+SMOKE = str(Path(__file__).resolve().parents[3] / "training" / "configs" / "smoke.yaml")
+NAME = "simclr_resnet18_milestonetest"
+TINY = ["data.subset=32", "batch_size=16", "epochs=3", "model.proj_hidden=32", "model.proj_dim=8",
+        "engine.precision=fp32", "engine.compile=false", "engine.progress=false"]
+
+
+@pytest.mark.slow
+def test_a_milestone_is_released_like_a_finished_run_and_says_where_it_stands(tmp_path):
+    data = make_image_tree(tmp_path / "data")
+    out = tmp_path / "run"
+    args = ["--config", SMOKE, "--data-dir", str(data), *TINY, "--output-dir", str(out)]
+    assert pretrain(args + ["--stop-after-epoch", "1"]) == 3
+    milestone = out / "milestone-001"
+    assert {"backbone.safetensors", "heads.safetensors", "run.json", "config.yaml", "metrics.jsonl",
+            "checkpoint.pt"} <= {p.name for p in milestone.iterdir()}
+    run = json.loads((milestone / "run.json").read_text())
+    assert (run["epochs"], run["steps"], run["schedule"]) == (1, 2, {"epochs": 3, "steps": 6})
+    assert all(k.startswith("projector.") for k in load_file(str(milestone / "heads.safetensors")))
+
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "README.md").write_text(f"# x\n\n{readme.START}\n{readme.END}\n")
+    try:
+        cfg = export.export_run(milestone, NAME, root, data_dir=str(data), subset_size=8, max_iter=20,
+                                progress=False)
+        assert (cfg["budget"]["epochs"], cfg["recipe"]["epochs"], cfg["budget"]["schedule"]["epochs"]) == (1, 3, 3)
+        heads = root / "weights" / NAME / "heads.safetensors"
+        assert cfg["heads"] == {"filename": "heads.safetensors", "sha256": sha256_file(heads)}
+        assert {str(v.dtype) for v in load_file(str(heads)).values() if v.is_floating_point()} == {"torch.float16"}
+        card = (root / "model_cards" / f"{NAME}.md").read_text()
+        assert "a milestone of a 3-epoch schedule (6 steps)" in card and "`heads.safetensors`" in card
+    finally:
+        unregister_pretrained(NAME)
+    assert pretrain(args + ["--resume"]) == 0  # the run itself goes on to the end of its schedule
+    assert json.loads((out / "run.json").read_text())["epochs"] == 3 and (out / "heads.safetensors").is_file()
