@@ -47,6 +47,7 @@ from .config import dump_config
 from .data import EpochShuffler, load_images, shard
 from .device import autocast, resolve_precision
 from .distributed import setup_distributed
+from .from_release import apply_release
 from .hardware import add_hardware_span, describe_hardware, hardware_string
 from .methods import build_method
 from .metrics import plot_curves
@@ -97,7 +98,7 @@ class Trainer:
     """
 
     def __init__(self, cfg: dict, output_dir, *, resume: bool = False, time_budget_s: Optional[float] = None,
-                 command: Optional[str] = None, stop_after_epoch: Optional[int] = None):
+                 command: Optional[str] = None, stop_after_epoch: Optional[int] = None, init=None):
         self.session_start = time.time()
         self.cfg, self.out, self.time_budget_s, self.command = cfg, Path(output_dir), time_budget_s, command
         self.stop_after_epoch = stop_after_epoch
@@ -109,6 +110,7 @@ class Trainer:
         self.precision = resolve_precision(self.e["precision"], self.device)
         self._setup_data()
         self._setup_model()
+        self.init = init.record(apply_release(self.method, init)) if init is not None else None
         self.step, self.wall_prev, self.records, self.past_hardware = 0, 0.0, [], []
         self.epoch_loss = (0.0, 0)  # (sum, steps) of the epoch in progress; a mid-epoch resume continues it
         if resume:
@@ -170,6 +172,7 @@ class Trainer:
         set_rng_state(state["rng"])
         self.step, self.wall_prev = int(state["step"]), float(state["wall_time_s"])
         self.epoch_loss = tuple(state.get("epoch_loss") or (0.0, 0))  # older checkpoints: from the resume on
+        self.init = state.get("init")
         unrecorded = [{"hardware": None, "steps": [0, self.step], "wall_time_s": self.wall_prev}]
         self.past_hardware = state.get("hardware_spans") or (unrecorded if self.step else [])
         self.command = state.get("command") or self.command
@@ -280,7 +283,7 @@ class Trainer:
             "data": self.shuffler.state_dict(), "rng": rng_state(), "step": self.step,
             "wall_time_s": self.elapsed(), "config": self.cfg, "command": self.command,
             "last_loss": float(self.last_loss), "hardware_spans": self.hardware_spans(),
-            "epoch_loss": [float(self.loss_sum), self.loss_count],
+            "epoch_loss": [float(self.loss_sum), self.loss_count], "init": self.init,
         }, self.out / "checkpoint.pt")
 
     def should_stop(self) -> bool:
@@ -445,6 +448,8 @@ class Trainer:
             "torch_version": torch.__version__, "command": self.command, "config": cfg,
             "final_loss": float(self.last_loss),
         }
+        if self.init:  # started from a released weight (pretrain --init)
+            record["init"] = self.init
         if milestone:  # a point inside a longer schedule: where it stands
             record["schedule"] = {"epochs": cfg["epochs"], "steps": self.total_steps}
         return record
@@ -476,9 +481,10 @@ def _save_tensors(tensors: dict, path: Path, meta: dict) -> None:
 
 
 def train(cfg: dict, output_dir, *, resume: bool = False, time_budget_s: Optional[float] = None,
-          command: Optional[str] = None, stop_after_epoch: Optional[int] = None) -> int:
+          command: Optional[str] = None, stop_after_epoch: Optional[int] = None, init=None) -> int:
     """Run (or resume) pretraining; returns 0 when complete, EXIT_TIME_BUDGET when stopped by the budget,
-    a SIGTERM or the end of epoch ``stop_after_epoch`` (state saved).
+    a SIGTERM or the end of epoch ``stop_after_epoch`` (state saved). ``init``: a
+    :class:`~training.run.from_release.ReleaseState` whose backbone (and heads) a new run starts from.
 
     Raises :class:`NonFiniteLossError` when the loss is NaN/inf (no checkpoint of that state), and
     :class:`~training.run.checkpoint.RunLocked` when another live process holds ``output_dir``.
@@ -486,4 +492,4 @@ def train(cfg: dict, output_dir, *, resume: bool = False, time_budget_s: Optiona
     lock = run_lock(output_dir) if int(os.environ.get("RANK", "0")) == 0 else contextlib.nullcontext()
     with lock:  # before the Trainer touches the folder: a second process is refused (RunLocked)
         return Trainer(cfg, output_dir, resume=resume, time_budget_s=time_budget_s, command=command,
-                       stop_after_epoch=stop_after_epoch).run()
+                       stop_after_epoch=stop_after_epoch, init=init).run()

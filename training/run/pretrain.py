@@ -48,6 +48,10 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                    help="continue the run in --output-dir from its checkpoint.pt exactly where it stopped")
     p.add_argument("--time-budget", metavar="DURATION",
                    help="stop cleanly and save after this much wall time in this session, e.g. 150m, 2h, 5400")
+    p.add_argument("--init", metavar="NAME",
+                   help="start a new run from released weight NAME (otzoo.list_pretrained()): its backbone, and "
+                        "its pretraining heads where this method has the same ones; any recipe and data, e.g. "
+                        "continued pretraining on your own ImageFolder tree (sha256-checked)")
     p.add_argument("--stop-after-epoch", type=int, metavar="N",
                    help="stop cleanly and save after epoch N (the schedule stays the recipe's: a milestone of a "
                         "longer run); exit status 3, continue with --resume")
@@ -115,6 +119,17 @@ def resolve_run(args) -> tuple:
     return validate(cfg), out
 
 
+def _read_init(args, cfg: dict):
+    """The release ``--init`` names, read and checked before any run folder exists (None without --init)."""
+    if args.init is None:
+        return None
+    if args.resume:
+        raise ConfigError("--init starts a new run; --resume continues one from its checkpoint: give one of them")
+    from .from_release import read_release
+
+    return read_release(args.init, cfg["arch"])
+
+
 def reproduce_command(argv) -> str:
     """The command line that reproduces the run (without --resume / --time-budget / --stop-after-epoch /
     --print-config)."""
@@ -147,6 +162,7 @@ def main(argv=None, prog: str = "python -m training pretrain", command: str = "p
         from .device import resolve_device
 
         resolve_device(cfg["engine"]["device"])  # a device asked for but absent: exit 2 before any run folder
+        init = _read_init(args, cfg)
     except (ConfigError, ValueError) as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
@@ -163,7 +179,7 @@ def main(argv=None, prog: str = "python -m training pretrain", command: str = "p
 
     try:
         return train(cfg, out, resume=args.resume, time_budget_s=budget, command=reproduce_command(argv),
-                     stop_after_epoch=args.stop_after_epoch)
+                     stop_after_epoch=args.stop_after_epoch, init=init)
     except NonFiniteLossError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 1

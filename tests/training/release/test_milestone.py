@@ -46,3 +46,54 @@ def test_a_milestone_is_released_like_a_finished_run_and_says_where_it_stands(tm
         unregister_pretrained(NAME)
     assert pretrain(args + ["--resume"]) == 0  # the run itself goes on to the end of its schedule
     assert json.loads((out / "run.json").read_text())["epochs"] == 3 and (out / "heads.safetensors").is_file()
+
+
+@pytest.fixture
+def released(tmp_path, monkeypatch):
+    """A tiny simclr release with its heads, in $OTZOO_WEIGHTS_DIR, registered; and the data it came from."""
+    data = make_image_tree(tmp_path / "data")
+    run = tmp_path / "run"
+    assert pretrain(["--config", SMOKE, "--data-dir", str(data), *TINY, "epochs=1", "--output-dir", str(run)]) == 0
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "README.md").write_text(f"# x\n\n{readme.START}\n{readme.END}\n")
+    cfg = export.export_run(run, NAME, root, data_dir=str(data), subset_size=8, max_iter=20, progress=False)
+    monkeypatch.setenv("OTZOO_WEIGHTS_DIR", str(root / "weights"))
+    yield cfg, root / "weights" / NAME, data
+    unregister_pretrained(NAME)
+
+
+@pytest.mark.slow
+def test_init_starts_a_new_run_from_a_release_on_your_own_tree(released, tmp_path, capsys):
+    import torch
+
+    cfg, folder, _ = released
+    mine = make_image_tree(tmp_path / "mine", classes=["x0", "x1", "x2", "x3"], seed=3)  # a user's own images
+    out = tmp_path / "continued"
+    args = ["--config", SMOKE, "--data-dir", str(mine), *TINY, "epochs=1", "dataset=my_images", "data.decode_size=32",
+            "--output-dir", str(out)]
+    assert pretrain(args + ["--init", NAME, "--time-budget", "0"]) == 3  # one step, then stop
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["init"] == {"name": NAME, "sha256": cfg["sha256"], "heads": True, "epochs": 1}
+    shipped = load_file(str(folder / "model.safetensors"))
+    moved = max((state["model"][f"backbone.{k}"].float() - v.float()).abs().max().item()
+                for k, v in shipped.items() if k.startswith("conv1."))
+    assert 0 < moved < 0.1  # one SGD step away from the release, not from a random init
+    assert pretrain(args + ["--resume"]) == 0
+    assert json.loads((out / "run.json").read_text())["init"]["name"] == NAME
+
+
+@pytest.mark.slow
+def test_init_refuses_a_tampered_heads_file_and_writes_nothing(released, tmp_path, capsys):
+    cfg, folder, data = released
+    heads = folder / "heads.safetensors"
+    raw = bytearray(heads.read_bytes())
+    raw[-1] ^= 1
+    heads.write_bytes(bytes(raw))
+    out = tmp_path / "never"
+    args = ["--config", SMOKE, "--data-dir", str(data), *TINY, "--output-dir", str(out), "--init", NAME]
+    assert pretrain(args) == 2
+    err = capsys.readouterr().err
+    assert f"--init {NAME}" in err and "sha256" in err and not out.exists()
+    assert pretrain(args[:-2] + ["arch=resnet50_cifar", "--init", NAME]) == 2
+    assert "set arch=resnet18_cifar" in capsys.readouterr().err
