@@ -9,9 +9,9 @@
 #
 # Which method: milestone by milestone (every 50 epochs), so that at every point in time both stand at the
 # same budget: the one with fewer milestones reached trains, up to its next milestone (`progress --next`).
-# How: its run folder under $OTZOO_RUNS (default runs/) with a checkpoint -> --resume (exact); none -> a
-# fresh start (continuing from a released milestone, --resume-from, is not built yet: a lost folder
-# restarts that method from step 0, and the progress line records the lost steps).
+# How: its run folder under $OTZOO_RUNS (default runs/) with a checkpoint -> --resume (exact); none, but its
+# canonical release is a milestone of this recipe -> --resume-from that release (the machine was lost); else a
+# fresh start (the progress line records any steps lost).
 # $OTZOO_DATA: the data (default ../shared/data/cifar10); $PYTHON: the interpreter (default python3);
 # $OTZOO_CAMPAIGN: the progress folder (default results/campaign); $OTZOO_RECIPE: the recipe.
 # At a milestone, pretrain writes <run>/milestone-<epoch>/ (weights, heads, run.json) and this script prints
@@ -30,14 +30,15 @@ data=${OTZOO_DATA:-../shared/data/cifar10}
 progress=${OTZOO_CAMPAIGN:-results/campaign}
 
 next=$("$py" -m training progress --next gca_uot simclr --runs "$runs" --recipe "$recipe") || exit $?
-read -r method stop name <<< "$next"
+read -r method stop name how <<< "$next"
 dir=$runs/$name
-if [ -f "$dir/checkpoint.pt" ]; then
-    args=(--resume --output-dir "$dir")
-else
-    args=(--config "$recipe" method="$method" --output-dir "$dir" --data-dir "$data" data.cache_dir="$runs/.cache")
-fi
-echo "[campaign] $(date -u +%FT%TZ) $method until epoch $stop: ${args[0]} (budget $budget)"
+case $how in
+    resume) args=(--resume --output-dir "$dir") ;;
+    resume-from:*) args=(--config "$recipe" method="$method" --resume-from "${how#resume-from:}" --output-dir "$dir"
+                         --data-dir "$data" data.cache_dir="$runs/.cache") ;;
+    *) args=(--config "$recipe" method="$method" --output-dir "$dir" --data-dir "$data" data.cache_dir="$runs/.cache") ;;
+esac
+echo "[campaign] $(date -u +%FT%TZ) $method until epoch $stop: $how (budget $budget)"
 "$py" -m training pretrain "${args[@]}" "$@" --time-budget "$budget" --stop-after-epoch "$stop"
 rc=$?
 echo "[campaign] $(date -u +%FT%TZ) $method: pretrain exit $rc"

@@ -27,11 +27,11 @@ def test_campaign_stretches_resume_then_move_to_the_baseline(tmp_path):
 
     first = stretch("1")  # the budget stops gca_uot after its first step
     assert first.returncode == 3, first.stdout + first.stderr
-    assert "gca_uot until epoch 2: --config" in first.stdout
+    assert "gca_uot until epoch 2: start" in first.stdout
     second = stretch("10m")  # resumed exactly, to the end of the smoke recipe's 2 epochs
-    assert second.returncode == 0 and "gca_uot until epoch 2: --resume" in second.stdout, second.stderr
+    assert second.returncode == 0 and "gca_uot until epoch 2: resume" in second.stdout, second.stderr
     third = stretch("10m")
-    assert third.returncode == 0 and "simclr until epoch 2: --config" in third.stdout, third.stderr
+    assert third.returncode == 0 and "simclr until epoch 2: start" in third.stdout, third.stderr
     assert stretch("10m").returncode == 4  # both complete
     gca = read_progress(record / "gca_uot.jsonl")
     assert [line["stretch"]["steps"][0] for line in gca] == [0, gca[0]["step"]] and gca[-1]["epoch"] == 2

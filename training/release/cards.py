@@ -388,6 +388,7 @@ def _budget(cfg: dict) -> list:
         f"| Final loss | {_round(budget.get('final_loss'), 4)} (last step) |",
         f"| otzoo / torch | {cfg.get('otzoo_version', 'n/a')} / {cfg.get('torch_version', 'n/a')} |",
         *_heads_row(cfg),
+        *_restart_rows(budget),
         "",
     ]
     if recipe.get("config"):
@@ -403,6 +404,18 @@ def _schedule(budget: dict) -> str:
         return ""
     return (f": a milestone of a {schedule['epochs']}-epoch schedule ({_num(schedule['steps'])} steps), taken "
             "mid-schedule (the learning rate had not decayed to its end)")
+
+
+def _restart_rows(budget: dict) -> list:
+    """Where the run continued from a release (``--resume-from``) or started from one (``--init``)."""
+    rows = [f"| Restart | at step {_num(r['step'])} from the release `{r['from']}` (sha256 `{r['sha256'][:12]}...`): "
+            f"its fp16 weights and heads as fp32, the optimizer's momentum rebuilt from zero under a "
+            f"{_num(r['rewarmup_steps'])}-step linear re-warmup |" for r in budget.get("restarts") or []]
+    init = budget.get("init")
+    if init:
+        rows.append(f"| Initialised from | `{init['name']}` (sha256 `{init['sha256'][:12]}...`): its backbone"
+                    f"{' and heads' if init.get('heads') else ''} |")
+    return rows
 
 
 def _heads_row(cfg: dict) -> list:

@@ -209,7 +209,7 @@ def _provenance(run_dir: Path, info: dict, name: str, command: Optional[str]) ->
     method = info["method"]
     budget = {k: info.get(k) for k in ("epochs", "steps", "views_seen", "batch_size", "world_size", "hardware",
                                        "wall_time_s", "final_loss", "data_variant")}
-    for key in ("hardware_spans", "schedule"):  # runs resumed across machines; a milestone of a longer run
+    for key in ("hardware_spans", "schedule", "restarts", "init"):  # across machines; a milestone; from releases
         if info.get(key):
             budget[key] = info[key]
     epochs = (info.get("schedule") or {}).get("epochs", info.get("epochs"))  # the recipe's, not the milestone's

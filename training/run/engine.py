@@ -98,8 +98,10 @@ class Trainer:
     """
 
     def __init__(self, cfg: dict, output_dir, *, resume: bool = False, time_budget_s: Optional[float] = None,
-                 command: Optional[str] = None, stop_after_epoch: Optional[int] = None, init=None):
+                 command: Optional[str] = None, stop_after_epoch: Optional[int] = None, init=None,
+                 resume_from=None):
         self.session_start = time.time()
+        self.restarts = []  # continuations from a release: {"from", "step", "rewarmup_steps"}
         self.cfg, self.out, self.time_budget_s, self.command = cfg, Path(output_dir), time_budget_s, command
         self.stop_after_epoch = stop_after_epoch
         self.e, self.seed = cfg["engine"], int(cfg["seed"])
@@ -115,6 +117,8 @@ class Trainer:
         self.epoch_loss = (0.0, 0)  # (sum, steps) of the epoch in progress; a mid-epoch resume continues it
         if resume:
             self._restore()
+        elif resume_from is not None:
+            self._continue_from(resume_from)
         self.hardware, self.first_step = hardware_string(self.info, self.precision), self.step
         self._open_metrics()
         self.log({"event": "session", "step": self.step, "resumed": resume, "hardware": self.hardware,
@@ -151,8 +155,8 @@ class Trainer:
         self.method = method.to(memory_format=self.memory_format)
         self.optimizer = build_optimizer(self.method, o, self.global_batch)
         warmup = int(round(o["warmup_epochs"] * self.spe))
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, warmup_cosine(warmup, self.total_steps, o["min_lr_ratio"]))
+        self.schedule = warmup_cosine(warmup, self.total_steps, o["min_lr_ratio"])
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.lr_factor)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         self.net = self.method
         if info.world_size > 1:
@@ -161,6 +165,33 @@ class Trainer:
         if e["compile"]:  # in place (state-dict keys unchanged); the loss stays eager
             for name in self.method.compiled_parts:
                 getattr(self.method, name).compile()
+
+    def lr_factor(self, step: int) -> float:
+        """The recipe's schedule, times a linear re-warmup after each continuation from a release (the optimizer's
+        momentum starts again from zero there)."""
+        factor = self.schedule(step)
+        for r in self.restarts:
+            if r["step"] <= step < r["step"] + r["rewarmup_steps"]:
+                factor *= (step - r["step"] + 1) / r["rewarmup_steps"]
+        return factor
+
+    def _continue_from(self, state) -> None:
+        """Continue the run that produced release ``state`` at its recorded step: its backbone and heads (the fp16
+        release's values as fp32 masters), the data order and augmentation as if never stopped (both follow the
+        step), the schedule at that step, the optimizer's momentum rebuilt from zero under a one-epoch linear
+        re-warmup; recorded as a restart."""
+        apply_release(self.method, state, heads_required=True)
+        budget = state.cfg.get("budget") or {}
+        self.step, self.wall_prev = int(budget["steps"]), float(budget.get("wall_time_s") or 0.0)
+        self.shuffler.epoch, self.shuffler.position = divmod(self.step, self.spe)
+        self.past_hardware = budget.get("hardware_spans") or [
+            {"hardware": budget.get("hardware"), "steps": [0, self.step], "wall_time_s": self.wall_prev}]
+        self.restarts.append({"from": state.name, "sha256": state.cfg["sha256"], "step": self.step,
+                              "rewarmup_steps": self.spe})
+        self.scheduler.last_epoch = self.step
+        for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs):
+            group["lr"] = base * self.lr_factor(self.step)
+        self.scheduler._last_lr = [g["lr"] for g in self.optimizer.param_groups]
 
     def _restore(self) -> None:
         state = load_checkpoint(self.out / "checkpoint.pt")
@@ -172,7 +203,7 @@ class Trainer:
         set_rng_state(state["rng"])
         self.step, self.wall_prev = int(state["step"]), float(state["wall_time_s"])
         self.epoch_loss = tuple(state.get("epoch_loss") or (0.0, 0))  # older checkpoints: from the resume on
-        self.init = state.get("init")
+        self.init, self.restarts[:] = state.get("init"), state.get("restarts") or []
         unrecorded = [{"hardware": None, "steps": [0, self.step], "wall_time_s": self.wall_prev}]
         self.past_hardware = state.get("hardware_spans") or (unrecorded if self.step else [])
         self.command = state.get("command") or self.command
@@ -283,7 +314,7 @@ class Trainer:
             "data": self.shuffler.state_dict(), "rng": rng_state(), "step": self.step,
             "wall_time_s": self.elapsed(), "config": self.cfg, "command": self.command,
             "last_loss": float(self.last_loss), "hardware_spans": self.hardware_spans(),
-            "epoch_loss": [float(self.loss_sum), self.loss_count], "init": self.init,
+            "epoch_loss": [float(self.loss_sum), self.loss_count], "init": self.init, "restarts": self.restarts,
         }, self.out / "checkpoint.pt")
 
     def should_stop(self) -> bool:
@@ -450,6 +481,8 @@ class Trainer:
         }
         if self.init:  # started from a released weight (pretrain --init)
             record["init"] = self.init
+        if self.restarts:  # continued from a release on another machine (pretrain --resume-from)
+            record["restarts"] = self.restarts
         if milestone:  # a point inside a longer schedule: where it stands
             record["schedule"] = {"epochs": cfg["epochs"], "steps": self.total_steps}
         return record
@@ -481,10 +514,12 @@ def _save_tensors(tensors: dict, path: Path, meta: dict) -> None:
 
 
 def train(cfg: dict, output_dir, *, resume: bool = False, time_budget_s: Optional[float] = None,
-          command: Optional[str] = None, stop_after_epoch: Optional[int] = None, init=None) -> int:
+          command: Optional[str] = None, stop_after_epoch: Optional[int] = None, init=None,
+          resume_from=None) -> int:
     """Run (or resume) pretraining; returns 0 when complete, EXIT_TIME_BUDGET when stopped by the budget,
     a SIGTERM or the end of epoch ``stop_after_epoch`` (state saved). ``init``: a
-    :class:`~training.run.from_release.ReleaseState` whose backbone (and heads) a new run starts from.
+    :class:`~training.run.from_release.ReleaseState` whose backbone (and heads) a new run starts from;
+    ``resume_from``: one whose run this continues at its recorded step.
 
     Raises :class:`NonFiniteLossError` when the loss is NaN/inf (no checkpoint of that state), and
     :class:`~training.run.checkpoint.RunLocked` when another live process holds ``output_dir``.
@@ -492,4 +527,4 @@ def train(cfg: dict, output_dir, *, resume: bool = False, time_budget_s: Optiona
     lock = run_lock(output_dir) if int(os.environ.get("RANK", "0")) == 0 else contextlib.nullcontext()
     with lock:  # before the Trainer touches the folder: a second process is refused (RunLocked)
         return Trainer(cfg, output_dir, resume=resume, time_budget_s=time_budget_s, command=command,
-                       stop_after_epoch=stop_after_epoch, init=init).run()
+                       stop_after_epoch=stop_after_epoch, init=init, resume_from=resume_from).run()

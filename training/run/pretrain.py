@@ -48,6 +48,11 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                    help="continue the run in --output-dir from its checkpoint.pt exactly where it stopped")
     p.add_argument("--time-budget", metavar="DURATION",
                    help="stop cleanly and save after this much wall time in this session, e.g. 150m, 2h, 5400")
+    p.add_argument("--resume-from", metavar="NAME",
+                   help="continue, on any machine, the run that produced released weight NAME (a milestone): its "
+                        "recipe (--config, if given, must be the same), from its recorded step, data order as if "
+                        "never stopped; the optimizer's momentum is rebuilt under a one-epoch re-warmup, recorded "
+                        "as a restart. A local run folder continues exactly with --resume instead")
     p.add_argument("--init", metavar="NAME",
                    help="start a new run from released weight NAME (otzoo.list_pretrained()): its backbone, and "
                         "its pretraining heads where this method has the same ones; any recipe and data, e.g. "
@@ -84,11 +89,17 @@ def resolve_run(args) -> tuple:
         overrides.append(f"data.dir={args.data_dir}")
     if args.output_dir:
         overrides.append(f"output_dir={args.output_dir}")
-    if args.config is None and not args.resume:
+    if args.config is None and not (args.resume or args.resume_from):
         raise ConfigError("--config is required (e.g. --config training/configs/cifar10_cpu.yaml)")
+    if args.resume_from and (args.resume or args.init):
+        raise ConfigError("--resume-from continues a release's run: without --resume (a local folder) or --init")
     if args.config is not None:
         cfg = load_config(args.config, overrides)
         recipe = Path(args.config).stem
+        if args.resume_from:
+            _same_recipe(cfg, args.resume_from)
+    elif args.resume_from:
+        cfg, recipe = apply_overrides(_release_config(args.resume_from), overrides), None
     else:
         cfg, recipe = None, None
     out = cfg["output_dir"] if cfg else args.output_dir
@@ -105,8 +116,7 @@ def resolve_run(args) -> tuple:
         if cfg is None:
             cfg = apply_overrides(base, overrides)
         elif base is not None:
-            a, b = _flatten(base), _flatten(cfg)
-            diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in RESUMABLE)
+            diff = recipe_diff(base, cfg)
             if diff:
                 raise ConfigError(f"--resume: the config differs from the run's saved config.yaml in {diff}; "
                                   f"resume with the same settings (or omit --config to use {saved})")
@@ -117,6 +127,36 @@ def resolve_run(args) -> tuple:
         raise ConfigError(f"{str(out)!r} already holds a finished run (run.json); choose another --output-dir")
     cfg["output_dir"] = str(out)
     return validate(cfg), out
+
+
+def _release_config(name: str) -> dict:
+    from .from_release import release_config
+
+    try:
+        return release_config(name)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
+def recipe_diff(a: dict, b: dict) -> list:
+    """The keys in which two resolved configs differ, leaving out those a run may change between sessions."""
+    a, b = _flatten(a), _flatten(b)
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in RESUMABLE)
+
+
+def _same_recipe(cfg: dict, name: str) -> None:
+    diff = recipe_diff(validate(_release_config(name)), cfg)
+    if diff:
+        raise ConfigError(f"--resume-from {name}: the recipe differs from the one that produced it in {diff}; "
+                          "continue with the same settings (or omit --config to use the release's)")
+
+
+def _read_continuation(args, cfg: dict):
+    if args.resume_from is None:
+        return None
+    from .from_release import read_continuation
+
+    return read_continuation(args.resume_from, cfg["arch"])
 
 
 def _read_init(args, cfg: dict):
@@ -162,7 +202,7 @@ def main(argv=None, prog: str = "python -m training pretrain", command: str = "p
         from .device import resolve_device
 
         resolve_device(cfg["engine"]["device"])  # a device asked for but absent: exit 2 before any run folder
-        init = _read_init(args, cfg)
+        init, resume_from = _read_init(args, cfg), _read_continuation(args, cfg)
     except (ConfigError, ValueError) as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
@@ -178,8 +218,10 @@ def main(argv=None, prog: str = "python -m training pretrain", command: str = "p
     from .engine import NonFiniteLossError, train
 
     try:
-        return train(cfg, out, resume=args.resume, time_budget_s=budget, command=reproduce_command(argv),
-                     stop_after_epoch=args.stop_after_epoch, init=init)
+        command = ((resume_from.cfg.get("reproduce") or {}).get("pretrain") if resume_from else None
+                   ) or reproduce_command(argv)  # a continued run keeps the command that started it
+        return train(cfg, out, resume=args.resume, time_budget_s=budget, command=command,
+                     stop_after_epoch=args.stop_after_epoch, init=init, resume_from=resume_from)
     except NonFiniteLossError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 1

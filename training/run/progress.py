@@ -117,15 +117,46 @@ def next_method(done: dict, milestone: int, epochs: int) -> Optional[tuple]:
     return method, min(epochs, (done[method] // milestone + 1) * milestone)
 
 
+def continuable_release(method: str, cfg: dict) -> Optional[tuple]:
+    """``(name, epochs)`` of the canonical release of ``method`` when it is a milestone of the run of ``cfg`` (same
+    recipe, heads shipped, before the schedule's end): what ``--resume-from`` continues on a machine without the
+    run folder; else None."""
+    import otzoo
+
+    from .pretrain import recipe_diff
+
+    name = f"{method}_{cfg['arch'].removesuffix('_cifar')}_{cfg['dataset']}"
+    if name not in otzoo.list_pretrained():
+        return None
+    release = otzoo.get_pretrained_cfg(name)
+    budget, config = release.get("budget") or {}, (release.get("recipe") or {}).get("config") or {}
+    schedule = budget.get("schedule") or {}
+    if not release.get("heads") or not schedule or budget.get("steps", 0) >= schedule.get("steps", 0):
+        return None
+    if recipe_diff({**config, "method": method}, {**cfg, "method": method}):
+        return None
+    return name, int(budget["epochs"])
+
+
 def _print_next(runs: Path, recipe: str, methods: list, milestone: int) -> int:
-    cfg = yaml.safe_load(Path(recipe).read_text())
-    name = Path(recipe).stem
-    done = {m: epochs_done(runs / f"{name}_{m}_{cfg['arch']}") for m in methods}
+    """Prints ``METHOD STOP_EPOCH RUN_FOLDER HOW``; HOW: ``resume`` (the local folder), ``resume-from:NAME`` (its
+    last milestone's release) or ``start``."""
+    from .config import load_config
+
+    cfg = load_config(recipe)
+    stem = Path(recipe).stem
+    folders = {m: runs / f"{stem}_{m}_{cfg['arch']}" for m in methods}
+    releases = {m: continuable_release(m, {**cfg, "method": m}) for m in methods}
+    done = {m: epochs_done(folders[m]) if (folders[m] / "checkpoint.pt").is_file() else
+            (releases[m] or (None, 0))[1] for m in methods}
     chosen = next_method(done, milestone, cfg["epochs"])
     if chosen is None:
         print(f"every method has completed the recipe's {cfg['epochs']} epochs: {done}", file=sys.stderr)
         return 4
-    print(chosen[0], chosen[1], f"{name}_{chosen[0]}_{cfg['arch']}")
+    m = chosen[0]
+    how = ("resume" if (folders[m] / "checkpoint.pt").is_file() else
+           f"resume-from:{releases[m][0]}" if releases[m] else "start")
+    print(m, chosen[1], folders[m].name, how)
     return 0
 
 

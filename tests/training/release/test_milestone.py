@@ -97,3 +97,52 @@ def test_init_refuses_a_tampered_heads_file_and_writes_nothing(released, tmp_pat
     assert f"--init {NAME}" in err and "sha256" in err and not out.exists()
     assert pretrain(args[:-2] + ["arch=resnet50_cifar", "--init", NAME]) == 2
     assert "set arch=resnet18_cifar" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_resume_from_a_milestone_on_a_fresh_folder_ends_near_the_uninterrupted_run(tmp_path, monkeypatch, capsys):
+    """The machine is lost after a milestone: the run continues from the release alone (fp16 weights, heads, its
+    step) and ends within 2% of the uninterrupted run's last-epoch loss (momentum rebuilt under a re-warmup)."""
+    from training.run.metrics import read_records
+
+    data = make_image_tree(tmp_path / "data")
+    base = ["--config", SMOKE, "--data-dir", str(data), *TINY, "epochs=4"]
+    straight, lost = tmp_path / "straight", tmp_path / "lost"
+    assert pretrain(base + ["--output-dir", str(straight)]) == 0
+    assert pretrain(base + ["--output-dir", str(lost), "--stop-after-epoch", "2"]) == 3
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "README.md").write_text(f"# x\n\n{readme.START}\n{readme.END}\n")
+    monkeypatch.setenv("OTZOO_WEIGHTS_DIR", str(root / "weights"))
+    export.export_run(lost / "milestone-002", NAME, root, data_dir=str(data), subset_size=8, max_iter=20,
+                      progress=False)
+    try:
+        again = tmp_path / "elsewhere"
+        assert pretrain(base + ["--output-dir", str(again), "--resume-from", NAME, "optim.lr=0.5"]) == 2
+        assert "the recipe differs from the one that produced it in ['optim.lr']" in capsys.readouterr().err
+        assert not again.exists()
+        assert pretrain(["--resume-from", NAME, "--data-dir", str(data), "--output-dir", str(again),
+                         "engine.progress=false"]) == 0
+    finally:
+        unregister_pretrained(NAME)
+    run = json.loads((again / "run.json").read_text())
+    assert run["steps"] == 8 and run["restarts"][0]["step"] == 4 and run["restarts"][0]["rewarmup_steps"] == 2
+    assert run["command"].endswith("epochs=4 --output-dir runs/lost")  # the command that started the run
+    from training.release import cards
+
+    row = cards._restart_rows({"restarts": run["restarts"]})[0]
+    assert row.startswith(f"| Restart | at step 4 from the release `{NAME}`") and "2-step linear re-warmup" in row
+
+    def last_epoch_loss(out):
+        return [r["loss"] for r in read_records(out) if r["event"] == "epoch"][-1]
+
+    assert last_epoch_loss(again) == pytest.approx(last_epoch_loss(straight), rel=0.02)
+
+
+@pytest.mark.parametrize("name, message", [
+    ("gca_uot_resnet18_cifar10", "ships no pretraining heads"),  # a complete 16-epoch release of before heads
+    ("nosuch_resnet18_cifar10", "Unknown otzoo model"),
+])
+def test_resume_from_what_cannot_be_continued_says_what_to_do(tmp_path, capsys, name, message):
+    assert pretrain(["--resume-from", name, "--output-dir", str(tmp_path / "r")]) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "r").exists()

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -100,3 +101,23 @@ def test_a_run_from_before_session_records_is_recorded_since_the_last_line(tmp_p
 ])
 def test_next_method_alternates_milestone_by_milestone(done, chosen):
     assert progress.next_method(done, milestone=50, epochs=200) == chosen
+
+
+def test_a_lost_run_continues_from_its_milestone_release_only_when_it_is_one(monkeypatch):
+    import otzoo
+    from training.run.config import load_config
+
+    cfg = load_config(str(Path(SMOKE)), ["epochs=200"])
+    release = {"name": "gca_uot_resnet18_cifar10", "heads": {"filename": "heads.safetensors", "sha256": "0" * 64},
+               "budget": {"epochs": 50, "steps": 50, "schedule": {"epochs": 200, "steps": 200}},
+               "recipe": {"config": dict(cfg, method="gca_uot", output_dir="runs/x")}}
+    registry = {release["name"]: release}
+    monkeypatch.setattr(otzoo, "list_pretrained", lambda *a, **k: list(registry))
+    monkeypatch.setattr(otzoo, "get_pretrained_cfg", lambda name: registry[name])
+    gca = dict(cfg, method="gca_uot")
+    assert progress.continuable_release("gca_uot", gca) == ("gca_uot_resnet18_cifar10", 50)
+    assert progress.continuable_release("simclr", dict(cfg, method="simclr")) is None  # not released
+    for changed in ({"heads": {}}, {"budget": {"epochs": 200, "steps": 200, "schedule": {"epochs": 200, "steps": 200}}},
+                    {"budget": {"epochs": 16, "steps": 16}}, {"recipe": {"config": dict(cfg, epochs=16)}}):
+        registry[release["name"]] = {**release, **changed}  # no heads, complete, not a milestone, another recipe
+        assert progress.continuable_release("gca_uot", gca) is None, changed
