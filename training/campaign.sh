@@ -19,34 +19,41 @@
 # Exit status: pretrain's (0 complete, 3 stopped with its state saved: budget or milestone), or 4 when
 # every method has completed the recipe.
 set -uo pipefail
-[ $# -ge 1 ] || { echo "usage: bash training/campaign.sh BUDGET [-- key=value ...]" >&2; exit 2; }
-budget=$1
-shift
-[ "${1:-}" = "--" ] && shift
-py=${PYTHON:-python3}
-runs=${OTZOO_RUNS:-runs}
-recipe=${OTZOO_RECIPE:-training/configs/cifar10_long.yaml}
-data=${OTZOO_DATA:-../shared/data/cifar10}
-progress=${OTZOO_CAMPAIGN:-results/campaign}
 
-next=$("$py" -m training progress --next gca_uot simclr --runs "$runs" --recipe "$recipe") || exit $?
-read -r method stop name how <<< "$next"
-dir=$runs/$name
-case $how in
-    resume) args=(--resume --output-dir "$dir") ;;
-    resume-from:*) args=(--config "$recipe" method="$method" --resume-from "${how#resume-from:}" --output-dir "$dir"
-                         --data-dir "$data" data.cache_dir="$runs/.cache") ;;
-    *) args=(--config "$recipe" method="$method" --output-dir "$dir" --data-dir "$data" data.cache_dir="$runs/.cache") ;;
-esac
-echo "[campaign] $(date -u +%FT%TZ) $method until epoch $stop: $how (budget $budget)"
-"$py" -m training pretrain "${args[@]}" "$@" --time-budget "$budget" --stop-after-epoch "$stop"
-rc=$?
-echo "[campaign] $(date -u +%FT%TZ) $method: pretrain exit $rc"
-"$py" -m training progress --run "$dir" --out "$progress/$method.jsonl" || true
-milestone=$dir/milestone-$(printf %03d "$stop")
-[ $rc -eq 0 ] && milestone=$dir  # the schedule's end: the run folder itself is the last milestone
-if [ -f "$milestone/run.json" ] && [ ! -f "$milestone/exported" ]; then
-    echo "[campaign] milestone $method epoch $stop: release it (replaces the shipped weight on purpose), then commit:"
-    echo "  python -m training export --run $milestone --supersede && date -u +%FT%TZ > $milestone/exported"
-fi
-exit $rc
+# the whole script is read before it runs (a function), so editing this file during a stretch is safe
+main() {
+    [ $# -ge 1 ] || { echo "usage: bash training/campaign.sh BUDGET [-- key=value ...]" >&2; return 2; }
+    budget=$1
+    shift
+    [ "${1:-}" = "--" ] && shift
+    py=${PYTHON:-python3}
+    runs=${OTZOO_RUNS:-runs}
+    recipe=${OTZOO_RECIPE:-training/configs/cifar10_long.yaml}
+    data=${OTZOO_DATA:-../shared/data/cifar10}
+    progress=${OTZOO_CAMPAIGN:-results/campaign}
+
+    next=$("$py" -m training progress --next gca_uot simclr --runs "$runs" --recipe "$recipe") || return $?
+    read -r method stop name how <<< "$next"
+    dir=$runs/$name
+    case $how in
+        resume) args=(--resume --output-dir "$dir") ;;
+        resume-from:*) args=(--config "$recipe" method="$method" --resume-from "${how#resume-from:}" --output-dir "$dir"
+                             --data-dir "$data" data.cache_dir="$runs/.cache") ;;
+        *) args=(--config "$recipe" method="$method" --output-dir "$dir" --data-dir "$data" data.cache_dir="$runs/.cache") ;;
+    esac
+    echo "[campaign] $(date -u +%FT%TZ) $method until epoch $stop: $how (budget $budget)"
+    "$py" -m training pretrain "${args[@]}" "$@" --time-budget "$budget" --stop-after-epoch "$stop"
+    rc=$?
+    echo "[campaign] $(date -u +%FT%TZ) $method: pretrain exit $rc"
+    "$py" -m training progress --run "$dir" --out "$progress/$method.jsonl" || true
+    milestone=$dir/milestone-$(printf %03d "$stop")
+    [ $rc -eq 0 ] && milestone=$dir  # the schedule's end: the run folder itself is the last milestone
+    if [ -f "$milestone/run.json" ] && [ ! -f "$milestone/exported" ]; then
+        echo "[campaign] milestone $method epoch $stop: release it (replaces the shipped weight on purpose), then commit:"
+        echo "  python -m training export --run $milestone --supersede && date -u +%FT%TZ > $milestone/exported"
+    fi
+    return $rc
+}
+
+main "$@"
+exit $?

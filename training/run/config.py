@@ -209,7 +209,8 @@ RANGES = {
     "model.byol_proj_hidden": (1, None, True), "model.byol_proj_dim": (1, None, True),
     "model.byol_pred_hidden": (1, None, True), "model.ema_tau": (0, 1, True),
     "data.subset": (1, None, True), "data.decode_size": (1, None, True),
-    "engine.threads": (1, None, True), "engine.log_every": (1, None, True), "engine.checkpoint_minutes": (0, None, False),
+    "engine.threads": (1, None, True), "engine.log_every": (1, None, True),
+    "engine.checkpoint_minutes": (0, None, True),  # 0: after every step
     "engine.knn_every": (0, None, True), "engine.knn_train": (1, None, True), "engine.knn_test": (1, None, True),
     "engine.knn_k": (1, None, True), "engine.knn_t": (0, None, False),
 }

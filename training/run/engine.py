@@ -122,7 +122,8 @@ class Trainer:
         self.hardware, self.first_step = hardware_string(self.info, self.precision), self.step
         self._open_metrics()
         self.log({"event": "session", "step": self.step, "resumed": resume, "hardware": self.hardware,
-                  "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.session_start))})
+                  "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.session_start)),
+                  "elapsed_s": round(self.wall_prev, 1)})
         self._reset_trackers()
         self.knn_data, self.lr = None, self.optimizer.param_groups[0]["lr"]
         self.curves_title = f"{self.out.name}: {cfg['method']}, {cfg['arch']}, {cfg['dataset']}"

@@ -41,14 +41,17 @@ def _stretch_start(records: list, previous: Optional[dict]) -> tuple:
     return first, start, None
 
 
-def _checkpoint_hardware(run_dir: Path) -> Optional[str]:
-    """The hardware of the last span in the run's checkpoint (runs from before session records)."""
+def _checkpoint(run_dir: Path) -> dict:
+    """The run's saved position: ``{"step", "wall_time_s", "hardware"}`` of its checkpoint (``{}`` without one).
+    A stop between two log records (a budget, a signal) is saved there, not in metrics.jsonl."""
     if not (run_dir / "checkpoint.pt").is_file():
-        return None
+        return {}
     from .checkpoint import load_checkpoint
 
-    spans = load_checkpoint(run_dir / "checkpoint.pt").get("hardware_spans") or [{}]
-    return spans[-1].get("hardware")
+    state = load_checkpoint(run_dir / "checkpoint.pt")
+    spans = state.get("hardware_spans") or [{}]
+    return {"step": int(state["step"]), "wall_time_s": float(state["wall_time_s"]),
+            "hardware": spans[-1].get("hardware")}
 
 
 def stretch_record(run_dir, previous: Optional[dict] = None) -> dict:
@@ -61,6 +64,9 @@ def stretch_record(run_dir, previous: Optional[dict] = None) -> dict:
     steps = [r for r in stretch if r.get("event") == "step"]
     epochs = [r for r in records if r.get("event") == "epoch"]
     last = max((r for r in records if "elapsed_s" in r), key=lambda r: r["step"], default=None)
+    saved = _checkpoint(run_dir)
+    if saved and (last is None or saved["step"] > last["step"]):  # stopped after the last log record
+        last = {"step": saved["step"], "elapsed_s": round(saved["wall_time_s"], 1)}
     if last is None or last["step"] <= start_step:
         raise ValueError(f"{str(run_dir)!r} trained no step since its last start (step {start_step}): nothing to "
                          "record")
@@ -78,7 +84,7 @@ def stretch_record(run_dir, previous: Optional[dict] = None) -> dict:
             # the first step record of a stretch carries the start-up (decode, compile): left out
             "views_per_s": round(statistics.median(r["views_per_s"] for r in steps[1:]), 1) if len(steps) > 1
             else None,
-            "hardware": session["hardware"] if session else _checkpoint_hardware(run_dir),
+            "hardware": session["hardware"] if session else saved.get("hardware"),
         },
         "knn": [{k: r[k] for k in ("epoch", "knn_top1", "feature_rank") if k in r}
                 for r in stretch if r.get("event") == "epoch" and r.get("knn_top1") is not None],

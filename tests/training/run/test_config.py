@@ -73,7 +73,7 @@ def test_apply_overrides_does_not_mutate():
     ("aug.crop_scale=[1.0, 0.08]", "aug.crop_scale"), ("aug.crop_scale=[0.0, 1.0]", "aug.crop_scale"),
     ("aug.crop_scale=[0.2, 1.5]", "aug.crop_scale"), ("aug.jitter=[0.4, 0.4, 0.4, 0.9]", "aug.jitter"),
     ("engine.log_every=0", "engine.log_every"), ("engine.threads=-2", "engine.threads"),
-    ("engine.checkpoint_minutes=0", "engine.checkpoint_minutes"), ("data.subset=-5", "data.subset"),
+    ("engine.checkpoint_minutes=-1", "engine.checkpoint_minutes"), ("data.subset=-5", "data.subset"),
     ("data.std=[0.2, 0.0, 0.2]", "data.std"), ("engine.knn_t=0", "engine.knn_t"), ("seed=-1", "seed"),
     ("method=simclrr", "did you mean 'simclr'"),
 ])

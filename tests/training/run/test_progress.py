@@ -60,6 +60,17 @@ def test_progress_lines_follow_the_stretches_and_count_lost_steps(tiny, tmp_path
     assert progress.read_progress(record)[-1]["lost_steps"] == 6
 
 
+def test_a_stop_between_log_records_is_recorded_at_the_saved_step(tiny, tmp_path):
+    out, record = tmp_path / "run", tmp_path / "p.jsonl"
+    args = ["--config", SMOKE, *TINY, "engine.log_every=100", "epochs=3", "--output-dir", str(out)]
+    assert pretrain(args + ["--time-budget", "0"]) == 3  # stopped after step 1: no step record logged
+    assert progress.main(["--run", str(out), "--out", str(record)]) == 0
+    [line] = progress.read_progress(record)
+    saved = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert line["step"] == 1 and line["stretch"]["steps"] == [0, 1]
+    assert line["wall_time_s"] == round(saved["wall_time_s"], 1)
+
+
 def test_progress_refuses_what_it_cannot_record(tiny, tmp_path, capsys):
     record = tmp_path / "p.jsonl"
     assert progress.main(["--run", str(tmp_path), "--out", str(record)]) == 2
