@@ -1,21 +1,26 @@
-"""The schema of a weight's pretrained cfg: timm's ``PretrainedCfg`` fields plus :class:`OtzooMeta`.
+"""A weight's pretrained cfg: timm's ``PretrainedCfg`` fields plus otzoo's (:class:`OtzooMeta`).
 
-A cfg is one flat dict (``otzoo/pretrained/<name>.json``, the ``"otzoo"`` entry of a weight's
-``config.json``, ``model.pretrained_cfg``): every key is a field of timm's ``PretrainedCfg``
-(input size, mean, std, crop, classifier...) or of :class:`OtzooMeta` (identity, provenance,
-measured metrics). :func:`validate_weight_cfg` checks names and types, so a misspelt or
-mistyped key fails where the cfg is made, naming the key and the closest field.
+A registered weight is one typed, frozen record, :class:`WeightCfg` (``otzoo.models.get_weight_cfg``); on
+disk and across the public API (``otzoo/pretrained/<name>.json``, the ``"otzoo"`` entry of a weight's
+``config.json``, ``get_pretrained_cfg``, ``model.pretrained_cfg``) it is one flat dict of the same fields:
+timm's (input size, mean, std, crop, classifier...) and otzoo's (identity, provenance, measured metrics).
+:func:`validate_weight_cfg` checks names and types, so a misspelt or mistyped key fails where the cfg is
+made, naming the key and the closest field.
 """
+import copy
 import dataclasses
 import difflib
+import json
 import re
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Union
 
 from timm.models import PretrainedCfg
 
-__all__ = ["OtzooMeta", "TIMM_CFG_FIELDS", "WEIGHT_CFG_FIELDS", "validate_weight_cfg", "check_file_name"]
+__all__ = ["OtzooMeta", "WeightCfg", "TIMM_CFG_FIELDS", "WEIGHT_CFG_FIELDS", "validate_weight_cfg",
+           "check_file_name"]
 
 TIMM_CFG_FIELDS = tuple(f.name for f in dataclasses.fields(PretrainedCfg))
 
@@ -110,3 +115,57 @@ def validate_weight_cfg(cfg: Dict[str, Any], partial: bool = False) -> Dict[str,
         if not _accepts(hint, value):
             raise ValueError(f"weight cfg {cfg['name']!r}: field {key!r} expects {hint}, got {value!r}")
     return cfg
+
+
+class _WeightCfgMethods:
+    """The methods of :class:`WeightCfg` (its fields are made from OtzooMeta's and PretrainedCfg's below)."""
+
+    @classmethod
+    def from_dict(cls, cfg: Dict[str, Any]) -> "WeightCfg":
+        """The record of a complete cfg dict (validated: unknown fields, wrong types and missing
+        ``name`` / ``architecture`` / ``sha256`` raise ValueError naming them). The values are deep copies:
+        the record's fields cannot be reassigned, and nothing the caller keeps can change them."""
+        validate_weight_cfg(cfg)
+        return cls(**copy.deepcopy(cfg))
+
+    @classmethod
+    def from_json(cls, source: Union[str, Path]) -> "WeightCfg":
+        """The record of a cfg file (``otzoo/pretrained/<name>.json``) or JSON text."""
+        text = source.read_text(encoding="utf-8") if isinstance(source, Path) else source
+        return cls.from_dict(json.loads(text))
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The flat JSON dict (fields that are None left out; tuples as lists; a deep copy)."""
+        return json.loads(json.dumps({f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                                      if getattr(self, f.name) is not None}))
+
+    def to_json(self) -> str:
+        """The cfg file's text: :meth:`to_dict`, indented, fields in the record's order."""
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    def timm_kwargs(self) -> Dict[str, Any]:
+        """The fields timm's ``PretrainedCfg`` takes (``PretrainedCfg(**cfg.timm_kwargs())``; lists as tuples)."""
+        values = ((k, getattr(self, k)) for k in TIMM_CFG_FIELDS if k != "state_dict")
+        return {k: tuple(v) if isinstance(v, list) else v for k, v in values if v is not None}
+
+    def replace(self, **changes) -> "WeightCfg":
+        """A copy with ``changes`` applied and validated."""
+        return type(self).from_dict({**self.to_dict(), **changes})
+
+
+def _record_fields() -> list:
+    own = [(f.name, _META_TYPES[f.name], field() if f.name in _REQUIRED else field(default=None))
+           for f in dataclasses.fields(OtzooMeta)]
+    timm = [(name, Optional[_TIMM_TYPES[name]], field(default=None)) for name in TIMM_CFG_FIELDS
+            if name not in _META_TYPES]
+    return own + timm
+
+
+WeightCfg = dataclasses.make_dataclass(
+    "WeightCfg", _record_fields(), bases=(_WeightCfgMethods,), frozen=True,
+    namespace={"__doc__": "One registered weight: a frozen record of otzoo's fields (identity, provenance, "
+                          "measured metrics; :class:`OtzooMeta`) then timm's ``PretrainedCfg`` fields (input "
+                          "size, mean, std, classifier...). A field the cfg does not set is None. Build it "
+                          "with :meth:`from_dict` / :meth:`from_json` (validated), write it with "
+                          ":meth:`to_json`; ``timm_kwargs()`` gives timm's ``PretrainedCfg`` arguments."})
+WeightCfg.__module__ = __name__

@@ -6,6 +6,7 @@ weight tags (``<arch>.<method>_<dataset>``) are also registered in timm's regist
 ``timm.create_model("resnet18_cifar.<method>_<dataset>", pretrained=True)`` works after
 ``import otzoo``; timm's built-ins (``resnet18``, ``vit_base_patch16_224``...) are never replaced.
 """
+import copy
 import difflib
 import fnmatch
 import json
@@ -17,18 +18,19 @@ from typing import Any, Callable, Dict, List, Optional, Union
 import timm.models
 from timm.models import PretrainedCfg, generate_default_cfgs
 
-from ._cfg import TIMM_CFG_FIELDS, validate_weight_cfg
+from ._cfg import TIMM_CFG_FIELDS, WeightCfg, validate_weight_cfg
 
 __all__ = [
     "register_model", "register_pretrained", "unregister_pretrained", "list_models",
     "list_pretrained", "list_architectures", "is_model", "is_pretrained", "get_pretrained_cfg",
-    "get_arch_default_cfg", "model_entrypoint", "resolve_model_name", "UnknownModelError", "has_timm_tags",
+    "get_arch_default_cfg", "get_weight_cfg", "model_entrypoint", "resolve_model_name", "UnknownModelError",
+    "has_timm_tags",
 ]
 
 _entrypoints: Dict[str, Callable] = {}  # architecture -> constructor fn(pretrained=False, **kwargs)
 _in_timm: Dict[str, Callable] = {}  # otzoo architectures mirrored in timm's registry
 _base_cfgs: Dict[str, Dict[str, Any]] = {}  # architecture -> cfg from its module's default_cfgs
-_pretrained: Dict[str, Dict[str, Any]] = {}  # weight name -> pretrained cfg
+_pretrained: Dict[str, WeightCfg] = {}  # weight name -> its record
 _package_loaded = False  # until the shipped weights are registered, timm registration waits (one per arch)
 
 
@@ -82,8 +84,8 @@ def _sync_timm(arch: str) -> None:
     module = sys.modules[fn.__module__]
     cfgs = {arch: PretrainedCfg(**timm_cfg(_base_cfgs.get(arch, {})))}
     for cfg in _pretrained.values():
-        if cfg["architecture"] == arch:
-            cfgs[cfg["tag"]] = PretrainedCfg(**timm_cfg(cfg))
+        if cfg.architecture == arch:
+            cfgs[cfg.tag] = PretrainedCfg(**cfg.timm_kwargs())
     if not hasattr(module, "default_cfgs"):
         module.default_cfgs = {}
     default = generate_default_cfgs(cfgs)[arch]
@@ -108,7 +110,7 @@ def weight_identity(name: str, arch: str, method: Optional[str] = None,
             "license": LICENSE}
 
 
-def _check_cfg(cfg_in: Dict[str, Any]) -> Dict[str, Any]:
+def _check_cfg(cfg_in: Dict[str, Any]) -> WeightCfg:
     cfg = dict(validate_weight_cfg(cfg_in))
     name, arch = cfg["name"], cfg["architecture"]
     if arch not in _entrypoints:
@@ -124,7 +126,7 @@ def _check_cfg(cfg_in: Dict[str, Any]) -> Dict[str, Any]:
             cfg[k] = v
     if "pool_size" not in cfg_in and base.get("pool_size") and tuple(cfg["input_size"]) != tuple(base["input_size"]):
         cfg["pool_size"] = _scaled_pool_size(base, cfg["input_size"])
-    return validate_weight_cfg(cfg)
+    return WeightCfg.from_dict(cfg)
 
 
 def _scaled_pool_size(base: Dict[str, Any], input_size) -> tuple:
@@ -133,26 +135,27 @@ def _scaled_pool_size(base: Dict[str, Any], input_size) -> tuple:
                                                                      base["input_size"][1:]))
 
 
-def register_pretrained(cfg: Dict[str, Any]) -> Dict[str, Any]:
-    """Register a weight's pretrained cfg (as read from ``otzoo/pretrained/<name>.json``).
+def register_pretrained(cfg: Union[Dict[str, Any], WeightCfg]) -> Dict[str, Any]:
+    """Register a weight's pretrained cfg (as read from ``otzoo/pretrained/<name>.json``, or its record).
 
     Needs at least ``name``, ``architecture`` and ``sha256`` (of the weight file); fills ``tag``, ``hf_hub_id``
     (``otzoo/<name>``), ``filename`` and every timm cfg field of the architecture's default cfg
     (``pool_size``, ``first_conv``, ``classifier``, ``crop_pct``, ...) when absent.
-    Re-registering a name replaces it. Returns the registered cfg.
+    Re-registering a name replaces it. Returns a copy of the registered cfg as a dict (the record itself:
+    :func:`get_weight_cfg`).
     """
-    cfg = _check_cfg(cfg)
-    _pretrained[cfg["name"]] = cfg
+    record = _check_cfg(cfg.to_dict() if isinstance(cfg, WeightCfg) else cfg)
+    _pretrained[record.name] = record
     if _package_loaded:
-        _sync_timm(cfg["architecture"])
-    return dict(cfg)
+        _sync_timm(record.architecture)
+    return copy.deepcopy({k: v for k, v in vars(record).items() if v is not None})
 
 
 def unregister_pretrained(name: str) -> None:
     """Remove a weight registered with :func:`register_pretrained` (and its timm tag)."""
     cfg = _pretrained.pop(name, None)
     if cfg is not None:
-        _sync_timm(cfg["architecture"])
+        _sync_timm(cfg.architecture)
 
 
 def _load_package_cfgs() -> None:
@@ -216,17 +219,26 @@ def get_arch_default_cfg(arch: str) -> Dict[str, Any]:
 
 
 def get_pretrained_cfg(name: str) -> Dict[str, Any]:
-    """A copy of the pretrained cfg of weight ``name`` (or the default cfg of architecture ``name``)."""
+    """A copy of the pretrained cfg of weight ``name`` as a dict (or the default cfg of architecture ``name``)."""
     if name in _pretrained:
-        return json.loads(json.dumps(_pretrained[name]))
+        return _pretrained[name].to_dict()
     if name in _entrypoints:
         return get_arch_default_cfg(name)
     raise _unknown(name)
 
 
+def get_weight_cfg(name: str) -> WeightCfg:
+    """The registered record of weight ``name`` (a weight name, timm tag or hub id), typed and frozen."""
+    weight = resolve_model_name(name)
+    if weight is None:
+        raise UnknownModelError(f"{name!r} is an architecture (random init), not a weight; weights of it: "
+                                f"{[n for n, c in _pretrained.items() if c.architecture == name]}")
+    return _pretrained[weight]
+
+
 def _by_tag_or_hub_id(key: str) -> Optional[str]:
     for name, cfg in _pretrained.items():
-        if key in (cfg.get("tag"), cfg.get("hf_hub_id")):
+        if key in (cfg.tag, cfg.hf_hub_id):
             return name
     return None
 

@@ -10,6 +10,7 @@ from typing import Optional, Sequence
 import yaml
 
 import otzoo
+from otzoo.models import WeightCfg
 
 from training.evaluate.finetune import is_scratch
 from training.evaluate.knn import KNN_K, KNN_T
@@ -56,23 +57,30 @@ def eval_split(dataset: str) -> str:
     return "val" if dataset in IMAGENET_DERIVED else "test"
 
 
-def front_matter(cfg: dict) -> dict:
+def as_record(cfg) -> WeightCfg:
+    """``cfg`` as a :class:`~otzoo.models.WeightCfg` (a cfg dict is validated into one)."""
+    return cfg if isinstance(cfg, WeightCfg) else WeightCfg.from_dict(cfg)
+
+
+def front_matter(cfg: WeightCfg) -> dict:
     """The YAML metadata block of the Hub README (``huggingface_hub.ModelCardData`` + ``EvalResult``)."""
     from huggingface_hub import EvalResult, ModelCardData
 
-    m = cfg["metrics"]
-    dataset_id = HF_DATASETS.get(cfg["dataset"], cfg["dataset"])
-    split = eval_split(cfg["dataset"])
+    cfg = as_record(cfg)
+
+    m = cfg.metrics
+    dataset_id = HF_DATASETS.get(cfg.dataset, cfg.dataset)
+    split = eval_split(cfg.dataset)
     names = dict(METRIC_NAMES, subset_top1=f"Top-1 on the first {m.get('subset_size', 500)} {split} images")
     results = [EvalResult(task_type="image-classification", task_name="Image Classification",
-                          dataset_type=dataset_id, dataset_name=m.get("dataset_variant", cfg["dataset"]),
+                          dataset_type=dataset_id, dataset_name=m.get("dataset_variant", cfg.dataset),
                           dataset_split={"val": "validation"}.get(split, split), metric_type="accuracy",
                           metric_name=names[k], metric_value=m[k])
                for k in EVAL_KEYS if k in m]
     return ModelCardData(
-        license=cfg.get("license", "apache-2.0"), library_name="otzoo", pipeline_tag="image-feature-extraction",
-        tags=_tags(cfg["method"], cfg["architecture"]),
-        datasets=[dataset_id], metrics=["accuracy"], model_name=cfg["name"], eval_results=results,
+        license=cfg.license or "apache-2.0", library_name="otzoo", pipeline_tag="image-feature-extraction",
+        tags=_tags(cfg.method, cfg.architecture),
+        datasets=[dataset_id], metrics=["accuracy"], model_name=cfg.name, eval_results=results,
     ).to_dict()
 
 
@@ -121,12 +129,12 @@ def _share_of_paper(budget: dict, num_train) -> str:
             f"{num_train:,} images x 2 views)")
 
 
-def _paper_stds(cfg: dict) -> str:
+def _paper_stds(cfg: WeightCfg) -> str:
     """`` (the paper's standard deviations ...)`` where the paper has them for this dataset, else ``""``."""
-    stds = [std for _, std in PAPER_TABLE2.get(cfg["dataset"], {}).values()]
+    stds = [std for _, std in PAPER_TABLE2.get(cfg.dataset, {}).values()]
     if not stds:
         return ""
-    return (f" (the paper's standard deviations over 5 seeds on {PRETTY.get(cfg['dataset'], cfg['dataset'])} "
+    return (f" (the paper's standard deviations over 5 seeds on {PRETTY.get(cfg.dataset, cfg.dataset)} "
             f"are {min(stds):.2f}-{max(stds):.2f})")
 
 
@@ -155,41 +163,41 @@ def _rankme(m: dict) -> str:
     return f"{g['rankme']:.1f} ({g['rankme_centred']:.1f})" if g else "n/a"
 
 
-def _siblings_section(cfg: dict, siblings: list) -> list:
-    rows = sorted([cfg] + list(siblings), key=lambda c: c["name"])
+def _siblings_section(cfg: WeightCfg, siblings: list) -> list:
+    rows = sorted([cfg] + list(siblings), key=lambda c: c.name)
     lines = ["## Same recipe, other methods", "",
              "Weights pretrained with exactly this recipe (same config, seed and budget; only the loss differs), "
              "measured by the same export protocol:", "",
              "| Weight | Method | Linear top-1 | k-NN top-1 | RankMe (centred) | Wall time | Views/s | Hardware |",
              "|---|---|---:|---:|---:|---|---:|---|"]
     for c in rows:
-        m, b = c["metrics"], c.get("budget", {})
-        bold = "**" if c["name"] == cfg["name"] else ""
-        lines.append(f"| {bold}`{c['name']}`{bold} | {method_name(c['method'])} | {m['linear_top1']:.2f} | "
+        m, b = c.metrics, (c.budget or {})
+        bold = "**" if c.name == cfg.name else ""
+        lines.append(f"| {bold}`{c.name}`{bold} | {method_name(c.method)} | {m['linear_top1']:.2f} | "
                      f"{m['knn_top1']:.2f} | {_rankme(m)} | {_fmt_hours(b.get('wall_time_s'))} | {_views_per_s(b)} | "
                      f"{b.get('hardware', 'n/a')} |")
     noise = f"One seed each: differences of about a point are within seed-to-seed noise{_paper_stds(cfg)}."
-    if len({c.get("budget", {}).get("hardware") for c in rows}) > 1:
+    if len({(c.budget or {}).get("hardware") for c in rows}) > 1:
         noise += (" The weights ran on different hardware: wall times are not comparable, and `engine.precision: "
                   "auto` means bf16 autocast where the hardware has it, fp32 elsewhere.")
     return lines + ["", noise, ""]
 
 
-def _earlier_section(cfg: dict, earlier: list) -> list:
+def _earlier_section(cfg: WeightCfg, earlier: list) -> list:
     """This weight beside the earlier releases of its name (other recipes) that it replaced."""
     lines = ["## Earlier releases of this name", "",
-             f"`{cfg['name']}` was released before from another recipe; the file was replaced (an earlier upload "
+             f"`{cfg.name}` was released before from another recipe; the file was replaced (an earlier upload "
              "stays in the Hub repo's history) and its measured numbers stay here and in `results/`:", "",
              "| Release | Recipe | Epochs | Views seen | Hardware | Wall time | Linear top-1 | k-NN top-1 |",
              "|---|---|---:|---:|---|---|---:|---:|"]
     for c in [cfg] + sorted(earlier, key=recipe_id):
-        m, b = c["metrics"], c.get("budget", {})
-        release = "**this file**" if c is cfg else f"earlier, sha256 `{c['sha256'][:12]}`"
+        m, b = c.metrics, (c.budget or {})
+        release = "**this file**" if c is cfg else f"earlier, sha256 `{c.sha256[:12]}`"
         lines.append(f"| {release} | `{recipe_id(c)}` | {b.get('epochs', 'n/a')} | "
                      f"{_num(b.get('views_seen', 'n/a'))} | {b.get('hardware', 'n/a')} | "
                      f"{_fmt_hours(b.get('wall_time_s'))} | {m['linear_top1']:.2f} | {m['knn_top1']:.2f} |")
     return lines + ["", "An earlier release's full cfg (config, budget, metrics) is "
-                    f"`results/superseded/{cfg['name']}.<recipe>.json`; `recipe` ids match "
+                    f"`results/superseded/{cfg.name}.<recipe>.json`; `recipe` ids match "
                     "`results/results-*.csv`.", ""]
 
 
@@ -203,14 +211,14 @@ def _low_label_rows(m: dict) -> list:
     return rows
 
 
-def _lightly_reference(cfg: dict) -> list:
-    ref = LIGHTLY_BENCHMARK.get(cfg["dataset"])
-    if not ref or ref[0] not in cfg["metrics"]:
+def _lightly_reference(cfg: WeightCfg) -> list:
+    ref = LIGHTLY_BENCHMARK.get(cfg.dataset)
+    if not ref or ref[0] not in cfg.metrics:
         return []
     key, what, result = ref
-    b = cfg.get("budget", {})
-    return [f"Reference point: lightly's {PRETTY.get(cfg['dataset'], cfg['dataset'])} benchmark reports {what} of "
-            f"{result}. This weight: **{cfg['metrics'][key]:.2f}** after {b.get('epochs', 'n/a')} epochs in "
+    b = cfg.budget or {}
+    return [f"Reference point: lightly's {PRETTY.get(cfg.dataset, cfg.dataset)} benchmark reports {what} of "
+            f"{result}. This weight: **{cfg.metrics[key]:.2f}** after {b.get('epochs', 'n/a')} epochs in "
             f"{_fmt_hours(b.get('wall_time_s'))} on {b.get('hardware', 'n/a')}.", ""]
 
 
@@ -218,13 +226,13 @@ def _at_size(record: dict) -> str:
     return f", at {record['input_size']} px" if record.get("input_size") else ""
 
 
-def _finetune_section(cfg: dict, records: Sequence[dict]) -> list:
+def _finetune_section(cfg: WeightCfg, records: Sequence[dict]) -> list:
     """This weight's fine-tuning results beside the same recipe from random init and from other weights."""
-    own = [r for r in records if r["source"] == cfg["name"]]
+    own = [r for r in records if r["source"] == cfg.name]
     if not own:
         return []
     recipe = {k: v for k, v in own[0]["recipe"].items() if k != "description"}
-    same = [r for r in records if r["dataset"] == cfg["dataset"] and r["arch"] == cfg["architecture"]
+    same = [r for r in records if r["dataset"] == cfg.dataset and r["arch"] == cfg.architecture
             and r.get("input_size") == own[0].get("input_size")
             and {k: v for k, v in r["recipe"].items() if k != "description"} == recipe]
     lines = [f"## Fine-tuning with {recipe['label_fraction']:.0%} of the labels", "",
@@ -233,24 +241,25 @@ def _finetune_section(cfg: dict, records: Sequence[dict]) -> list:
              f"({own[0]['num_test']:,} test images), one run each (seed 0: differences of about a point between "
              "weights are within seed noise), beside the same recipe from random initialisation:", "",
              "| Initialisation | Test top-1 | Hardware |", "|---|---:|---|"]
-    for r in sorted(same, key=lambda r: (r["source"] != cfg["name"], r["source"])):
+    for r in sorted(same, key=lambda r: (r["source"] != cfg.name, r["source"])):
         init = "random init (same recipe)" if is_scratch(r) else f"`{r['source']}`"
-        bold = "**" if r["source"] == cfg["name"] else ""
+        bold = "**" if r["source"] == cfg.name else ""
         lines.append(f"| {bold}{init}{bold} | {r['finetune_top1']:.2f} | {r['hardware']} |")
     key = f"linear_top1_{recipe['label_fraction'] * 100:g}pct"
     frozen = (f"The frozen linear probe with {recipe['label_fraction']:.0%} of the labels reaches "
-              f"{cfg['metrics'][key]:.2f} (Results). " if key in cfg["metrics"] else "")
+              f"{cfg.metrics[key]:.2f} (Results). " if key in cfg.metrics else "")
     scratch = "".join(f"; random init: `{r['command_line']}`" for r in same if is_scratch(r))
     return lines + ["", f"{frozen}Reproduce: `{own[0]['command_line']}`{scratch} (with `$OTZOO_DATA` set to `DATA`).",
                     ""]
 
 
-def _intro(cfg: dict) -> list:
-    m, arch, method = cfg["metrics"], cfg["architecture"], cfg["method"]
-    lines = [f"# {cfg['name']}", "",
+def _intro(cfg: WeightCfg) -> list:
+    m, arch, method = cfg.metrics, cfg.architecture, cfg.method
+    lines = [f"# {cfg.name}", "",
              f"A `{arch}` backbone pretrained with **{method_name(method)}** self-supervised learning on "
-             f"{m.get('dataset_variant', cfg['dataset'])}, shipped with a linear-probe classification head "
-             f"({cfg['num_classes']} classes) trained on its frozen features. Part of [otzoo](https://huggingface.co/otzoo): "
+             f"{m.get('dataset_variant', cfg.dataset)}, shipped with a linear-probe classification head "
+             f"({cfg.num_classes} classes) trained on its frozen features. "
+             "Part of [otzoo](https://huggingface.co/otzoo): "
              "backbones pretrained with optimal-transport contrastive losses.", ""]
     if m.get("subsampled", False):
         lines += ["> **Warning:** the metrics below were measured on a subsample of the dataset "
@@ -259,34 +268,34 @@ def _intro(cfg: dict) -> list:
     return lines
 
 
-def _details(cfg: dict) -> list:
-    arch, method, paper = cfg["architecture"], cfg["method"], PAPERS.get(cfg["method"], {})
-    variant = cfg["metrics"].get("dataset_variant", cfg["dataset"])
+def _details(cfg: WeightCfg) -> list:
+    arch, method, paper = cfg.architecture, cfg.method, PAPERS.get(cfg.method, {})
+    variant = cfg.metrics.get("dataset_variant", cfg.dataset)
     own_arch = otzoo.models.has_timm_tags(arch)
-    timm_tag = f"`{cfg.get('tag', '')}`" if own_arch else "none: timm's own architecture (see Usage)"
+    timm_tag = f"`{cfg.tag or ''}`" if own_arch else "none: timm's own architecture (see Usage)"
     return [
         "## Model details", "", "| | |", "|---|---|",
-        f"| Architecture | `{arch}` ({cfg.get('num_features', 'n/a')}-d pooled features) |",
+        f"| Architecture | `{arch}` ({cfg.num_features or 'n/a'}-d pooled features) |",
         f"| Pretraining method | {method_name(method)} (`{method}` in `otzoo.losses`) |",
         f"| Paper | {paper.get('title', 'n/a')} ({paper.get('venue', '')}) |",
-        f"| Pretraining data | {cfg.get('budget', {}).get('data_variant') or variant}, train split, no labels |",
-        f"| Head | linear probe (standardisation folded in), {cfg['num_classes']} classes |",
-        f"| Input | {tuple(cfg.get('input_size', ()))}, mean {tuple(cfg.get('mean', ()))}, std {tuple(cfg.get('std', ()))} |",
-        f"| Weights | `{cfg.get('filename', 'model.safetensors')}` ({cfg['dtype']}), sha256 `{cfg.get('sha256', '')}` |",
+        f"| Pretraining data | {(cfg.budget or {}).get('data_variant') or variant}, train split, no labels |",
+        f"| Head | linear probe (standardisation folded in), {cfg.num_classes} classes |",
+        f"| Input | {tuple(cfg.input_size or ())}, mean {tuple(cfg.mean or ())}, std {tuple(cfg.std or ())} |",
+        f"| Weights | `{cfg.filename or 'model.safetensors'}` ({cfg.dtype}), sha256 `{cfg.sha256 or ''}` |",
         f"| timm tag | {timm_tag} |",
-        f"| License | {cfg.get('license', 'apache-2.0')} |",
+        f"| License | {cfg.license or 'apache-2.0'} |",
         "",
     ]
 
 
-def _results(cfg: dict) -> list:
-    m = cfg["metrics"]
+def _results(cfg: WeightCfg) -> list:
+    m = cfg.metrics
     proto = m.get("protocol", {})
     return [
         "## Results", "",
         f"Measured by `training export` on the exported weight, loaded back through `otzoo.create_model` + "
-        f"`otzoo.create_transform` (fp32), on {m.get('dataset_variant', cfg['dataset'])}, "
-        f"{eval_split(cfg['dataset'])} split ({_num(m.get('num_test'))} images):",
+        f"`otzoo.create_transform` (fp32), on {m.get('dataset_variant', cfg.dataset)}, "
+        f"{eval_split(cfg.dataset)} split ({_num(m.get('num_test'))} images):",
         "",
         "| Metric | Top-1 (%) | Protocol |", "|---|---|---|",
         f"| Linear probe | {m['linear_top1']:.2f} | {proto.get('linear', '')} |",
@@ -294,7 +303,7 @@ def _results(cfg: dict) -> list:
         *([f"| k-NN, k=20 | {m['knn_top1_k20']:.2f} | the same with k=20 (lightly's Imagenette setting) |"]
           if "knn_top1_k20" in m else []),
         *_low_label_rows(m),
-        f"| First {m.get('subset_size', 500)} {eval_split(cfg['dataset'])} images | {m['subset_top1']:.2f} | "
+        f"| First {m.get('subset_size', 500)} {eval_split(cfg.dataset)} images | {m['subset_top1']:.2f} | "
         f"{proto.get('subset', '')} |",
         "",
         *_geometry(cfg),
@@ -330,12 +339,12 @@ def _remeasured_note(m: dict) -> list:
     return lines
 
 
-def _geometry(cfg: dict) -> list:
-    m = cfg["metrics"]
+def _geometry(cfg: WeightCfg) -> list:
+    m = cfg.metrics
     g = m.get("feature_geometry")
     if not g:
         return []
-    dims, split = min(m.get("num_test", 0), cfg.get("num_features", 0)) or "n/a", eval_split(cfg["dataset"])
+    dims, split = min(m.get("num_test", 0), (cfg.num_features or 0)) or "n/a", eval_split(cfg.dataset)
     text = (f"Feature geometry of the {_num(m.get('num_test'))} {split} features (label-free): RankMe (Garrido et al., "
             f"ICML 2023; at most {dims}) **{g['rankme']:.1f}** as extracted, {g['rankme_centred']:.1f} after "
             f"subtracting their mean; mean cosine similarity between two different {split} images {g['mean_cosine']:.3f}.")
@@ -347,8 +356,8 @@ def _geometry(cfg: dict) -> list:
     return [text, ""]
 
 
-def _paper_comparison(cfg: dict, has_siblings: bool) -> list:
-    method, ds, m, budget = cfg["method"], cfg["dataset"], cfg["metrics"], cfg.get("budget", {})
+def _paper_comparison(cfg: WeightCfg, has_siblings: bool) -> list:
+    method, ds, m, budget = cfg.method, cfg.dataset, cfg.metrics, (cfg.budget or {})
     ref = PAPER_TABLE2.get(ds, {}).get(method)
     if not ref:
         return ["## Comparison with the paper", "",
@@ -374,8 +383,8 @@ def _paper_comparison(cfg: dict, has_siblings: bool) -> list:
     ]
 
 
-def _budget(cfg: dict) -> list:
-    budget, recipe = cfg.get("budget", {}), cfg.get("recipe", {})
+def _budget(cfg: WeightCfg) -> list:
+    budget, recipe = (cfg.budget or {}), (cfg.recipe or {})
     lines = [
         "## Pretraining recipe and budget", "", "| | |", "|---|---|",
         f"| Epochs | {budget.get('epochs', 'n/a')} ({_num(budget.get('steps', 'n/a'))} steps){_schedule(budget)} |",
@@ -386,7 +395,7 @@ def _budget(cfg: dict) -> list:
         f"| Throughput | {_throughput(budget)} |",
         f"| Seed | {recipe.get('seed', 'n/a')} |",
         f"| Final loss | {_round(budget.get('final_loss'), 4)} (last step) |",
-        f"| otzoo / torch | {cfg.get('otzoo_version', 'n/a')} / {cfg.get('torch_version', 'n/a')} |",
+        f"| otzoo / torch | {cfg.otzoo_version or 'n/a'} / {cfg.torch_version or 'n/a'} |",
         *_heads_row(cfg),
         *_restart_rows(budget),
         "",
@@ -418,16 +427,16 @@ def _restart_rows(budget: dict) -> list:
     return rows
 
 
-def _heads_row(cfg: dict) -> list:
-    heads = cfg.get("heads")
+def _heads_row(cfg: WeightCfg) -> list:
+    heads = cfg.heads
     if not heads:
         return []
     return [f"| Pretraining heads | `{heads['filename']}` beside the weight (projector; BYOL's predictor and target), "
             f"sha256 `{heads['sha256'][:12]}...`: what continuing the pretraining needs besides the backbone |"]
 
 
-def _protocol(cfg: dict) -> list:
-    proto, probe = cfg["metrics"].get("protocol", {}), cfg["metrics"].get("linear_probe", {})
+def _protocol(cfg: WeightCfg) -> list:
+    proto, probe = cfg.metrics.get("protocol", {}), cfg.metrics.get("linear_probe", {})
     return [
         "## Evaluation protocol", "",
         f"- **k-NN**: {proto.get('knn', '')}.",
@@ -442,36 +451,36 @@ def _protocol(cfg: dict) -> list:
     ]
 
 
-def _limitations(cfg: dict) -> list:
-    budget, ds, arch = cfg.get("budget", {}), cfg["dataset"], cfg["architecture"]
+def _limitations(cfg: WeightCfg) -> list:
+    budget, ds, arch = (cfg.budget or {}), cfg.dataset, cfg.architecture
     lines = ["## Limitations", "",
              f"- Trained on a small compute budget ({budget.get('epochs', 'n/a')} epochs on "
              f"{budget.get('hardware', 'n/a')}); expect lower accuracy than long GPU schedules."]
     if ds in IMAGENET_DERIVED:
         lines += [f"- {PRETTY.get(ds, ds)} images come from ImageNet: ImageNet's terms of access (non-commercial "
                   "research and educational use) apply to this weight and to anything derived from it."]
-    if "JPEG" in cfg["metrics"].get("dataset_variant", ds):
+    if "JPEG" in cfg.metrics.get("dataset_variant", ds):
         lines += ["- Trained and evaluated on a JPEG (quality 75) re-encoding of the dataset, not the original "
                   "files; numbers on the original release will differ slightly."]
-    head = f"- The head only knows the {cfg['num_classes']} classes of {PRETTY.get(ds, ds)}"
+    head = f"- The head only knows the {cfg.num_classes} classes of {PRETTY.get(ds, ds)}"
     lines += [head + ("; the backbone is meant as a feature extractor for small (32x32) images."
                       if arch.endswith("_cifar") else "."),
               "- A research artifact: not evaluated for robustness, fairness or any deployment use.", ""]
     return lines
 
 
-def _reproduce(cfg: dict) -> list:
-    commands = cfg.get("reproduce", {})
+def _reproduce(cfg: WeightCfg) -> list:
+    commands = cfg.reproduce or {}
     pretrain = commands.get("pretrain", "# pretraining command not recorded")
-    splits = "`train/` and `val/`" if cfg["dataset"] in IMAGENET_DERIVED else "`train/` and `test/`"
+    splits = "`train/` and `val/`" if cfg.dataset in IMAGENET_DERIVED else "`train/` and `test/`"
     from_env = [] if "--data-dir" in pretrain else ["export OTZOO_DATA=DATA  # the commands read the data from here"]
     return ["## How to reproduce", "",
             f"`DATA` stands for the dataset's ImageFolder root (with {splits}), `runs/` for any working folder.", "",
             "```bash", *from_env, pretrain, commands.get("export", ""), "```", ""]
 
 
-def _usage(cfg: dict, hub_repo: str) -> list:
-    name = cfg["name"]
+def _usage(cfg: WeightCfg, hub_repo: str) -> list:
+    name = cfg.name
     return [
         "## Usage", "", "```python", "import torch, otzoo", "from PIL import Image", "",
         f'model = otzoo.create_model("{name}", pretrained=True).eval()',
@@ -490,18 +499,18 @@ def _usage(cfg: dict, hub_repo: str) -> list:
     ]
 
 
-def _timm_usage(cfg: dict) -> list:
-    hub = f'model = timm.create_model("hf-hub:{cfg.get("hf_hub_id", "")}", pretrained=True)'
-    if otzoo.models.has_timm_tags(cfg["architecture"]):
+def _timm_usage(cfg: WeightCfg) -> list:
+    hub = f'model = timm.create_model("hf-hub:{cfg.hf_hub_id or ""}", pretrained=True)'
+    if otzoo.models.has_timm_tags(cfg.architecture):
         return ["timm (importing otzoo registers its architectures and tags with timm):", "",
                 "```python", "import otzoo, timm",
-                f'model = timm.create_model("{cfg.get("tag", "")}", pretrained=True)', hub, "```", ""]
+                f'model = timm.create_model("{cfg.tag or ""}", pretrained=True)', hub, "```", ""]
     # no hf-hub: line here: for timm's own architecture timm would load the Hub file itself, unchecked
-    return [f"timm (`{cfg['architecture']}` is timm's own architecture, so the weight has no timm tag: "
+    return [f"timm (`{cfg.architecture}` is timm's own architecture, so the weight has no timm tag: "
             "`otzoo.models.timm_overlay` gives timm its file, sha256-checked, and its cfg):", "",
             "```python", "import otzoo, timm",
-            f'model = timm.create_model("{cfg["architecture"]}", pretrained=True,',
-            f'                          pretrained_cfg_overlay=otzoo.models.timm_overlay("{cfg["name"]}"))',
+            f'model = timm.create_model("{cfg.architecture}", pretrained=True,',
+            f'                          pretrained_cfg_overlay=otzoo.models.timm_overlay("{cfg.name}"))',
             "```", ""]
 
 
@@ -523,23 +532,23 @@ def _plan_mass_text(mass: Optional[dict]) -> str:
     return f"{text}; a uniform plan would put {uniform} (`metrics.plan_mass`)."
 
 
-def _plots(cfg: dict, figures: list) -> list:
+def _plots(cfg: WeightCfg, figures: list) -> list:
     if not figures:
         return []
-    engine = ((cfg.get("recipe") or {}).get("config") or {}).get("engine", {})
+    engine = ((cfg.recipe or {}).get("config") or {}).get("engine", {})
     lines = ["## Plots", ""]
     for f in figures:
-        caption = FIGURE_CAPTIONS.get(f, f).format(method=method_name(cfg["method"]),
-                                                  plan_kind=PLAN_KINDS.get(cfg["method"], "transport plan"),
-                                                  positives=PLAN_POSITIVES[_plan_layout(cfg["method"])],
-                                                  mass=_plan_mass_text(cfg.get("metrics", {}).get("plan_mass")),
+        caption = FIGURE_CAPTIONS.get(f, f).format(method=method_name(cfg.method),
+                                                  plan_kind=PLAN_KINDS.get(cfg.method, "transport plan"),
+                                                  positives=PLAN_POSITIVES[_plan_layout(cfg.method)],
+                                                  mass=_plan_mass_text((cfg.metrics or {}).get("plan_mass")),
                                                   knn_train=engine.get("knn_train", 0), knn_test=engine.get("knn_test", 0))
         lines += [f"![{f}]({f})", "", caption, ""]
     return lines
 
 
-def _citation(cfg: dict) -> list:
-    paper = PAPERS.get(cfg["method"], {})
+def _citation(cfg: WeightCfg) -> list:
+    paper = PAPERS.get(cfg.method, {})
     lines = ["## Citation", "", "```bibtex", GCA_PAPER["bibtex"]]
     if paper and paper is not GCA_PAPER and paper.get("bibtex"):
         lines += ["", paper["bibtex"]]
@@ -550,17 +559,19 @@ def _citation(cfg: dict) -> list:
     return lines
 
 
-def render_card(cfg: dict, figures: Optional[list] = None, hub_repo: str = "OWNER/otzoo",
-                siblings: Sequence[dict] = (), finetune: Sequence[dict] = (), earlier: Sequence[dict] = ()) -> str:
-    """Markdown model card (front matter + body) of the weight described by ``cfg``.
+def render_card(cfg: WeightCfg, figures: Optional[list] = None, hub_repo: str = "OWNER/otzoo",
+                siblings: Sequence[WeightCfg] = (), finetune: Sequence[dict] = (),
+                earlier: Sequence[WeightCfg] = ()) -> str:
+    """Markdown model card (front matter + body) of the weight described by ``cfg`` (a record, or a cfg dict).
 
-    ``siblings``: cfgs of other weights; those with the same recipe (:func:`same_recipe`) get a table.
+    ``siblings``: other weights; those with the same recipe (:func:`same_recipe`) get a table.
     ``finetune``: fine-tuning records (``finetune --json-out``); this weight's, with its references, get one.
-    ``earlier``: cfgs of replaced releases (``results/superseded/``); those of this name get a table.
+    ``earlier``: replaced releases (``results/superseded/``); those of this name get a table.
     """
-    siblings = [c for c in siblings if c["name"] != cfg["name"] and same_recipe(cfg, c)]
-    earlier = [c for c in earlier if c["name"] == cfg["name"] and not same_recipe(cfg, c)]
-    figures = figures if figures is not None else cfg.get("figures", [])
+    cfg, siblings, earlier = as_record(cfg), [as_record(c) for c in siblings], [as_record(c) for c in earlier]
+    siblings = [c for c in siblings if c.name != cfg.name and same_recipe(cfg, c)]
+    earlier = [c for c in earlier if c.name == cfg.name and not same_recipe(cfg, c)]
+    figures = figures if figures is not None else (cfg.figures or [])
     lines = ["---", yaml.safe_dump(front_matter(cfg), sort_keys=False).rstrip(), "---", ""]
     lines += _intro(cfg) + _details(cfg) + _results(cfg) + _paper_comparison(cfg, bool(siblings))
     lines += _lightly_reference(cfg) + (_siblings_section(cfg, siblings) if siblings else [])

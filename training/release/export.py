@@ -277,8 +277,8 @@ def _copy_figures(run_dir: Path, folder: Path, figures, title: str) -> list:
 def export_run(run_dir, name: Optional[str] = None, root=REPO_ROOT, data_dir=None, batch_size: int = 256,
                num_workers: int = 0, train_subset: Optional[int] = None, test_subset: Optional[int] = None,
                subset_size: int = SUBSET_SIZE, max_iter: int = 300, figures=(), command: Optional[str] = None,
-               progress: bool = True, device="auto", supersede: Optional[str] = None) -> dict:
-    """Export ``run_dir`` into ``root`` and return the written pretrained cfg (see module doc).
+               progress: bool = True, device="auto", supersede: Optional[str] = None) -> "otzoo.models.WeightCfg":
+    """Export ``run_dir`` into ``root`` and return the written weight's record (see module doc).
 
     The feature passes, the kNN and the probe run on ``device`` (default: the GPU when there
     is one), in fp32; the weight files are written from the CPU. Refused before any work
@@ -312,7 +312,7 @@ def export_run(run_dir, name: Optional[str] = None, root=REPO_ROOT, data_dir=Non
     cfg["figures"] = _copy_figures(run_dir, folder, figures, f"{name}: {method}, {arch}, {dataset}")
     if (run_dir / HEADS_FILENAME).is_file():
         cfg["heads"] = write_heads(run_dir / HEADS_FILENAME, folder / HEADS_FILENAME)
-    cfg = json.loads(json.dumps(cfg))  # plain JSON types (tuples -> lists)
+    cfg = otzoo.models.WeightCfg.from_dict(json.loads(json.dumps(cfg)))  # validated, typed, frozen
     cfg_path = readme.write_cfg(root, cfg)  # a replaced release of another recipe moves to results/superseded/
     readme.sync_generated(root)  # card, results CSV and README table, from the cfg json files
     if not readme.has_markers(root / "README.md") and progress:

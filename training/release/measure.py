@@ -106,7 +106,7 @@ def measure_weight(name: str, root=REPO_ROOT, data_dir=None, batch_size: int = 2
               "hardware": hardware_string(DistInfo(device=device), "fp32"),
               "command": command or f"python -m training measure {name}"}
     metrics["remeasured"] = remeasured_records(metrics) + [record]
-    readme.write_cfg(root, cfg)
+    readme.write_cfg(root, otzoo.models.WeightCfg.from_dict(cfg))
     config_path = folder / "config.json"
     hf_config = json.loads(config_path.read_text())
     hf_config["otzoo"]["metrics"] = metrics

@@ -3,7 +3,8 @@
 ``python -m training readme [--check] [--root DIR]`` rewrites, from ``otzoo/pretrained/*.json``
 (what ``otzoo.list_pretrained()`` lists): the table between ``<!-- weights-table:start -->`` and
 ``<!-- weights-table:end -->`` in README.md, ``results/results-<dataset>.csv`` and
-``model_cards/<name>.md``. ``--check`` writes nothing and exits 1 when any of them is stale.
+``model_cards/<name>.md``, and the cfg files themselves in the record's canonical form
+(:meth:`otzoo.models.WeightCfg.to_json`). ``--check`` writes nothing and exits 1 when any of them is stale.
 
 A release that replaces a weight of the same name from another recipe (:func:`write_cfg`) keeps the
 replaced cfg in ``results/superseded/<name>.<recipe>.json``: its row stays in the results CSV (status
@@ -15,6 +16,8 @@ import io
 import json
 import sys
 from pathlib import Path
+
+from otzoo.models import WeightCfg
 
 from training.release.recipes import recipe_id
 
@@ -33,30 +36,49 @@ FT_FIELDS = ["source", "arch", "dataset", "dataset_variant", "input_size", "labe
              "finetune_top1", "num_test", "train_time_min", "hardware", "command_line"]
 
 
+def _records(paths) -> dict:
+    """``{path: WeightCfg}`` of cfg files; a file that is not a valid cfg raises ValueError naming it."""
+    out = {}
+    for p in paths:
+        try:
+            out[p] = WeightCfg.from_json(p)
+        except ValueError as err:
+            raise ValueError(f"{p}: {err}") from None
+    return out
+
+
+def cfg_files(root) -> dict:
+    """``{path: WeightCfg}`` of the released weights, ``<root>/otzoo/pretrained/*.json``."""
+    return _records(sorted((Path(root) / "otzoo" / "pretrained").glob("*.json")))
+
+
+def superseded_files(root) -> dict:
+    """``{path: WeightCfg}`` of replaced releases, ``<root>/results/superseded/*.json``."""
+    return _records(sorted((Path(root) / SUPERSEDED).glob("*.json")))
+
+
 def cfgs_from_root(root) -> list:
-    """Pretrained cfgs of ``<root>/otzoo/pretrained/*.json``, sorted by name."""
-    folder = Path(root) / "otzoo" / "pretrained"
-    return sorted((json.loads(p.read_text()) for p in folder.glob("*.json")), key=lambda c: c["name"])
+    """The released weights' records (``<root>/otzoo/pretrained/*.json``), sorted by name."""
+    return sorted(cfg_files(root).values(), key=lambda c: c.name)
 
 
 def superseded_from_root(root) -> list:
-    """Cfgs of replaced releases, ``<root>/results/superseded/*.json``, sorted by name and recipe."""
-    paths = (Path(root) / SUPERSEDED).glob("*.json")
-    return sorted((json.loads(p.read_text()) for p in paths), key=lambda c: (c["name"], recipe_id(c)))
+    """The records of replaced releases, ``<root>/results/superseded/*.json``, sorted by name and recipe."""
+    return sorted(superseded_files(root).values(), key=lambda c: (c.name, recipe_id(c)))
 
 
-def write_cfg(root, cfg: dict) -> Path:
+def write_cfg(root, cfg: WeightCfg) -> Path:
     """Write ``otzoo/pretrained/<name>.json``; a replaced cfg of another recipe moves to ``results/superseded/``
     (and one of this recipe there is dropped: this release replaces it). Returns the cfg's path."""
-    root, path = Path(root), Path(root) / "otzoo" / "pretrained" / f"{cfg['name']}.json"
-    old = json.loads(path.read_text()) if path.is_file() else None
+    root, path = Path(root), Path(root) / "otzoo" / "pretrained" / f"{cfg.name}.json"
+    old = WeightCfg.from_json(path) if path.is_file() else None
     archive = root / SUPERSEDED
-    (archive / f"{cfg['name']}.{recipe_id(cfg)}.json").unlink(missing_ok=True)
+    (archive / f"{cfg.name}.{recipe_id(cfg)}.json").unlink(missing_ok=True)
     if old is not None and recipe_id(old) != recipe_id(cfg):
         archive.mkdir(parents=True, exist_ok=True)
-        (archive / f"{cfg['name']}.{recipe_id(old)}.json").write_text(json.dumps(old, indent=2) + "\n")
+        (archive / f"{cfg.name}.{recipe_id(old)}.json").write_text(old.to_json())
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(cfg, indent=2) + "\n")
+    path.write_text(cfg.to_json())
     return path
 
 
@@ -81,10 +103,10 @@ def render_table(cfgs: list) -> str:
     rows = ["| Weight | Architecture | Method | Dataset | Epochs | Wall time | Hardware | k-NN top-1 | Linear top-1 | "
             "Linear, 1% / 10% labels | Hub |", "|---|---|---|---|---:|---:|---|---:|---:|---:|---|"]
     for c in cfgs:
-        m, b = c.get("metrics", {}), c.get("budget", {})
-        hub, wall = c.get("hf_hub_id", ""), b.get("wall_time_s")
-        rows.append(f"| `{c['name']}` | `{c.get('architecture', '')}` | {c.get('method', '')} | "
-                    f"{m.get('dataset_variant', c.get('dataset', ''))} | {b.get('epochs', 'n/a')} | "
+        m, b = (c.metrics or {}), (c.budget or {})
+        hub, wall = (c.hf_hub_id or ""), b.get("wall_time_s")
+        rows.append(f"| `{c.name}` | `{c.architecture or ''}` | {c.method or ''} | "
+                    f"{m.get('dataset_variant', (c.dataset or ''))} | {b.get('epochs', 'n/a')} | "
                     f"{f'{wall / 3600:.1f} h' if wall else 'n/a'} | {b.get('hardware', 'n/a')} | "
                     f"{_pct(m.get('knn_top1'))} | {_pct(m.get('linear_top1'))} | {_low(m)} | "
                     f"[{hub}](https://huggingface.co/{hub}) |")
@@ -129,13 +151,13 @@ def results_csv(cfgs: list, superseded: list = ()) -> str:
     w = csv.DictWriter(out, fieldnames=CSV_FIELDS, lineterminator="\n")
     w.writeheader()
     rows = [(c, "released") for c in cfgs] + [(c, "superseded") for c in superseded]
-    for c, status in sorted(rows, key=lambda r: (r[0]["name"], r[1])):
-        m, b = c.get("metrics", {}), c.get("budget", {})
+    for c, status in sorted(rows, key=lambda r: (r[0].name, r[1])):
+        m, b = (c.metrics or {}), (c.budget or {})
         g, wall, views = m.get("feature_geometry") or {}, b.get("wall_time_s"), b.get("views_seen")
         w.writerow({
-            "name": c["name"], "status": status, "recipe": recipe_id(c), "architecture": c.get("architecture"),
-            "method": c.get("method"),
-            "dataset": c.get("dataset"), "dataset_variant": m.get("dataset_variant"), "epochs": b.get("epochs"),
+            "name": c.name, "status": status, "recipe": recipe_id(c), "architecture": c.architecture,
+            "method": c.method,
+            "dataset": c.dataset, "dataset_variant": m.get("dataset_variant"), "epochs": b.get("epochs"),
             "views_seen": b.get("views_seen"), "batch_size": b.get("batch_size"),
             "knn_top1": m.get("knn_top1"), "linear_top1": m.get("linear_top1"),
             "linear_top1_1pct": m.get("linear_top1_1pct"), "linear_top1_10pct": m.get("linear_top1_10pct"),
@@ -143,7 +165,7 @@ def results_csv(cfgs: list, superseded: list = ()) -> str:
             "hardware": b.get("hardware"),
             "wall_time_h": None if wall is None else round(wall / 3600, 2),
             "views_per_s": round(views / wall, 1) if views and wall else None,
-            "otzoo_version": c.get("otzoo_version"), "hf_hub_id": c.get("hf_hub_id"), "sha256": c.get("sha256"),
+            "otzoo_version": c.otzoo_version, "hf_hub_id": c.hf_hub_id, "sha256": c.sha256,
         })
     return out.getvalue()
 
@@ -160,20 +182,21 @@ def finetune_csv(records: list) -> str:
 
 
 def generated_files(root) -> dict:
-    """``{path: text}`` of every file generated from ``<root>/otzoo/pretrained/*.json``."""
+    """``{path: text}`` of every file generated from ``<root>/otzoo/pretrained/*.json`` (the cfg files included:
+    their canonical form)."""
     from training.release.cards import render_card
 
     root = Path(root)
     cfgs, superseded = cfgs_from_root(root), superseded_from_root(root)
-    out = {}
-    for ds in sorted({c.get("dataset") for c in cfgs + superseded} | {"cifar10"}):
-        out[root / "results" / f"results-{ds}.csv"] = results_csv([c for c in cfgs if c.get("dataset") == ds],
-                                                                  [c for c in superseded if c.get("dataset") == ds])
+    out = {path: record.to_json() for path, record in {**cfg_files(root), **superseded_files(root)}.items()}
+    for ds in sorted({c.dataset for c in cfgs + superseded} | {"cifar10"}):
+        out[root / "results" / f"results-{ds}.csv"] = results_csv([c for c in cfgs if c.dataset == ds],
+                                                                  [c for c in superseded if c.dataset == ds])
     records = finetune_records(root)
     for ds in sorted({r["dataset"] for r in records}):
         out[root / "results" / f"finetune-{ds}.csv"] = finetune_csv([r for r in records if r["dataset"] == ds])
     for c in cfgs:
-        out[root / "model_cards" / f"{c['name']}.md"] = render_card(c, siblings=cfgs, finetune=records,
+        out[root / "model_cards" / f"{c.name}.md"] = render_card(c, siblings=cfgs, finetune=records,
                                                                    earlier=superseded)
     if has_markers(root / "README.md"):
         text = replace_table((root / "README.md").read_text(), render_table(cfgs))

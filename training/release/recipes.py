@@ -14,18 +14,18 @@ DATA_LOCATION_KEYS = ("dir", "cache_dir")  # where the files are read from, not 
 MONITOR_KEYS = ("log_every", "checkpoint_minutes", "progress", "knn_every", "knn_train", "knn_test", "knn_k", "knn_t")
 
 
-def recipe_key(cfg: dict) -> Optional[tuple]:
+def recipe_key(cfg: "WeightCfg") -> Optional[tuple]:
     """What makes a recipe: architecture, dataset and the config up to the method, paths (the run's, the
     data's: ``--data-dir`` or ``$OTZOO_DATA``, the decode cache) and the engine's logging / checkpointing /
     kNN-monitor settings (they watch training, they do not change it); ``None`` for a weight that recorded
     no config."""
-    conf = (cfg.get("recipe") or {}).get("config")
+    conf = (cfg.recipe or {}).get("config")
     if not conf:
         return None
     conf = with_defaults(conf)  # keys added later take their defaults
     conf = dict(conf, engine={k: v for k, v in conf.get("engine", {}).items() if k not in MONITOR_KEYS},
                 data={k: v for k, v in conf.get("data", {}).items() if k not in DATA_LOCATION_KEYS})
-    return cfg.get("architecture"), cfg.get("dataset"), {k: v for k, v in conf.items() if k not in RECIPE_FREE_KEYS}
+    return cfg.architecture, cfg.dataset, {k: v for k, v in conf.items() if k not in RECIPE_FREE_KEYS}
 
 
 def same_recipe(a: dict, b: dict) -> bool:
@@ -34,9 +34,9 @@ def same_recipe(a: dict, b: dict) -> bool:
     return key is not None and key == recipe_key(b)
 
 
-def recipe_id(cfg: dict) -> str:
+def recipe_id(cfg: "WeightCfg") -> str:
     """Short id of the weight's recipe (equal ids: :func:`same_recipe`), or of its file without a config."""
     key = recipe_key(cfg)
     if key is None:
-        return "file-" + cfg["sha256"][:8]
+        return "file-" + cfg.sha256[:8]
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:8]

@@ -67,7 +67,7 @@ def run_smoke(data_dir=None, keep=None, config=SMOKE_CONFIG, n_classify: int = 8
         t = time.time()
         rows = _load_and_classify(name, root / "weights", test_pil, n_classify)
         times["load+classify"] = time.time() - t
-        summary.update(name=name, cfg=cfg, classified=rows, times=times, run=run_info)
+        summary.update(name=name, cfg=cfg.to_dict(), classified=rows, times=times, run=run_info)
     finally:
         if "cfg" in locals():  # put the registry back as it was
             from otzoo.models import register_pretrained, unregister_pretrained

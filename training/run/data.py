@@ -14,7 +14,12 @@ from typing import List, Optional, Tuple
 import numpy as np
 import torch
 
-__all__ = ["ImageData", "load_images", "EpochShuffler", "shard"]
+__all__ = ["ImageData", "DataError", "load_images", "EpochShuffler", "shard"]
+
+
+class DataError(ValueError):
+    """The data cannot be trained on as given (an unreadable image, images of different sizes, fewer images
+    than one batch); the message names what and says what to do."""
 
 
 class ImageData:
@@ -41,6 +46,25 @@ def _to_array(img, size: Optional[int]) -> np.ndarray:
         left, top = (w - size) // 2, (h - size) // 2
         img = img.crop((left, top, left + size, top + size))
     return np.asarray(img, dtype=np.uint8)
+
+
+def _image_path(ds, i: int) -> str:
+    """The file behind item ``i`` of an ImageFolder (through any Subsets), or ``item i``."""
+    while hasattr(ds, "indices") and hasattr(ds, "dataset"):
+        ds, i = ds.dataset, ds.indices[i]
+    samples = getattr(ds, "samples", None)
+    return samples[i][0] if samples else f"item {i}"
+
+
+def _decode(ds, i: int, size: Optional[int]) -> np.ndarray:
+    """Item ``i`` of ``ds`` as an ``(H, W, 3)`` uint8 array; an unreadable image raises :class:`DataError`
+    naming its file (a truncated or corrupt image is refused, never skipped: the data would change silently)."""
+    try:
+        return _to_array(ds[i][0], size)
+    except (OSError, ValueError, SyntaxError) as err:  # PIL: truncated, unidentified or malformed files
+        raise DataError(f"cannot decode {_image_path(ds, i)}: {err}. Replace or remove that file (a partial "
+                        "copy? check with `python -c \"from PIL import Image; Image.open(PATH).load()\"`), "
+                        "then run again") from None
 
 
 def _synthetic(n: int, size: int, seed: int = 0) -> ImageData:
@@ -88,10 +112,10 @@ def load_images(dataset: str = "cifar10", split: str = "train", data_dir: Option
         arr = raw  # torchvision CIFAR: already (N, H, W, 3) uint8
     else:
         with ThreadPoolExecutor(max(1, workers)) as pool:
-            arrays = list(pool.map(lambda i: _to_array(ds[i][0], decode_size), range(len(ds))))
+            arrays = list(pool.map(lambda i: _decode(ds, i, decode_size), range(len(ds))))
         shapes = {a.shape for a in arrays}
         if len(shapes) > 1:
-            raise ValueError(f"images of {source} differ in size ({sorted(shapes)[:3]}...); "
+            raise DataError(f"images of {source} differ in size ({sorted(shapes)[:3]}...); "
                              "set data.decode_size=<side> to resize them while decoding")
         arr = np.stack(arrays)
     if arr.ndim == 4 and arr.shape[-1] == 3:
@@ -138,8 +162,8 @@ class EpochShuffler:
 
     def __init__(self, n: int, batch_size: int, seed: int = 0):
         if n < batch_size:
-            raise ValueError(f"{n} images cannot fill one batch of {batch_size}; lower batch_size "
-                             "or use more images (data.subset)")
+            raise DataError(f"{n} images cannot fill one batch of {batch_size}; lower batch_size "
+                            "or use more images (data.subset)")
         self.n, self.batch_size, self.seed = n, batch_size, seed
         self.epoch, self.position = 0, 0
         self._perm, self._perm_epoch = None, None

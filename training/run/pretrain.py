@@ -215,6 +215,8 @@ def main(argv=None, prog: str = "python -m training pretrain", command: str = "p
         print(f"{out} is already complete (run.json); nothing to resume.", file=sys.stderr)
         return 0
     from .checkpoint import RunLocked
+    from .data import DataError
+    from .datasets import DataNotFoundError
     from .engine import NonFiniteLossError, train
 
     try:
@@ -225,6 +227,6 @@ def main(argv=None, prog: str = "python -m training pretrain", command: str = "p
     except NonFiniteLossError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 1
-    except RunLocked as err:
+    except (RunLocked, DataError, DataNotFoundError) as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 2

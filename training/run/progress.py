@@ -67,6 +67,9 @@ def stretch_record(run_dir, previous: Optional[dict] = None) -> dict:
     saved = _checkpoint(run_dir)
     if saved and (last is None or saved["step"] > last["step"]):  # stopped after the last log record
         last = {"step": saved["step"], "elapsed_s": round(saved["wall_time_s"], 1)}
+    if previous and session and previous["stretch"].get("started_at") == session["started_at"]:
+        raise ValueError(f"{str(run_dir)!r}: its latest stretch (started {session['started_at']}) is already the "
+                         "last progress line; nothing new to record (did the run start at all?)")
     if last is None or last["step"] <= start_step:
         raise ValueError(f"{str(run_dir)!r} trained no step since its last start (step {start_step}): nothing to "
                          "record")
@@ -199,6 +202,6 @@ def main(argv=None, prog: str = "python -m training progress", command: str = "p
     append_record(out, record)
     s = record["stretch"]
     print(f"{out}: {record['run']} at step {record['step']} (epoch {record['epoch']}/{record['epochs']}), "
-          f"this stretch steps {s['steps'][0]}-{s['steps'][1]} in {s['wall_time_s']:.0f} s at {s['views_per_s']} "
-          f"views/s on {s['hardware'] or 'unrecorded hardware'}")
+          f"this stretch steps {s['steps'][0]}-{s['steps'][1]} in {s['wall_time_s']:.0f} s at "
+          f"{s['views_per_s'] or 'n/a (no step record)'} views/s on {s['hardware'] or 'unrecorded hardware'}")
     return 0

@@ -5,6 +5,7 @@ import pytest
 
 import otzoo
 from otzoo.losses import get_loss_class, list_losses
+from otzoo.models import WeightCfg
 from training.release import cards, recipes
 from tests.training.release.test_readme import CFG
 
@@ -18,18 +19,22 @@ def with_recipe(name, method, linear, **config):
     return cfg
 
 
+def same_recipe(a: dict, b: dict) -> bool:
+    return recipes.same_recipe(WeightCfg.from_dict(a), WeightCfg.from_dict(b))
+
+
 def test_same_recipe_siblings_are_listed():
     gca = with_recipe("gca_uot_resnet18_cifar10", "gca_uot", 67.24)
     sim = with_recipe("simclr_resnet18_cifar10", "simclr", 66.5)
     longer = with_recipe("simclr_long_resnet18_cifar10", "simclr", 80.0, epochs=100)
-    assert recipes.same_recipe(gca, sim) and not recipes.same_recipe(gca, longer)
+    assert same_recipe(gca, sim) and not same_recipe(gca, longer)
     watched = with_recipe("iot_resnet18_cifar10", "iot", 60.0, engine={"knn_every": 1, "knn_test": 10000})
-    assert recipes.same_recipe(gca, watched)  # a denser kNN monitor watches the same training
-    assert not recipes.same_recipe(gca, with_recipe("iot_resnet18_cifar10", "iot", 60.0, engine={"precision": "fp32"}))
+    assert same_recipe(gca, watched)  # a denser kNN monitor watches the same training
+    assert not same_recipe(gca, with_recipe("iot_resnet18_cifar10", "iot", 60.0, engine={"precision": "fp32"}))
     from_env = with_recipe("otco_resnet18_cifar10", "otco", 60.0, data={"dir": None, "cache_dir": "runs/.cache"})
-    assert recipes.same_recipe(with_recipe("rince_resnet18_cifar10", "rince", 60.0, data={"dir": "DATA"}), from_env)
-    assert not recipes.same_recipe(gca, with_recipe("otco_resnet18_cifar10", "otco", 60.0, data={"variant": "x"}))
-    assert not recipes.same_recipe(CFG, CFG)  # no recorded config: never claimed comparable
+    assert same_recipe(with_recipe("rince_resnet18_cifar10", "rince", 60.0, data={"dir": "DATA"}), from_env)
+    assert not same_recipe(gca, with_recipe("otco_resnet18_cifar10", "otco", 60.0, data={"variant": "x"}))
+    assert not same_recipe(CFG, CFG)  # no recorded config: never claimed comparable
     card = cards.render_card(gca, siblings=[gca, sim, longer])
     section = card[card.index("## Same recipe, other methods"):card.index("## Pretraining recipe")]
     assert "| **`gca_uot_resnet18_cifar10`** | GCA-UOT | 67.24 |" in section
@@ -186,7 +191,7 @@ def test_imagenet_derived_cards_name_the_val_split():
 
 def test_cards_show_only_sha256_checked_loading_paths():
     """timm's loader would fetch an hf-hub: weight of timm's own architecture unchecked: no card shows that line."""
-    for cfg in map(otzoo.get_pretrained_cfg, otzoo.list_pretrained()):
+    for cfg in map(otzoo.get_weight_cfg, otzoo.list_pretrained()):
         usage = "\n".join(cards._timm_usage(cfg))
-        assert ("hf-hub:" in usage) == otzoo.models.has_timm_tags(cfg["architecture"]), cfg["name"]
-        assert "timm_overlay" in usage or f'"{cfg["tag"]}"' in usage
+        assert ("hf-hub:" in usage) == otzoo.models.has_timm_tags(cfg.architecture), cfg.name
+        assert "timm_overlay" in usage or f'"{cfg.tag}"' in usage

@@ -37,7 +37,8 @@ def exported(tmp_path_factory):
     root = tmp / "root"
     root.mkdir()
     (root / "README.md").write_text(f"# x\n\n{readme.START}\nSTALE\n{readme.END}\n\ntail\n")
-    cfg = export.export_run(run, NAME, root, data_dir=str(data), subset_size=8, max_iter=50, progress=False)
+    cfg = export.export_run(run, NAME, root, data_dir=str(data), subset_size=8, max_iter=50,
+                            progress=False).to_dict()
     yield cfg, root, data, run
     unregister_pretrained(NAME)
 

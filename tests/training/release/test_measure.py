@@ -18,7 +18,8 @@ def exported(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("measure")
     data = make_image_tree(tmp / "data")
     run = make_run_dir(tmp / "runs" / "r", data_dir=data)
-    cfg = export.export_run(run, NAME, tmp / "root", data_dir=str(data), subset_size=8, max_iter=50, progress=False)
+    cfg = export.export_run(run, NAME, tmp / "root", data_dir=str(data), subset_size=8, max_iter=50,
+                            progress=False).to_dict()
     unregister_pretrained(NAME)
     return cfg, tmp / "root", data
 

@@ -35,7 +35,7 @@ def test_a_milestone_is_released_like_a_finished_run_and_says_where_it_stands(tm
     (root / "README.md").write_text(f"# x\n\n{readme.START}\n{readme.END}\n")
     try:
         cfg = export.export_run(milestone, NAME, root, data_dir=str(data), subset_size=8, max_iter=20,
-                                progress=False)
+                                progress=False).to_dict()
         assert (cfg["budget"]["epochs"], cfg["recipe"]["epochs"], cfg["budget"]["schedule"]["epochs"]) == (1, 3, 3)
         heads = root / "weights" / NAME / "heads.safetensors"
         assert cfg["heads"] == {"filename": "heads.safetensors", "sha256": sha256_file(heads)}
@@ -57,7 +57,8 @@ def released(tmp_path, monkeypatch):
     root = tmp_path / "root"
     root.mkdir()
     (root / "README.md").write_text(f"# x\n\n{readme.START}\n{readme.END}\n")
-    cfg = export.export_run(run, NAME, root, data_dir=str(data), subset_size=8, max_iter=20, progress=False)
+    cfg = export.export_run(run, NAME, root, data_dir=str(data), subset_size=8, max_iter=20,
+                            progress=False).to_dict()
     monkeypatch.setenv("OTZOO_WEIGHTS_DIR", str(root / "weights"))
     yield cfg, root / "weights" / NAME, data
     unregister_pretrained(NAME)

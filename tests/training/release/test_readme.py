@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from otzoo.models import WeightCfg
 from training.release import cards, readme, recipes
 
 CFG = {"name": "gca_uot_resnet18_cifar10", "architecture": "resnet18_cifar", "method": "gca_uot",
@@ -12,11 +13,12 @@ CFG = {"name": "gca_uot_resnet18_cifar10", "architecture": "resnet18_cifar", "me
        "budget": {"epochs": 30, "views_seen": 3000000, "batch_size": 256, "hardware": "cpu", "wall_time_s": 7200},
        "metrics": {"knn_top1": 80.123, "linear_top1": 84.5, "subset_top1": 90.0,
                    "dataset_variant": "CIFAR-10 (JPEG q75 copy)"}}
+REC = WeightCfg.from_dict(CFG)
 
 
 def test_render_table():
     assert readme.render_table([]) == readme.NO_WEIGHTS and "No weights have been released yet" in readme.NO_WEIGHTS
-    table = readme.render_table([CFG])
+    table = readme.render_table([REC])
     row = table.splitlines()[2]
     assert "`gca_uot_resnet18_cifar10`" in row and "| 30 | 2.0 h | cpu |" in row and "80.12" in row and "84.50" in row
     assert "https://huggingface.co/otzoo/gca_uot_resnet18_cifar10" in row
@@ -37,7 +39,7 @@ def test_update_and_check_on_a_temp_root(tmp_path, capsys):
     (tmp_path / "otzoo" / "pretrained").mkdir(parents=True)
     (tmp_path / "otzoo" / "pretrained" / f"{CFG['name']}.json").write_text(json.dumps(CFG))
     assert sorted(p.name for p in readme.sync_generated(tmp_path, check=True)) == [
-        "README.md", f"{CFG['name']}.md", "results-cifar10.csv"]
+        "README.md", f"{CFG['name']}.json", f"{CFG['name']}.md", "results-cifar10.csv"]  # the json: canonical form
     assert readme.main(["--root", str(tmp_path)]) == 0
     assert "`gca_uot_resnet18_cifar10`" in path.read_text()
     card = (tmp_path / "model_cards" / f"{CFG['name']}.md").read_text()
@@ -72,11 +74,12 @@ def test_a_release_from_another_recipe_keeps_the_replaced_one_in_results_and_the
     from tests.training.release.test_cards import with_recipe
 
     (tmp_path / "README.md").write_text(f"{readme.START}\n{readme.END}\n")
-    cpu = dict(with_recipe(CFG["name"], "gca_uot", 67.24), sha256="c" * 64)
-    gpu = dict(with_recipe(CFG["name"], "gca_uot", 88.5, epochs=64, batch_size=512), sha256="d" * 64)
+    cpu = WeightCfg.from_dict(dict(with_recipe(CFG["name"], "gca_uot", 67.24), sha256="c" * 64))
+    gpu = WeightCfg.from_dict(dict(with_recipe(CFG["name"], "gca_uot", 88.5, epochs=64, batch_size=512),
+                                   sha256="d" * 64))
     archive = tmp_path / readme.SUPERSEDED
     readme.write_cfg(tmp_path, cpu)
-    readme.write_cfg(tmp_path, dict(cpu, metrics=dict(cpu["metrics"], linear_top1=67.3)))  # same recipe: replaced
+    readme.write_cfg(tmp_path, cpu.replace(metrics=dict(cpu.metrics, linear_top1=67.3)))  # same recipe: replaced
     assert not archive.exists()
     readme.write_cfg(tmp_path, gpu)
     assert [p.name for p in archive.iterdir()] == [f"{CFG['name']}.{recipes.recipe_id(cpu)}.json"]
@@ -89,7 +92,7 @@ def test_a_release_from_another_recipe_keeps_the_replaced_one_in_results_and_the
     section = card[card.index("## Earlier releases of this name"):]
     assert f"| **this file** | `{recipes.recipe_id(gpu)}` |" in section and "| 88.50 |" in section
     assert f"| earlier, sha256 `{'c' * 12}` | `{recipes.recipe_id(cpu)}` |" in section and "| 67.30 |" in section
-    assert readme.cfgs_from_root(tmp_path) == [json.loads(json.dumps(gpu))]  # only the release is registered
+    assert readme.cfgs_from_root(tmp_path) == [gpu]  # only the release is registered
     readme.write_cfg(tmp_path, cpu)  # back to the first recipe: it is the release again, not also superseded
     assert [p.name for p in archive.iterdir()] == [f"{CFG['name']}.{recipes.recipe_id(gpu)}.json"]
 
@@ -101,7 +104,7 @@ def test_missing_markers_is_a_clear_error(tmp_path, capsys):
 
 
 def test_results_csv():
-    rows = list(csv.DictReader(io.StringIO(readme.results_csv([CFG]))))
+    rows = list(csv.DictReader(io.StringIO(readme.results_csv([REC]))))
     assert len(rows) == 1 and rows[0]["name"] == CFG["name"] and rows[0]["linear_top1"] == "84.5"
     assert rows[0]["wall_time_h"] == "2.0" and rows[0]["views_per_s"] == "416.7" and rows[0]["dataset_variant"] == "CIFAR-10 (JPEG q75 copy)"
 
@@ -116,7 +119,7 @@ def test_real_readme_is_up_to_date():
 def test_repo_cfgs_are_the_registry():
     import otzoo
 
-    names = [c["name"] for c in readme.cfgs_from_root(readme.REPO_ROOT)]
+    names = [c.name for c in readme.cfgs_from_root(readme.REPO_ROOT)]
     assert set(names) <= set(otzoo.list_pretrained())
 
 

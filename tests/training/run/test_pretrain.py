@@ -440,3 +440,35 @@ def test_a_mid_epoch_resume_reports_the_whole_epoch_mean_loss(tiny, tmp_path, mo
         return [r["loss"] for r in read_records(out) if r["event"] == "epoch"]
 
     assert epoch_losses(resumed) == pytest.approx(epoch_losses(straight), rel=1e-6)
+
+
+def _image_tree_with(tmp_path, bad: bytes):
+    from tests.training.evaluate.test_commands import make_image_tree
+
+    data = make_image_tree(tmp_path / "data", n_train=4, n_test=2)
+    first = sorted((data / "train").rglob("*.png"))[0]
+    (first.parent / "0000.png").write_bytes(bad)
+    return data, first.parent / "0000.png"
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not an image"])
+def test_an_unreadable_image_is_one_line_naming_the_file_exit_2(damage, tiny, tmp_path, capsys):
+    from PIL import Image
+
+    Image.new("RGB", (32, 32), (200, 10, 10)).save(tmp_path / "ok.png")
+    whole = (tmp_path / "ok.png").read_bytes()
+    data, bad = _image_tree_with(tmp_path, whole[: len(whole) // 2] if damage == "truncated" else b"hello")
+    out = tmp_path / "run"
+    rc = main(["--config", SMOKE] + TINY[1:] + [f"data.dir={data}", "data.subset=null", "batch_size=4",
+                                                "--output-dir", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and str(bad) in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (out / "checkpoint.pt").exists() and not (out / "metrics.jsonl").exists()
+
+
+def test_a_batch_larger_than_the_data_is_one_line_exit_2_and_the_folder_can_be_used_again(tiny, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["--config", SMOKE] + TINY + ["batch_size=64", "--output-dir", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "32 images cannot fill one batch of 64" in err and len(err.strip().splitlines()) == 1
+    assert main(["--config", SMOKE] + TINY + ["--output-dir", str(out)]) == 0  # nothing left blocks the fixed command

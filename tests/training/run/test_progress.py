@@ -46,6 +46,9 @@ def test_progress_lines_follow_the_stretches_and_count_lost_steps(tiny, tmp_path
     assert "steps 0-4" in capsys.readouterr().out
     assert pretrain(args + ["--resume"]) == 0
     assert progress.main(["--run", str(out), "--out", str(record), "--note", "second stretch"]) == 0
+    capsys.readouterr()
+    assert progress.main(["--run", str(out), "--out", str(record)]) == 2  # e.g. the next start failed at once
+    assert "already the last progress line" in capsys.readouterr().err
     first, second = progress.read_progress(record)
     assert (first["step"], first["epoch"], first["stretch"]["steps"], first["lost_steps"]) == (4, 2, [0, 4], 0)
     assert [k["epoch"] for k in first["knn"]] == [1, 2] and [k["epoch"] for k in second["knn"]] == [3]
