@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # One device window: pretrain METHODs side by side (one process each, sharing the device) with
-# RECIPE, then pack what `python -m training export` needs into $OUT/runs.tar.part-* so that it
-# fits what the device tool brings back (8 files, 64 MiB): each finished run's config, run.json,
+# RECIPE, then pack what `python -m training export` needs into runs.tar.part-* with SHA256SUMS, in parts the
+# device tool brings back (8 files of at most 16 MiB, 64 MiB a call): each finished run's config, run.json,
 # metrics, curves, plan (PNG + its mass, drawn here from the checkpoint, which stays behind), log and its backbone
-# cast to float16 (the dtype of the released files, so the export is the same as from the fp32 file;
-# two resnet18 backbones fit, three do not).
+# cast to float16 (the dtype of the released files, so the export is the same as from the fp32 file; two resnet18
+# backbones come back with the window's call, a ViT-B/16 pair needs five more short calls, printed at the end).
 #
 # On the device machine, from the repository root, with the data in $OTZOO_DATA:
 #   bash training/gpu_window.sh training/configs/cifar10_gpu.yaml 8m gca_uot simclr [-- key=value ...]
-# Back here (FILES: the folder the tool copied $OUT to):
-#   mkdir -p runs && cat FILES/runs.tar.part-* | tar x -C runs
+# Back here (FILES: the folder the tool copied $OUT to; with several return calls, all their files in one folder):
+#   (cd FILES && sha256sum -c SHA256SUMS) && mkdir -p runs && cat FILES/runs.tar.part-* | tar x -C runs
 #   python -m training export --run runs/<recipe>_<method> --data-dir DATA
 # A time-to-accuracy curve: `-- engine.knn_every=2 engine.knn_train=50000 engine.knn_test=10000` (kNN
 # top-1 on all of train / test every 2 epochs, in metrics.jsonl); the monitor only watches training,
@@ -20,8 +20,8 @@
 # BUDGET is each run's --time-budget, a safety stop: a run it stops has no backbone and nothing
 # of it comes back but its log (a checkpoint is too large to carry between windows).
 # The window starts with a one-step check on $OTZOO_WINDOW_DEVICE (default cuda) and stops there if it fails.
-# $PYTHON: the interpreter (default python3). $OTZOO_WINDOW_MAX_MIB: what the packed runs may take (default
-# 60 of the 64 MiB); a finished run beyond it is named and left out (exit 1).
+# $PYTHON: the interpreter (default python3). $OTZOO_WINDOW_MAX_MIB: what one call brings back (default 60 of the
+# 64 MiB); runs beyond it (a ViT-B/16 backbone is ~172 MB in fp16) come back in the follow-up calls it prints.
 set -uo pipefail
 # shellcheck source=training/queue_args.sh
 source "$(dirname "${BASH_SOURCE[0]}")/queue_args.sh"
@@ -75,24 +75,36 @@ for path in Path(sys.argv[1]).glob("*/backbone.safetensors"):
     released = {k: v.to(RELEASE_DTYPE) if v.is_floating_point() else v for k, v in tensors.items()}
     save_file(released, str(path), metadata=meta)
 EOF
-# pack finished runs while they fit what comes back; a run that does not fit is named, not silently cut
-max=$(( ${OTZOO_WINDOW_MAX_MIB:-60} * 1024 * 1024 )) used=0 files=()
+# pack every finished run into one tar, split into parts that the device tool brings back (files of at most 16 MiB,
+# $OTZOO_WINDOW_MAX_MIB per call): the first call's share goes to $OUT now with SHA256SUMS (of every part, so
+# the whole is checked); the rest wait in $runs/return/ for the follow-up calls this prints (run them at once: the machine is kept only
+# while warm). Back here, in one folder with every part: `sha256sum -c SHA256SUMS`, then `cat runs.tar.part-* | tar x`.
+max_mib=${OTZOO_WINDOW_MAX_MIB:-60}
+part_mib=$(( max_mib < 15 ? max_mib : 15 )) per_call=$(( max_mib / (max_mib < 15 ? max_mib : 15) ))
+files=()
 for d in "$runs"/*/; do
     n=$(basename "$d")
     [ -f "$runs/$n/backbone.safetensors" ] || continue
-    mine=()
     for f in backbone.safetensors run.json config.yaml metrics.jsonl curves.png plan.png plan.json pretrain.log; do
-        [ -f "$runs/$n/$f" ] && mine+=("$n/$f")
+        [ -f "$runs/$n/$f" ] && files+=("$n/$f")
     done
-    size=$(cd "$runs" && du -cb "${mine[@]}" | tail -1 | cut -f1)
-    if [ $((used + size)) -gt $max ]; then
-        echo "[window] $n: left out of the return ($((size >> 20)) MiB; $((used >> 20)) of $((max >> 20)) MiB used)"
-        status=1
-        continue
-    fi
-    used=$((used + size)) files+=("${mine[@]}")
 done
-[ ${#files[@]} -gt 0 ] && (cd "$runs" && tar cf - "${files[@]}") | split -b 15M - "$out/runs.tar.part-"
+ret=$runs/return
+rm -rf "$ret" && mkdir -p "$ret"
+if [ ${#files[@]} -gt 0 ]; then
+    (cd "$runs" && tar cf "$ret/runs.tar" "${files[@]}")
+    split -b "${part_mib}M" -d -a 3 "$ret/runs.tar" "$ret/runs.tar.part-"
+    (cd "$ret" && sha256sum runs.tar.part-* > SHA256SUMS && rm runs.tar)
+    parts=("$ret"/runs.tar.part-*)
+    cp "$ret/SHA256SUMS" "${parts[@]:0:per_call}" "$out/"
+    if [ ${#parts[@]} -gt "$per_call" ]; then
+        echo "[window] ${#parts[@]} parts of ${part_mib} MiB; $per_call came back with this call. Bring the rest back now," \
+             "one command per call:"
+        for ((i = per_call; i < ${#parts[@]}; i += per_call)); do
+            echo "  cp ${parts[*]:i:per_call} \"\$OUT\"/"
+        done
+    fi
+fi
 cp "$runs"/*.log "$out/" 2>/dev/null
 ls -l "$out"
 exit $status

@@ -42,20 +42,39 @@ def test_window_packs_finished_runs_and_fails_on_the_rest(tmp_path):
     assert load_run_model(run) is not None  # what export reads
 
 
-def test_window_leaves_out_a_run_beyond_the_return_limit_and_says_so(tmp_path):
+def test_runs_beyond_one_call_come_back_in_the_printed_follow_up_calls_and_check_whole(tmp_path):
     runs, out = tmp_path / "runs", tmp_path / "out"
     out.mkdir()
     for name, mib in (("a_small", 0.25), ("b_big", 2)):  # finished runs already in the window's folder
         (runs / name).mkdir(parents=True)
-        (runs / name / "backbone.safetensors").write_bytes(b"\0" * int(mib * 2 ** 20))  # not cast: not safetensors
+        (runs / name / "backbone.safetensors").write_bytes(os.urandom(int(mib * 2 ** 20)))  # not cast: not safetensors
         (runs / name / "run.json").write_text("{}")
     env = dict(os.environ, OUT=str(out), OTZOO_WINDOW_RUNS=str(runs), OTZOO_WINDOW_MAX_MIB="1", PYTHON="true")
     proc = subprocess.run(["bash", "training/gpu_window.sh", "training/configs/smoke.yaml", "1m", "nosuch"],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 1 and "[window] b_big: left out of the return (2 MiB" in proc.stdout
-    parts = b"".join(p.read_bytes() for p in sorted(out.glob("runs.tar.part-*")))
+    assert "3 parts of 1 MiB; 1 came back with this call" in proc.stdout, proc.stdout
+    follow_ups = [line.strip() for line in proc.stdout.splitlines() if line.startswith("  cp ")]
+    assert len(follow_ups) == 2 and sorted(p.name for p in out.glob("runs.tar.part-*")) == ["runs.tar.part-000"]
+    back = tmp_path / "back"  # each call's files arrive in their own folder; gathered in one here
+    back.mkdir()
+    for i, command in enumerate(follow_ups):
+        call = tmp_path / f"call{i}"
+        call.mkdir()
+        subprocess.run(["bash", "-c", command], env=dict(os.environ, OUT=str(call)), check=True)
+        for f in call.iterdir():
+            f.rename(back / f.name)
+    for f in out.glob("runs.tar.part-*"):
+        f.rename(back / f.name)
+    (back / "SHA256SUMS").write_text((out / "SHA256SUMS").read_text())
+    subprocess.run(["sha256sum", "-c", "--quiet", "SHA256SUMS"], cwd=back, check=True)
+    parts = b"".join(p.read_bytes() for p in sorted(back.glob("runs.tar.part-*")))
     listing = subprocess.run(["tar", "t"], input=parts, capture_output=True, check=True).stdout.decode().split()
-    assert listing == ["a_small/backbone.safetensors", "a_small/run.json"]
+    assert listing == ["a_small/backbone.safetensors", "a_small/run.json", "b_big/backbone.safetensors",
+                       "b_big/run.json"]
+    part = back / "runs.tar.part-001"
+    part.write_bytes(part.read_bytes()[:-1] + b"x")  # a part damaged on the way: the check names it
+    check = subprocess.run(["sha256sum", "-c", "--quiet", "SHA256SUMS"], cwd=back, capture_output=True, text=True)
+    assert check.returncode != 0 and "runs.tar.part-001: FAILED" in check.stdout
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
