@@ -67,12 +67,12 @@ def stretch_record(run_dir, previous: Optional[dict] = None) -> dict:
     saved = _checkpoint(run_dir)
     if saved and (last is None or saved["step"] > last["step"]):  # stopped after the last log record
         last = {"step": saved["step"], "elapsed_s": round(saved["wall_time_s"], 1)}
-    if previous and session and previous["stretch"].get("started_at") == session["started_at"]:
-        raise ValueError(f"{str(run_dir)!r}: its latest stretch (started {session['started_at']}) is already the "
-                         "last progress line; nothing new to record (did the run start at all?)")
     if last is None or last["step"] <= start_step:
         raise ValueError(f"{str(run_dir)!r} trained no step since its last start (step {start_step}): nothing to "
                          "record")
+    if previous and previous.get("run") == run_dir.name and previous["step"] >= last["step"]:
+        raise ValueError(f"{str(run_dir)!r} is at step {last['step']}, already the last progress line; nothing new "
+                         "to record (did the run start at all?)")
     begun = next((r["elapsed_s"] for r in reversed(records[:first]) if "elapsed_s" in r), 0.0)
     return {
         "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
