@@ -143,6 +143,7 @@ def create_model(name: str, pretrained: bool = False, num_classes: Optional[int]
     elif pretrained:
         file = resolve_weight_file(cfg)
         state_dict, source = read_state_dict(file, cfg["sha256"]), str(file)
+    kwargs = {**(cfg.get("model_args") or {}), **kwargs}  # the weight's own (e.g. fp32_stages); the caller's win
     if num_classes is None:
         num_classes = cfg.get("num_classes")
     if num_classes is not None:

@@ -35,6 +35,7 @@ class OtzooMeta:
     dtype: Optional[str] = None  # floating-point dtype of the stored tensors, e.g. "float16"
     num_features: Optional[int] = None
     label_names: Optional[List[str]] = None
+    model_args: Optional[Dict[str, Any]] = None  # constructor arguments the weight is built with (MODEL_ARGS)
     method: Optional[str] = None  # otzoo.losses name (or "byol")
     dataset: Optional[str] = None
     dataset_variant: Optional[str] = None  # the exact copy the metrics were measured on
@@ -83,6 +84,16 @@ def _check_input_size(cfg: Dict[str, Any]) -> None:
                          f"with sides of 1-4096 pixels, got {size!r}")
 
 
+MODEL_ARGS = ("fp32_stages",)  # what a weight cfg may pass to its architecture's constructor
+
+
+def _check_model_args(cfg: Dict[str, Any]) -> None:
+    unknown = sorted(set(cfg.get("model_args") or {}) - set(MODEL_ARGS))
+    if unknown:
+        raise ValueError(f"weight cfg {cfg.get('name', '?')!r}: model_args {unknown} are not allowed; a weight cfg "
+                         f"may set only {list(MODEL_ARGS)} (pass other arguments to create_model yourself)")
+
+
 _FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
@@ -105,6 +116,7 @@ def validate_weight_cfg(cfg: Dict[str, Any], partial: bool = False) -> Dict[str,
         check_file_name("weight name", cfg["name"])
     check_file_name(f"weight cfg {cfg.get('name', '?')!r}: filename", cfg.get("filename") or "model.safetensors")
     _check_input_size(cfg)
+    _check_model_args(cfg)
     for key, value in cfg.items():
         hint = _META_TYPES.get(key, _TIMM_TYPES.get(key))
         if key not in WEIGHT_CFG_FIELDS:

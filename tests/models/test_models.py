@@ -122,3 +122,39 @@ def test_data_config_and_transform(name):
     assert out.shape == tuple(cfg["input_size"])
     expected = (torch.tensor([128, 64, 32]) / 255 - torch.tensor(cfg["mean"])) / torch.tensor(cfg["std"])
     torch.testing.assert_close(out[:, 0, 0], expected.float(), atol=1e-3, rtol=0)
+
+
+@pytest.mark.parametrize("stages", [(), ("layer4",), ("layer3", "layer4")])
+def test_cifar_resnet_runs_its_fp32_stages_and_head_in_fp32_under_autocast(stages):
+    """Same keys and fp32 values as the plain model; under bf16 autocast the fp32 parts keep the output close to
+    fp32 and the head's output is fp32; TorchScript and FX still take the model."""
+    torch.manual_seed(0)
+    plain = otzoo.create_model("resnet18_cifar").eval()
+    model = otzoo.create_model("resnet18_cifar", fp32_stages=stages).eval()
+    model.load_state_dict(plain.state_dict())
+    assert list(model.state_dict()) == list(plain.state_dict())
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        ref = plain(x)
+        torch.testing.assert_close(model(x), ref)
+        torch.testing.assert_close(torch.jit.script(model)(x), ref)
+        torch.testing.assert_close(torch.fx.symbolic_trace(model)(x), ref)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out, inner = model(x), model.forward_features(x)
+    assert out.dtype == torch.float32
+    assert inner.dtype == (torch.float32 if "layer4" in stages else torch.bfloat16)
+
+
+@pytest.mark.parametrize("bad", ["layer4", ["layer5"], ["fc"]])
+def test_fp32_stages_must_name_stages(bad):
+    with pytest.raises(ValueError, match="fp32_stages must be a list of stage names"):
+        otzoo.create_model("resnet18_cifar", fp32_stages=bad)
+
+
+def test_a_weight_cfg_passes_its_model_args_and_the_caller_overrides_them():
+    assert type(otzoo.create_model("sinsim_resnet18_cifar10").layer4).__name__ == "Fp32UnderAutocast"
+    assert type(otzoo.create_model("sinsim_resnet18_cifar10", fp32_stages=()).layer4) is torch.nn.Sequential
+    assert type(otzoo.create_model("simclr_resnet18_cifar10").layer4) is torch.nn.Sequential
+    cfg = otzoo.get_weight_cfg("sinsim_resnet18_cifar10").to_dict()
+    with pytest.raises(ValueError, match="model_args \\['features_only'\\] are not allowed"):
+        otzoo.models.WeightCfg.from_dict({**cfg, "model_args": {"features_only": True}})

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import otzoo
+from training.run.data import DataError, error_line
 from training.run.datasets import build_dataset, check_same_classes, evenly_spaced_subset, labels_of
 from training.run.distributed import DistInfo
 from training.run.hardware import hardware_string
@@ -159,7 +160,11 @@ def main(argv=None, prog: str = "python -m training evaluate", command: str = "k
               "dataset_variant": dataset_variant(job.dataset, job.data_dir), "num_train": len(job.train_set),
               "num_test": len(job.test_set), "input_size": int(model.pretrained_cfg["input_size"][-1])}
     start = time.time()
-    result.update((_finetune if command == "finetune" else _probe)(job, precision, device))
+    try:
+        result.update((_finetune if command == "finetune" else _probe)(job, precision, device))
+    except DataError as err:  # an unreadable image, met while reading the data
+        print(f"error: {error_line(err)}", file=sys.stderr)
+        return 2
     result.update(device=str(device), precision=precision,
                   hardware=hardware_string(DistInfo(device=device), precision),
                   command_line=" ".join([prog, *map(shlex.quote, sys.argv[1:] if argv is None else argv)]),

@@ -31,6 +31,7 @@ import otzoo
 from otzoo.models import sha256_file
 from training.release import accuracy_curve, readme, references
 from training.release.guard import SUPERSEDE_CHOICES, check_release
+from training.run.data import error_line
 from training.run.datasets import DataNotFoundError, build_dataset, check_same_classes, evenly_spaced_subset
 from training.run.device import resolve_device
 from training.evaluate.loading import dataset_variant, first_n, load_run_model, read_run, resolve_eval_data_dir
@@ -349,8 +350,8 @@ def main(argv=None, prog: str = "python -m training export", command: str = "exp
         export_run(args.run, args.name, root, args.data_dir, args.batch_size, args.workers, args.train_subset,
                    args.test_subset, args.subset_size, args.max_iter, args.figure, command=cmd, device=args.device,
                    supersede=args.supersede)
-    except (DataNotFoundError, FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (DataNotFoundError, FileNotFoundError, ValueError) as err:  # DataError (an unreadable image) included
+        print(f"error: {error_line(err)}", file=sys.stderr)
         return 2
     return 0
 

@@ -25,6 +25,7 @@ import otzoo
 from otzoo.models import sha256_file
 from training.release import readme
 from training.release.cards import remeasured_records
+from training.run.data import DataError, error_line
 from training.run.datasets import DataNotFoundError, build_dataset
 from training.run.device import resolve_device
 from training.run.distributed import DistInfo
@@ -171,8 +172,8 @@ def main(argv=None, prog: str = "python -m training measure", command: str = "me
         try:
             _, record = measure_weight(name, Path(args.root).resolve(), args.data_dir, args.batch_size,
                                        args.max_iter, args.device, f"{prog} {shlex.quote(name)}{run}", run_dir=args.run)
-        except (FileNotFoundError, DataNotFoundError, NotReproducedError) as err:
-            print(f"error: {err}", file=sys.stderr)
+        except (FileNotFoundError, DataNotFoundError, DataError, NotReproducedError) as err:
+            print(f"error: {error_line(err)}", file=sys.stderr)
             return 1 if isinstance(err, NotReproducedError) else 2
         print(_summary(name, record))
     return 0

@@ -14,12 +14,21 @@ from typing import List, Optional, Tuple
 import numpy as np
 import torch
 
-__all__ = ["ImageData", "DataError", "load_images", "EpochShuffler", "shard"]
+__all__ = ["ImageData", "DataError", "error_line", "load_images", "EpochShuffler", "shard"]
 
 
 class DataError(ValueError):
     """The data cannot be trained on as given (an unreadable image, images of different sizes, fewer images
     than one batch); the message names what and says what to do."""
+
+
+def error_line(err: BaseException) -> str:
+    """``err``'s message; for one re-raised from a DataLoader worker (message, then the worker's traceback),
+    the worker's own message."""
+    text = str(err).strip()
+    if "Original Traceback" in text:
+        text = text.splitlines()[-1].split(": ", 1)[-1]
+    return text
 
 
 class ImageData:
@@ -61,6 +70,8 @@ def _decode(ds, i: int, size: Optional[int]) -> np.ndarray:
     naming its file (a truncated or corrupt image is refused, never skipped: the data would change silently)."""
     try:
         return _to_array(ds[i][0], size)
+    except DataError:
+        raise
     except (OSError, ValueError, SyntaxError) as err:  # PIL: truncated, unidentified or malformed files
         raise DataError(f"cannot decode {_image_path(ds, i)}: {err}. Replace or remove that file (a partial "
                         "copy? check with `python -c \"from PIL import Image; Image.open(PATH).load()\"`), "

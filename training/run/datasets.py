@@ -44,6 +44,20 @@ def resolve_data_dir(data_dir: Optional[str] = None) -> Optional[Path]:
     return path
 
 
+def checked_loader(path: str):
+    """torchvision's image loader; an unreadable image raises :class:`training.run.data.DataError` naming its file
+    (a truncated or corrupt image is refused, never skipped: the data would change silently)."""
+    from torchvision.datasets.folder import default_loader
+
+    from .data import DataError
+
+    try:
+        return default_loader(path)
+    except (OSError, ValueError, SyntaxError) as err:  # PIL: truncated, unidentified or malformed files
+        raise DataError(f"cannot decode {path}: {err}. Replace or remove that file (a partial copy? check with "
+                        "`python -c \"from PIL import Image; Image.open(PATH).load()\"`), then run again") from None
+
+
 def build_dataset(name: str = "cifar10", split: str = "train", data_dir: Optional[str] = None,
                   transform=None, download: bool = True, root: Optional[str] = None) -> Dataset:
     """Return the ``split`` ("train" or "test"; STL-10 also "unlabeled") of dataset ``name``.
@@ -62,7 +76,7 @@ def build_dataset(name: str = "cifar10", split: str = "train", data_dir: Optiona
                 f"{str(split_dir)!r} does not exist: the data dir must hold ImageFolder trees "
                 f"'train/' and 'test/' (or 'val/'), one sub-folder per class."
             )
-        return _readable_classes(ImageFolder(str(split_dir), transform=transform), name)
+        return _readable_classes(ImageFolder(str(split_dir), transform=transform, loader=checked_loader), name)
     key = name.lower().replace("-", "")
     if key not in TORCHVISION_DATASETS:
         raise DataNotFoundError(

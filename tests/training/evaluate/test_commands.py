@@ -128,6 +128,25 @@ def test_cli_errors_are_clear(tmp_path, capsys):
     assert "not a directory" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("workers", [0, 1])
+@pytest.mark.parametrize("command", ["knn", "linear", "finetune", "export"])
+def test_an_unreadable_image_is_one_line_naming_the_file_exit_2(tmp_path, capsys, command, workers):
+    from training.release import export
+
+    data = make_image_tree(tmp_path / "data", n_train=2, n_test=2)
+    bad = data / "test" / "c1" / "0001.png"
+    bad.write_bytes(bad.read_bytes()[:40])  # truncated
+    args = ["--run", str(make_run_dir(tmp_path / "run")), "--data-dir", str(data), "--workers", str(workers)]
+    if command == "export":
+        rc = export.main(args + ["--root", str(tmp_path / "root"), "--subset-size", "4"])
+    else:
+        rc = evaluate.main(args + (["--epochs", "1"] if command == "finetune" else []), prog=command, command=command)
+    err = capsys.readouterr().err  # the feature passes' progress bars come before
+    assert rc == 2 and "Traceback" not in err
+    assert err.split("\r")[-1].strip().startswith(f"error: cannot decode {bad}") and err.count("error:") == 1
+    assert not (tmp_path / "root" / "weights").exists()
+
+
 @pytest.mark.parametrize("command", ["knn", "linear", "finetune", "export"])
 def test_splits_with_different_classes_are_refused(tmp_path, capsys, command):
     from training.release import export
