@@ -31,6 +31,15 @@ def error_line(err: BaseException) -> str:
     return text
 
 
+UNREADABLE = (OSError, ValueError, SyntaxError)  # what PIL raises for truncated, unidentified or malformed files
+
+
+def unreadable_image(path: str, err: BaseException) -> DataError:
+    """The error for an image that cannot be decoded: names the file and what to do."""
+    return DataError(f"cannot decode {path}: {err}. Replace or remove that file (a partial copy? check with "
+                     "`python -c \"from PIL import Image; Image.open(PATH).load()\"`), then run again")
+
+
 class ImageData:
     """Decoded images ``(N, 3, H, W)`` uint8, labels ``(N,)`` int64, class names and provenance."""
 
@@ -72,10 +81,8 @@ def _decode(ds, i: int, size: Optional[int]) -> np.ndarray:
         return _to_array(ds[i][0], size)
     except DataError:
         raise
-    except (OSError, ValueError, SyntaxError) as err:  # PIL: truncated, unidentified or malformed files
-        raise DataError(f"cannot decode {_image_path(ds, i)}: {err}. Replace or remove that file (a partial "
-                        "copy? check with `python -c \"from PIL import Image; Image.open(PATH).load()\"`), "
-                        "then run again") from None
+    except UNREADABLE as err:
+        raise unreadable_image(_image_path(ds, i), err) from None
 
 
 def _synthetic(n: int, size: int, seed: int = 0) -> ImageData:

@@ -49,13 +49,12 @@ def checked_loader(path: str):
     (a truncated or corrupt image is refused, never skipped: the data would change silently)."""
     from torchvision.datasets.folder import default_loader
 
-    from .data import DataError
+    from .data import UNREADABLE, unreadable_image
 
     try:
         return default_loader(path)
-    except (OSError, ValueError, SyntaxError) as err:  # PIL: truncated, unidentified or malformed files
-        raise DataError(f"cannot decode {path}: {err}. Replace or remove that file (a partial copy? check with "
-                        "`python -c \"from PIL import Image; Image.open(PATH).load()\"`), then run again") from None
+    except UNREADABLE as err:
+        raise unreadable_image(path, err) from None
 
 
 def build_dataset(name: str = "cifar10", split: str = "train", data_dir: Optional[str] = None,
