@@ -3,9 +3,10 @@
 A run folder lives only as long as its machine; a campaign that trains across sessions and machines keeps its
 time-to-accuracy record as text instead (``results/campaign/<method>.jsonl``, one line per stretch of work).
 A stretch is what the run trained since its last ``session`` record in ``metrics.jsonl`` (the engine writes
-one at every start or resume): its steps, wall time, median views/s, hardware and k-NN monitor points. Where
-the run restarted below the step the file's last line reached (a machine lost with its run folder), the
-difference is recorded as ``lost_steps``.
+one at every start or resume): its steps, wall time, median views/s (of the step records' intervals), mean
+views/s (two views per image over the whole wall time: start-up and anything sharing the CPU included),
+hardware and k-NN monitor points. Where the run restarted below the step the file's last line reached (a
+machine lost with its run folder), the difference is recorded as ``lost_steps``.
 """
 import argparse
 import json
@@ -74,6 +75,7 @@ def stretch_record(run_dir, previous: Optional[dict] = None) -> dict:
         raise ValueError(f"{str(run_dir)!r} is at step {last['step']}, already the last progress line; nothing new "
                          "to record (did the run start at all?)")
     begun = next((r["elapsed_s"] for r in reversed(records[:first]) if "elapsed_s" in r), 0.0)
+    wall = round(last["elapsed_s"] - begun, 1)
     return {
         "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "run": run_dir.name, "method": cfg["method"], "arch": cfg["arch"], "dataset": cfg["dataset"],
@@ -83,7 +85,9 @@ def stretch_record(run_dir, previous: Optional[dict] = None) -> dict:
         "stretch": {
             "steps": [start_step, last["step"]],
             "started_at": session["started_at"] if session else None,
-            "wall_time_s": round(last["elapsed_s"] - begun, 1),
+            "wall_time_s": wall,
+            # the stretch's whole wall time (start-up and anything sharing the CPU included)
+            "mean_views_per_s": round(2 * cfg["batch_size"] * (last["step"] - start_step) / wall, 1) if wall else None,
             # the first step record of a stretch carries the start-up (decode, compile): left out
             "views_per_s": round(statistics.median(r["views_per_s"] for r in steps[1:]), 1) if len(steps) > 1
             else None,

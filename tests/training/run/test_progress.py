@@ -100,6 +100,7 @@ def test_a_run_from_before_session_records_is_recorded_since_the_last_line(tmp_p
     assert line["stretch"]["steps"] == [start, 6] and line["stretch"]["hardware"] is None
     assert line["stretch"]["wall_time_s"] == 6 - start
     assert line["stretch"]["views_per_s"] == 10.0 * (start + 2 + 6) / 2  # median, the stretch's first left out
+    assert line["stretch"]["mean_views_per_s"] == round(2 * 8 * (6 - start) / (6 - start), 1)  # views / wall time
 
 
 @pytest.mark.parametrize("done, chosen", [
