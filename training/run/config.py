@@ -32,6 +32,10 @@ DEFAULTS: Dict[str, Any] = {
         "subset": None,             # use only this many evenly spaced training images
         "decode_size": None,        # resize (shorter side + center crop) when decoding; None keeps size
         "cache_dir": None,          # where decoded uint8 arrays are cached (.npy); None: no cache
+        "stream": None,             # true: decode each step's images as it needs them (bounded memory); false: the
+                                    # whole split once, into memory; None: stream when that would exceed a quarter of
+                                    # the memory (training.run.stream.memory_budget)
+        "workers": None,            # processes decoding a streamed run's batches; None: the cores per process, <= 8
         "mean": [0.4914, 0.4822, 0.4465],
         "std": [0.2470, 0.2435, 0.2616],
     },
@@ -242,6 +246,12 @@ def _check_ranges(cfg: dict) -> None:
     if min(jitter) < 0 or jitter[3] > 0.5:
         raise ConfigError(f"aug.jitter must be [brightness, contrast, saturation, hue] >= 0 with hue <= 0.5, "
                           f"got {jitter!r}")
+    stream, workers = cfg["data"]["stream"], cfg["data"]["workers"]
+    if stream not in (None, True, False):
+        raise ConfigError(f"data.stream must be true, false or null (automatic), got {stream!r}")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 0):
+        raise ConfigError(f"data.workers must be an integer >= 0 (0: decode in the training process) or null, "
+                          f"got {workers!r}")
     if min(cfg["data"]["std"]) <= 0:
         raise ConfigError(f"data.std must be > 0 per channel, got {cfg['data']['std']!r}")
 

@@ -14,30 +14,10 @@ from typing import List, Optional, Tuple
 import numpy as np
 import torch
 
+from .datasets import (UNREADABLE, DataError, build_dataset, error_line, evenly_spaced_subset, labels_of,
+                       resolve_data_dir, unreadable_image)
+
 __all__ = ["ImageData", "DataError", "error_line", "load_images", "EpochShuffler", "shard"]
-
-
-class DataError(ValueError):
-    """The data cannot be trained on as given (an unreadable image, images of different sizes, fewer images
-    than one batch); the message names what and says what to do."""
-
-
-def error_line(err: BaseException) -> str:
-    """``err``'s message; for one re-raised from a DataLoader worker (message, then the worker's traceback),
-    the worker's own message."""
-    text = str(err).strip()
-    if "Original Traceback" in text:
-        text = text.splitlines()[-1].split(": ", 1)[-1]
-    return text
-
-
-UNREADABLE = (OSError, ValueError, SyntaxError)  # what PIL raises for truncated, unidentified or malformed files
-
-
-def unreadable_image(path: str, err: BaseException) -> DataError:
-    """The error for an image that cannot be decoded: names the file and what to do."""
-    return DataError(f"cannot decode {path}: {err}. Replace or remove that file (a partial copy? check with "
-                     "`python -c \"from PIL import Image; Image.open(PATH).load()\"`), then run again")
 
 
 class ImageData:
@@ -107,8 +87,6 @@ def load_images(dataset: str = "cifar10", split: str = "train", data_dir: Option
     """
     if dataset == "synthetic":
         return _synthetic(subset or 512, decode_size or 32, seed=0 if split == "train" else 1)
-    from training.run.datasets import build_dataset, evenly_spaced_subset, labels_of, resolve_data_dir
-
     folder = resolve_data_dir(data_dir)
     source = str(folder / split) if folder is not None else f"torchvision:{dataset}/{split}"
     cache = None

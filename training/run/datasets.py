@@ -24,6 +24,29 @@ IMAGENETTE_SIZE = os.environ.get("OTZOO_IMAGENETTE_SIZE", "320px")  # torchvisio
 DEFAULT_DOWNLOAD_ROOT = Path(os.environ.get("OTZOO_DOWNLOAD_ROOT", "~/.cache/otzoo/datasets")).expanduser()
 
 
+class DataError(ValueError):
+    """The data cannot be trained on as given (an unreadable image, images of different sizes, fewer images
+    than one batch); the message names what and says what to do."""
+
+
+def error_line(err: BaseException) -> str:
+    """``err``'s message; for one re-raised from a DataLoader worker (message, then the worker's traceback),
+    the worker's own message."""
+    text = str(err).strip()
+    if "Original Traceback" in text:
+        text = text.splitlines()[-1].split(": ", 1)[-1]
+    return text
+
+
+UNREADABLE = (OSError, ValueError, SyntaxError)  # what PIL raises for truncated, unidentified or malformed files
+
+
+def unreadable_image(path: str, err: BaseException) -> DataError:
+    """The error for an image that cannot be decoded: names the file and what to do."""
+    return DataError(f"cannot decode {path}: {err}. Replace or remove that file (a partial copy? check with "
+                     "`python -c \"from PIL import Image; Image.open(PATH).load()\"`), then run again")
+
+
 class DataNotFoundError(FileNotFoundError):
     """The dataset is neither in a data directory nor downloadable."""
 
@@ -45,11 +68,9 @@ def resolve_data_dir(data_dir: Optional[str] = None) -> Optional[Path]:
 
 
 def checked_loader(path: str):
-    """torchvision's image loader; an unreadable image raises :class:`training.run.data.DataError` naming its file
+    """torchvision's image loader; an unreadable image raises :class:`DataError` naming its file
     (a truncated or corrupt image is refused, never skipped: the data would change silently)."""
     from torchvision.datasets.folder import default_loader
-
-    from .data import UNREADABLE, unreadable_image
 
     try:
         return default_loader(path)

@@ -9,7 +9,10 @@ and, once complete, ``backbone.safetensors`` and ``run.json``. Only rank 0 write
 
 Device: ``engine.device`` (auto | cpu | cuda | cuda:N). The decoded uint8 images live on
 that device and are augmented there, batched; only the small per-step augmentation
-parameters (drawn on the host from the per-step seed) travel. A step never reads a value
+parameters (drawn on the host from the per-step seed) travel. A split too large to hold
+decoded (``data.stream``, :mod:`training.run.stream`) streams instead: each step's images are
+decoded ahead of it by DataLoader workers, the same pixels in the same order, then travel
+(pinned on CUDA) and are augmented on the device the same way. A step never reads a value
 back from the device: the loss and a finiteness flag stay there and are checked every
 ``engine.log_every`` steps, at checkpoints and at epoch ends (a non-finite loss stops the
 run naming its step; no checkpoint of that state is written). The time budget is read from
@@ -44,7 +47,7 @@ from torch import nn
 from .augment import TwoViewAugment, slice_params
 from .checkpoint import load_checkpoint, rng_state, run_lock, save_checkpoint, set_rng_state
 from .config import dump_config
-from .data import EpochShuffler, load_images, shard
+from .data import DataError, EpochShuffler, error_line, load_images, shard
 from .device import autocast, resolve_precision
 from .distributed import setup_distributed
 from .from_release import apply_release
@@ -53,6 +56,7 @@ from .methods import build_method
 from .metrics import plot_curves
 from .monitor import effective_rank, knn_top1, monitor_features
 from .optim import build_optimizer, warmup_cosine
+from .stream import BatchStream, StreamedImages, default_workers, open_train_images
 
 __all__ = ["train", "Trainer", "NonFiniteLossError", "EXIT_TIME_BUDGET"]
 
@@ -136,11 +140,18 @@ class Trainer:
 
     def _setup_data(self) -> None:
         cfg, d = self.cfg, self.cfg["data"]
-        self.data = load_images(cfg["dataset"], "train", d["dir"], d["subset"], d["decode_size"], d["cache_dir"])
-        self.images = self.data.images.to(self.device)  # uint8; augmented on the device
+        local_procs = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+        self.data = open_train_images(cfg["dataset"], d, self.device, local_procs)
         self.global_batch = int(cfg["batch_size"])
         self.local_slice = shard(self.global_batch, self.info.rank, self.info.world_size)
         self.shuffler = EpochShuffler(len(self.data), self.global_batch, self.seed)
+        self.stream = None
+        if isinstance(self.data.images, StreamedImages):  # each step's images decoded ahead of it by workers
+            workers = d["workers"] if d["workers"] is not None else default_workers(local_procs)
+            self.stream = BatchStream(self.data.images, self.shuffler, self.local_slice, workers,
+                                      pin=self.device.type == "cuda")
+        else:
+            self.images = self.data.images.to(self.device)  # uint8; augmented on the device
         self.spe, self.epochs = self.shuffler.steps_per_epoch, int(cfg["epochs"])
         self.total_steps = self.spe * self.epochs
         self.aug = TwoViewAugment.from_config(cfg["aug"], d["mean"], d["std"])
@@ -232,10 +243,11 @@ class Trainer:
     # ------------------------------------------------------------ one step
     def train_step(self) -> None:
         """One optimizer step on the next global batch; reads nothing back from the device."""
+        state = (self.shuffler.epoch, self.shuffler.position)
         idx = self.shuffler.next_batch()
         params = self.aug.sample(self.global_batch, self.height, self.width, _step_generator(self.seed, self.step))
         lo, hi = self.local_slice
-        x = self.images[idx[lo:hi].to(self.device, non_blocking=True)]
+        x = self.batch_images(idx[lo:hi], state)
         v1, v2 = (v.contiguous(memory_format=self.memory_format)
                   for v in self.aug.apply(x, slice_params(params, lo, hi)))
         with self.autocast():
@@ -249,6 +261,18 @@ class Trainer:
         self.scheduler.step()
         self.step += 1
         self.method.after_step(self.step, self.total_steps)
+
+    def batch_images(self, idx: torch.Tensor, state) -> torch.Tensor:
+        """This rank's images ``idx`` (uint8, on the device), of the batch the shuffler gave from ``state``.
+        A streamed image that cannot be decoded puts the shuffler back at ``state`` (the step did not happen) and
+        raises :class:`DataError`."""
+        if self.stream is None:
+            return self.images[idx.to(self.device, non_blocking=True)]
+        try:
+            return self.stream.take(idx, state).to(self.device, non_blocking=True)
+        except DataError:
+            self.shuffler.epoch, self.shuffler.position = state
+            raise
 
     def _track(self, loss: torch.Tensor, out: dict) -> None:
         embedding_ok = torch.isfinite(out["z1"]).all() & torch.isfinite(out["z2"]).all()
@@ -317,6 +341,14 @@ class Trainer:
             "last_loss": float(self.last_loss), "hardware_spans": self.hardware_spans(),
             "epoch_loss": [float(self.loss_sum), self.loss_count], "init": self.init, "restarts": self.restarts,
         }, self.out / "checkpoint.pt")
+
+    def _save_before_data_error(self) -> str:
+        """Rank 0 saves the step an undecodable image stopped; another rank cannot (its peers are inside the step's
+        collectives, which torchrun ends when this rank exits), so the run continues from its last checkpoint."""
+        if self.info.world_size > 1 and not self.info.main:
+            return f"Rank {self.info.rank} stopped at step {self.step}; the run's last checkpoint is kept"
+        self.checkpoint()
+        return f"The run's state is saved at step {self.step}"
 
     def should_stop(self) -> bool:
         """Time budget (host clock) spent or SIGTERM received; under DDP rank 0's decision is broadcast
@@ -391,7 +423,12 @@ class Trainer:
         previous = {s: signal.signal(s, self._on_stop_signal) for s in STOP_SIGNALS} if main_thread else {}
         try:
             status = self._loop()
+        except DataError as err:  # a streamed image: state saved at the step that needs it, which --resume retries
+            raise DataError(f"{error_line(err)}. {self._save_before_data_error()}: with the file replaced, --resume "
+                            "continues there (removing it changes the data: a new run)") from None
         finally:
+            if self.stream is not None:
+                self.stream.close()
             for s, handler in previous.items():
                 signal.signal(s, handler)
             if self.metrics_file is not None and not self.metrics_file.closed:

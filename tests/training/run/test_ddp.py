@@ -54,12 +54,12 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def _assert_same_weights_as_one_process(ddp_out, method, tmp_path, monkeypatch):
+def _assert_same_weights_as_one_process(ddp_out, method, tmp_path, monkeypatch, extra=()):
     """One uninterrupted process on the same global batch ends at step 3 with the DDP run's weights."""
     monkeypatch.setattr(training.run.methods, "create_backbone", _bn_free_backbone)
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     torch.set_num_threads(1)
-    assert main(ARGS + [f"method={method}", "--output-dir", str(tmp_path / "single")]) == 0
+    assert main(ARGS + [f"method={method}", "--output-dir", str(tmp_path / "single"), *extra]) == 0
     ddp = torch.load(Path(ddp_out) / "checkpoint.pt", weights_only=True)
     single = torch.load(tmp_path / "single" / "checkpoint.pt", weights_only=True)
     assert ddp["step"] == single["step"] == 3
@@ -97,3 +97,18 @@ def test_a_sigterm_on_rank_0_stops_every_rank_at_one_step_and_resumes_exactly(tm
     assert errors.empty(), errors.get()
 
     _assert_same_weights_as_one_process(out, "simclr", tmp_path, monkeypatch)
+
+
+@pytest.mark.slow
+def test_two_streaming_gloo_processes_match_one_in_memory_process(tmp_path, monkeypatch):
+    from tests.training.run.test_stream import jpeg_tree
+
+    tree = jpeg_tree(tmp_path / "data", n=16)  # 48 JPEGs of three sizes, decoded at 16 px
+    data = [f"data.dir={tree}", "dataset=folder", "data.subset=null", "data.decode_size=16", "aug.size=16"]
+    ctx, ddp_out = mp.get_context("spawn"), str(tmp_path / "ddp")
+    errors = ctx.SimpleQueue()
+    streamed = (*data, "data.stream=true", "data.workers=1")
+    mp.start_processes(_worker, args=(2, _free_port(), ddp_out, "gca_uot", errors, streamed), nprocs=2, join=True,
+                       start_method="spawn")
+    assert errors.empty(), errors.get()
+    _assert_same_weights_as_one_process(ddp_out, "gca_uot", tmp_path, monkeypatch, (*data, "data.stream=false"))
