@@ -10,13 +10,15 @@ from typing import Optional
 from training.run.config import with_defaults
 
 RECIPE_FREE_KEYS = ("method", "output_dir", "run_name", "loss")
-DATA_LOCATION_KEYS = ("dir", "cache_dir")  # where the files are read from, not which data (``data.variant``)
+# where and how the files are read (a streamed run equals an in-memory one), not which data (``data.variant``)
+DATA_ACCESS_KEYS = ("dir", "cache_dir", "stream", "workers")
 MONITOR_KEYS = ("log_every", "checkpoint_minutes", "progress", "knn_every", "knn_train", "knn_test", "knn_k", "knn_t")
 
 
 def recipe_key(cfg: "WeightCfg") -> Optional[tuple]:
     """What makes a recipe: architecture, dataset and the config up to the method, paths (the run's, the
-    data's: ``--data-dir`` or ``$OTZOO_DATA``, the decode cache) and the engine's logging / checkpointing /
+    data's: ``--data-dir`` or ``$OTZOO_DATA``, the decode cache), how the images are read (``data.stream``,
+    ``data.workers``) and the engine's logging / checkpointing /
     kNN-monitor settings (they watch training, they do not change it); ``None`` for a weight that recorded
     no config."""
     conf = (cfg.recipe or {}).get("config")
@@ -24,7 +26,7 @@ def recipe_key(cfg: "WeightCfg") -> Optional[tuple]:
         return None
     conf = with_defaults(conf)  # keys added later take their defaults
     conf = dict(conf, engine={k: v for k, v in conf.get("engine", {}).items() if k not in MONITOR_KEYS},
-                data={k: v for k, v in conf.get("data", {}).items() if k not in DATA_LOCATION_KEYS})
+                data={k: v for k, v in conf.get("data", {}).items() if k not in DATA_ACCESS_KEYS})
     return cfg.architecture, cfg.dataset, {k: v for k, v in conf.items() if k not in RECIPE_FREE_KEYS}
 
 

@@ -33,6 +33,9 @@ def test_same_recipe_siblings_are_listed():
     assert not same_recipe(gca, with_recipe("iot_resnet18_cifar10", "iot", 60.0, engine={"precision": "fp32"}))
     from_env = with_recipe("otco_resnet18_cifar10", "otco", 60.0, data={"dir": None, "cache_dir": "runs/.cache"})
     assert same_recipe(with_recipe("rince_resnet18_cifar10", "rince", 60.0, data={"dir": "DATA"}), from_env)
+    streamed = with_recipe("rince_resnet18_cifar10", "rince", 60.0, data={"stream": True, "workers": 8})
+    assert same_recipe(gca, streamed) and recipes.recipe_id(WeightCfg.from_dict(gca)) == recipes.recipe_id(
+        WeightCfg.from_dict(streamed))  # streaming reads the same pixels in the same order
     assert not same_recipe(gca, with_recipe("otco_resnet18_cifar10", "otco", 60.0, data={"variant": "x"}))
     assert not same_recipe(CFG, CFG)  # no recorded config: never claimed comparable
     card = cards.render_card(gca, siblings=[gca, sim, longer])
