@@ -16,6 +16,7 @@ COMMANDS = {
     "smoke": ("training.release.smoke", "pretrain -> knn -> linear -> export -> load on a few hundred images"),
     "verify": ("training.release.verify", "load a released weight, classify test images, reproduce its card's numbers"),
     "fit-epochs": ("training.run.fit_epochs", "the most epochs of a recipe that fit a time budget, from a short probe"),
+    "window-plan": ("training.run.window", "prepare a GPU window's call: its data in .carry/, what travels, the command"),
     "resize-data": ("training.run.resize_data", "a smaller JPEG copy of an ImageFolder root (data for GPU windows)"),
     "readme": ("training.release.readme", "regenerate the README's table of weights from the registry"),
 }

@@ -19,7 +19,8 @@
 # call, and pass `-- epochs=$E` (that module's header shows the command).
 # BUDGET is each run's --time-budget, a safety stop: a run it stops has no backbone and nothing
 # of it comes back but its log (a checkpoint is too large to carry between windows).
-# The window starts with a one-step check on $OTZOO_WINDOW_DEVICE (default cuda) and stops there if it fails.
+# The window starts with a one-step check on $OTZOO_WINDOW_DEVICE (default cuda) and stops there if it fails;
+# OTZOO_WINDOW_CHECK=0 leaves it out when the call has just run the recipe there (fit-epochs' probe, window-plan).
 # $PYTHON: the interpreter (default python3). $OTZOO_WINDOW_MAX_MIB: what one call brings back (default 60 of the
 # 64 MiB); runs beyond it (a ViT-B/16 backbone is ~172 MB in fp16) come back in the follow-up calls it prints.
 set -uo pipefail
@@ -34,17 +35,24 @@ mkdir -p "$runs"
 # The cheapest check first: one step of the real recipe (data, compile, the first method's loss) on the device
 # the window is for; a failure ends the window here, the reason in $OUT/device_check.log, before any long run.
 device=${OTZOO_WINDOW_DEVICE:-cuda}
-rm -rf "$runs/device_check"
-"$py" -m training pretrain --config "$recipe" method="${methods[0]}" --output-dir "$runs/device_check" "$@" \
-    engine.device="$device" engine.knn_every=0 --time-budget 1 > "$out/device_check.log" 2>&1
-rc=$?
-if [ $rc -ne 0 ] && [ $rc -ne 3 ]; then
-    echo "[window] device check failed (exit $rc): no run started; $out/device_check.log says why:"
-    tail -5 "$out/device_check.log"
-    exit 1
+device_check() {
+    rm -rf "$runs/device_check"
+    "$py" -m training pretrain --config "$recipe" method="${methods[0]}" --output-dir "$runs/device_check" "$@" \
+        engine.device="$device" engine.knn_every=0 --time-budget 1 > "$out/device_check.log" 2>&1
+    local rc=$?
+    rm -rf "$runs/device_check"
+    if [ $rc -ne 0 ] && [ $rc -ne 3 ]; then
+        echo "[window] device check failed (exit $rc): no run started; $out/device_check.log says why:"
+        tail -5 "$out/device_check.log"
+        return 1
+    fi
+    echo "[window] device check passed: one step of ${methods[0]} on $device"
+}
+if [ "${OTZOO_WINDOW_CHECK:-1}" = 0 ]; then
+    echo "[window] device check left out (OTZOO_WINDOW_CHECK=0: this call has run the recipe there already)"
+else
+    device_check "$@" || exit 1
 fi
-rm -rf "$runs/device_check"
-echo "[window] device check passed: one step of ${methods[0]} on $device"
 
 for m in "${methods[@]}"; do
     "$py" -m training pretrain --config "$recipe" method="$m" --output-dir "$runs/${name}_$m" \

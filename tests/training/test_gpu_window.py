@@ -87,3 +87,14 @@ def test_window_stops_at_the_device_check_before_any_run(tmp_path):
     assert proc.returncode == 1 and "device check failed (exit 2): no run started" in proc.stdout, proc.stdout
     assert "torch sees no CUDA GPU" in (out / "device_check.log").read_text()
     assert not any(runs.glob("smoke_*")) and not list(out.glob("runs.tar.part-*"))
+
+
+def test_a_call_that_has_run_the_recipe_on_the_device_leaves_the_check_out(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    env = dict(os.environ, OUT=str(out), OTZOO_WINDOW_RUNS=str(tmp_path / "runs"), PYTHON="false",
+               OTZOO_WINDOW_CHECK="0")  # `false`: had the check run, it would have failed
+    proc = subprocess.run(["bash", "training/gpu_window.sh", "training/configs/smoke.yaml", "1m", "simclr"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert "[window] device check left out (OTZOO_WINDOW_CHECK=0" in proc.stdout, proc.stdout
+    assert "[window] simclr: no backbone" in proc.stdout and not (out / "device_check.log").exists()

@@ -15,7 +15,8 @@ A run of E epochs is predicted to take ``start_s + (E - 1) * epoch_s + n_knn * k
 = E // the run's ``engine.knn_every``. Printed (stdout, alone): the largest E whose prediction is
 within ``--safety`` x ``--budget`` for every method, rounded down to a multiple of ``knn_every`` so
 that the last epoch has a monitor point. One recipe gives every method the same epochs: probe the
-slowest ones. In one window, e.g.::
+slowest ones; ``--together`` probes them side by side, as a window trains them (sharing the device, each
+is slower than alone). In one window, e.g.::
 
     E=$(python -m training fit-epochs --config training/configs/cifar10_gpu.yaml --budget 6m \\
           --method byol --method gca_uot --report $OUT/fit.json data.cache_dir=/tmp/c) &&
@@ -30,13 +31,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .metrics import read_records
 from .config import ConfigError, load_config
 from .config import parse_duration
 
-__all__ = ["probe_costs", "predict_s", "fit_epochs", "probe", "main"]
+__all__ = ["probe_costs", "predict_s", "fit_epochs", "probe", "probe_all", "main"]
 
 
 class FitError(RuntimeError):
@@ -98,6 +100,13 @@ def probe(config: str, method: str, overrides: list, epochs: int = 3, seconds: f
     return probe_costs(records, max(wall - trained_s, 0.0), batch)
 
 
+def probe_all(methods: list, together: bool, config: str, overrides: list, epochs: int, seconds: float) -> dict:
+    """``{method: probe(...)}``, one after another or (``together``) all at once, sharing the device as a window's
+    runs do; a failure raises once every probe has ended."""
+    with ThreadPoolExecutor(len(methods) if together else 1) as pool:
+        return dict(zip(methods, pool.map(lambda m: probe(config, m, overrides, epochs, seconds), methods)))
+
+
 def main(argv=None, prog: str = "python -m training fit-epochs", command: str = "fit-epochs") -> int:
     title, rest = __doc__.split("\n\n", 1)
     p = argparse.ArgumentParser(prog=prog, description=title, epilog=rest,
@@ -108,6 +117,8 @@ def main(argv=None, prog: str = "python -m training fit-epochs", command: str = 
     p.add_argument("--probe-epochs", type=int, default=3, help="each probe's epochs (default 3; at least 2)")
     p.add_argument("--probe", default="180s", help="each probe's wall time at most (default 180s)")
     p.add_argument("--safety", type=float, default=0.9, help="the fraction of --budget to fill (default 0.9)")
+    p.add_argument("--together", action="store_true",
+                   help="probe the methods side by side, sharing the device as gpu_window.sh's runs do")
     p.add_argument("--report", help="write each method's costs and the result to this JSON file")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="the run's config overrides")
     args = p.parse_intermixed_args(argv)
@@ -122,8 +133,8 @@ def main(argv=None, prog: str = "python -m training fit-epochs", command: str = 
     knn_every = int(cfg["engine"]["knn_every"])
     report = {"config": args.config, "budget_s": budget, "safety": args.safety, "knn_every": knn_every, "methods": {}}
     try:
-        for m in args.method:
-            costs = probe(args.config, m, args.overrides, args.probe_epochs, seconds)
+        for m, costs in probe_all(args.method, args.together, args.config, args.overrides, args.probe_epochs,
+                                  seconds).items():
             costs["epochs"] = fit_epochs(costs, budget, knn_every, args.safety)
             report["methods"][m] = costs
             print(f"[fit] {m}: {json.dumps(costs)}", file=sys.stderr)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from training.run import fit_epochs as fit_epochs_module
 from training.run.fit_epochs import FitError, fit_epochs, predict_s, probe_costs
 
 REPO = Path(__file__).resolve().parents[3]
@@ -71,3 +72,20 @@ def test_bad_arguments_say_what_to_do():
     proc = subprocess.run([sys.executable, "-m", "training", "fit-epochs", "--config", "training/configs/smoke.yaml",
                            "--method", "simclr", "--budget", "six minutes"], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 2 and "use e.g. 150m" in proc.stderr
+
+
+@pytest.mark.parametrize("together", [False, True])
+def test_methods_are_probed_side_by_side_only_when_together(monkeypatch, together):
+    spans = {}
+
+    def fake_probe(config, method, overrides, epochs, seconds):
+        start = time.monotonic()
+        time.sleep(0.3)
+        spans[method] = (start, time.monotonic())
+        return {"method": method}
+
+    monkeypatch.setattr(fit_epochs_module, "probe", fake_probe)
+    costs = fit_epochs_module.probe_all(["simclr", "gca_uot"], together, "c.yaml", [], 2, 10.0)
+    assert list(costs) == ["simclr", "gca_uot"] and costs["gca_uot"] == {"method": "gca_uot"}
+    (a0, a1), (b0, b1) = spans["simclr"], spans["gca_uot"]
+    assert (max(a0, b0) < min(a1, b1)) == together  # the two probes overlap in time

@@ -1,0 +1,110 @@
+"""training.run.window (window-plan): what a device call would send, the carried data, the window's arithmetic."""
+import shlex
+import subprocess
+import tarfile
+
+import pytest
+from PIL import Image
+
+from training.run.window import (COMMAND_LIMIT, HIDE_WEIGHTS, MIB, QUEUE, SHOW_WEIGHTS, device_command, main,
+                                 pack_data, travelling_bytes, window_seconds)
+
+
+def git(repo, *args):
+    subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", *args], cwd=repo, check=True,
+                   capture_output=True)
+
+
+@pytest.fixture
+def repo(tmp_path):
+    """A checkout whose tracked weights/ (65 MiB, sparse) is over the limit, beside small code."""
+    repo = tmp_path / "repo"
+    (repo / "weights" / "w").mkdir(parents=True)
+    with open(repo / "weights" / "w" / "model.safetensors", "wb") as f:
+        f.truncate(65 * MIB)
+    (repo / "code.py").write_text("x = 1\n")
+    (repo / ".gitignore").write_text("/.carry/\nruns/\n")
+    git(repo, "init", "-q")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "init")
+    return repo
+
+
+@pytest.fixture
+def imagenette(tmp_path):
+    root = tmp_path / "imagenette"
+    for split, n in (("train", 3), ("val", 2)):
+        (root / split / "n01").mkdir(parents=True)
+        for i in range(n):
+            Image.new("RGB", (224, 300), (i * 40, 90, 200)).save(root / split / "n01" / f"{i}.JPEG")
+    return root
+
+
+def test_what_travels_is_on_disk_and_not_ignored_plus_the_carry(repo):
+    (repo / "new.py").write_text("y = 2\n")              # untracked, not ignored: travels
+    (repo / "runs").mkdir()
+    (repo / "runs" / "ckpt").write_bytes(b"0" * 5000)    # ignored: stays
+    (repo / ".carry").mkdir()
+    (repo / ".carry" / "data.tgz").write_bytes(b"0" * 3000)
+    sizes = travelling_bytes(repo, [".carry/data.tgz"])
+    assert sizes["weights"] == 65 * MIB and sizes["new.py"] == 6 and sizes[".carry"] == 3000 and "runs" not in sizes
+    git(repo, *shlex.split(HIDE_WEIGHTS)[1:])
+    assert "weights" not in travelling_bytes(repo) and not (repo / "weights").exists()
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True).stdout
+    assert status == "?? new.py\n"  # hidden, not deleted: nothing to commit
+    git(repo, *shlex.split(SHOW_WEIGHTS)[1:])
+    assert travelling_bytes(repo)["weights"] == 65 * MIB
+
+
+def test_the_data_is_packed_once_at_its_size_with_both_splits(imagenette, tmp_path):
+    dest = pack_data(imagenette, tmp_path / ".carry" / "im.tgz", size=48)
+    with tarfile.open(dest) as tar:
+        names = [m.name for m in tar.getmembers() if m.isfile()]
+        assert sorted(names) == ["train/n01/0.jpg", "train/n01/1.jpg", "train/n01/2.jpg", "val/n01/0.jpg",
+                                 "val/n01/1.jpg"]
+        tar.extract("val/n01/0.jpg", tmp_path / "x")
+    assert min(Image.open(tmp_path / "x" / "val" / "n01" / "0.jpg").size) == 48
+    stamp = dest.stat().st_mtime_ns
+    assert pack_data(imagenette, dest, size=48).stat().st_mtime_ns == stamp  # kept for the next window
+    with pytest.raises(FileNotFoundError, match="lacks train/ and val/"):
+        pack_data(imagenette / "train", tmp_path / "other.tgz")  # a split, not the root
+    assert not (tmp_path / "other.tgz").exists()
+
+
+@pytest.mark.parametrize("name", sorted(QUEUE))
+def test_each_item_fits_the_device_time_and_its_command_the_limits(name):
+    item = QUEUE[name]
+    seconds = window_seconds(item, start_s=120, return_s=30)
+    assert seconds["return_calls"] == -(-len(item.methods) * item.backbone_bytes // (60 * MIB))
+    used = seconds["start_s"] + seconds["command_s"] + (seconds["return_calls"] - 1) * 30 + seconds["margin_s"]
+    assert used <= 900 and seconds["command_s"] <= 600
+    cmd = device_command(item, seconds["command_s"], probe_s=150, pack_s=60)
+    assert len(cmd) <= COMMAND_LIMIT
+    assert f"--config {item.recipe}" in cmd and "--together" in cmd and "OTZOO_WINDOW_CHECK=0" in cmd
+    assert all(f"--method {m}" in cmd for m in item.methods) and f"tar xzf .carry/{item.data}" in cmd
+    run_s = seconds["command_s"] - 150 - 60
+    assert f"--budget {run_s}s" in cmd and f"gpu_window.sh {item.recipe} {run_s}s" in cmd
+
+
+def test_the_vit_pair_needs_six_return_calls():
+    assert window_seconds(QUEUE["vit"], 120, 30)["return_calls"] == 6  # 344 MB in calls of 60 MiB
+
+
+def test_a_command_with_no_time_left_to_train_is_refused():
+    with pytest.raises(ValueError, match="leave 30 s to train"):
+        device_command(QUEUE["vit"], 240, probe_s=150, pack_s=60)
+
+
+def test_the_plan_says_to_hide_the_weights_when_over_the_limit(repo, imagenette, capsys):
+    assert main(["resnet50", "--data", str(imagenette), "--repo", str(repo)]) == 2
+    out, err = capsys.readouterr()
+    assert "would travel, over 64 MiB: hide the weights" in err and HIDE_WEIGHTS in err and SHOW_WEIGHTS in err
+    assert (repo / ".carry" / "imagenette144.tgz").is_file() and "command (" in out
+    git(repo, *shlex.split(HIDE_WEIGHTS)[1:])
+    assert main(["resnet50", "--data", str(imagenette), "--repo", str(repo)]) == 0
+    assert 'carry=[".carry/imagenette144.tgz"]' in capsys.readouterr().out
+
+
+def test_a_data_root_without_val_is_refused_with_nothing_written(repo, imagenette, capsys):
+    assert main(["vit", "--data", str(imagenette / "train"), "--repo", str(repo)]) == 2
+    assert "lacks train/ and val/" in capsys.readouterr().err and not (repo / ".carry").exists()

@@ -1,0 +1,176 @@
+"""``python -m training window-plan ITEM``: one GPU window's call, prepared here before the machine starts.
+
+The device tool sends this checkout's working tree (tracked files and untracked files git does not ignore, as
+they are on disk) and the ignored paths named in ``carry``: 64 MiB in all, with a command of at most 2,000
+characters. The released weights alone are far over that (weights/ holds ~22 MB a ResNet-18), so a window's calls
+are made with weights/ hidden by git's sparse checkout (the files leave the working tree; the index and the
+history keep them, nothing to commit) and brought back after the last call:
+
+    git sparse-checkout set --no-cone '/*' '!/weights/'     # before the window's first call
+    git sparse-checkout disable                              # after its last call
+
+Items of the queue (issue 39), each a prepared call of ``training/gpu_window.sh``:
+
+- ``vit``: ViT-B/16 on Imagenette, gca_uot and simclr side by side (``imagenette_vit_gpu.yaml``);
+- ``resnet50``: ResNet-50 on Imagenette, the same pair (``imagenette_gpu.yaml arch=resnet50``).
+
+Both read a 144 px copy of Imagenette's train and val splits (val for the kNN monitor), packed here once as
+``.carry/imagenette144.tgz`` (kept for the next window: ``.carry/`` is ignored by git). The epochs are fitted on
+the device by ``fit-epochs --together`` (the two methods probed side by side, as they train), and that probe
+is the window's device check. Printed: what would travel, the ``run`` call (command, carry, timeout_s) and the
+follow-up calls that bring back what one call cannot (a ViT-B/16 pair: ~344 MB in fp16). The seconds are
+estimates of this plan (``--start-s``, ``--return-s``), not measurements: the first window replaces them.
+Exit status: 0 the plan fits, 2 it does not (what to hide or shorten is said) or bad arguments.
+"""
+import argparse
+import math
+import subprocess
+import sys
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterable
+
+from .resize_data import resize_tree
+
+__all__ = ["WindowItem", "QUEUE", "travelling_bytes", "pack_data", "device_command", "window_seconds", "main"]
+
+MIB = 2 ** 20
+TRAVEL_LIMIT = 64 * MIB        # working tree + carried paths, one call
+RETURN_PER_CALL = 60 * MIB     # gpu_window.sh's default share of the 64 MiB a call brings back
+COMMAND_LIMIT = 2000
+DEVICE_TIME_S = 900
+HIDE_WEIGHTS = "git sparse-checkout set --no-cone '/*' '!/weights/'"
+SHOW_WEIGHTS = "git sparse-checkout disable"
+
+
+@dataclass(frozen=True)
+class WindowItem:
+    """One queue item: the recipe and its overrides, the methods trained side by side, the data it carries and
+    the size of one backbone it brings back (fp16 bytes)."""
+    recipe: str
+    methods: tuple
+    overrides: tuple
+    data: str
+    backbone_bytes: int
+
+
+QUEUE: Dict[str, WindowItem] = {
+    "vit": WindowItem("training/configs/imagenette_vit_gpu.yaml", ("gca_uot", "simclr"), (),
+                      "imagenette144.tgz", 172 * 10 ** 6),
+    "resnet50": WindowItem("training/configs/imagenette_gpu.yaml", ("gca_uot", "simclr"), ("arch=resnet50",),
+                           "imagenette144.tgz", 47 * 10 ** 6),
+}
+
+
+def travelling_bytes(repo, carry: Iterable[str] = ()) -> Dict[str, int]:
+    """Bytes the device tool would send, by top-level entry: the files git tracks or would add that exist on
+    disk, and the carried paths."""
+    repo = Path(repo)
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=repo,
+                            capture_output=True, text=True, check=True).stdout.split("\0")
+    sizes: Dict[str, int] = {}
+    paths = [repo / f for f in listed if f] + [p for c in carry for p in _files(repo / c)]
+    for path in dict.fromkeys(paths):
+        if path.is_file() and not path.is_symlink():
+            top = path.relative_to(repo).parts[0]
+            sizes[top] = sizes.get(top, 0) + path.stat().st_size
+    return sizes
+
+
+def _files(path: Path) -> list:
+    return sorted(p for p in path.rglob("*")) if path.is_dir() else [path]
+
+
+def pack_data(src, dest, size: int = 144, splits=("train", "val")) -> Path:
+    """``dest`` (a .tgz): ``splits`` of ImageFolder root ``src`` at shorter side ``size`` (resize-data), written
+    whole or not at all; kept when it exists."""
+    src, dest = Path(src), Path(dest)
+    if dest.is_file():
+        return dest
+    missing = [s for s in splits if not (src / s).is_dir()]
+    if missing:
+        raise FileNotFoundError(f"{src} lacks {' and '.join(s + '/' for s in missing)}: give the Imagenette root "
+                                "(with train/ and val/)")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for split in splits:
+            resize_tree(src / split, Path(tmp) / split, size)
+        partial = dest.with_suffix(".partial")
+        with tarfile.open(partial, "w:gz") as tar:
+            for split in splits:
+                tar.add(Path(tmp) / split, arcname=split)
+        partial.replace(dest)
+    return dest
+
+
+def window_seconds(item: WindowItem, start_s: float, return_s: float, margin_s: float = 45.0) -> dict:
+    """The device time of a window: the machine's start, the command, the follow-up return calls; the command
+    gets what the others leave of :data:`DEVICE_TIME_S`."""
+    back = len(item.methods) * item.backbone_bytes
+    calls = max(1, math.ceil(back / RETURN_PER_CALL))
+    command_s = DEVICE_TIME_S - start_s - (calls - 1) * return_s - margin_s
+    return {"return_bytes": back, "return_calls": calls, "start_s": start_s, "return_s": return_s,
+            "margin_s": margin_s, "command_s": int(min(command_s, 600))}
+
+
+def device_command(item: WindowItem, command_s: int, probe_s: int, pack_s: int) -> str:
+    """The window's command on the device: unpack the data, fit the epochs with both methods probed side by side
+    (the device check), then gpu_window.sh with what is left, its runs' budget short of the command's limit."""
+    run_s = command_s - probe_s - pack_s
+    if run_s < 60:
+        raise ValueError(f"{command_s} s of command leave {run_s} s to train after the probe ({probe_s} s) and the "
+                         f"packing ({pack_s} s): give the window more device time or fewer return calls")
+    methods = " ".join(f"--method {m}" for m in item.methods)
+    overrides = " ".join((*item.overrides, "data.cache_dir=/tmp/c"))
+    return (f"set -o pipefail; mkdir -p /tmp/d && tar xzf .carry/{item.data} -C /tmp/d && "
+            f"export OTZOO_DATA=/tmp/d PYTHONUNBUFFERED=1 OTZOO_WINDOW_CHECK=0 && "
+            f"E=$(python3 -m training fit-epochs --config {item.recipe} --budget {run_s}s --together "
+            f"--probe-epochs 2 --probe {probe_s}s {methods} --report /tmp/fit.json {overrides}) && "
+            f"bash training/gpu_window.sh {item.recipe} {run_s}s {' '.join(item.methods)} -- epochs=$E {overrides}")
+
+
+def main(argv=None, prog: str = "python -m training window-plan", command: str = "window-plan") -> int:
+    title, rest = __doc__.split("\n\n", 1)
+    p = argparse.ArgumentParser(prog=prog, description=title, epilog=rest,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("item", choices=sorted(QUEUE), help="the queue item the window takes")
+    p.add_argument("--data", default="../shared/data/imagenette", help="the Imagenette root (train/, val/)")
+    p.add_argument("--repo", default=".", help="the checkout the device tool sends (default: here)")
+    p.add_argument("--start-s", type=float, default=120, help="estimate: the machine's start (default 120)")
+    p.add_argument("--return-s", type=float, default=30, help="estimate: one follow-up return call (default 30)")
+    p.add_argument("--probe-s", type=int, default=150, help="fit-epochs' probe, both methods together (default 150)")
+    p.add_argument("--pack-s", type=int, default=60, help="plans, fp16 cast and packing after the runs (default 60)")
+    args = p.parse_args(argv)
+    item, repo = QUEUE[args.item], Path(args.repo)
+    carry = f".carry/{item.data}"
+    try:
+        pack_data(args.data, repo / carry)
+        seconds = window_seconds(item, args.start_s, args.return_s)
+        cmd = device_command(item, seconds["command_s"], args.probe_s, args.pack_s)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2
+    sizes = travelling_bytes(repo, [carry])
+    total = sum(sizes.values())
+    for top, n in sorted(sizes.items(), key=lambda kv: -kv[1])[:8]:
+        print(f"travels: {n / MIB:8.2f} MiB  {top}")
+    print(f"travels: {total / MIB:8.2f} MiB in all (limit {TRAVEL_LIMIT // MIB} MiB)")
+    print(f"device time (estimates): start {seconds['start_s']:.0f} s + command {seconds['command_s']} s + "
+          f"{seconds['return_calls'] - 1} return calls x {seconds['return_s']:.0f} s + margin {seconds['margin_s']:.0f} s"
+          f" of {DEVICE_TIME_S} s; {seconds['return_bytes'] / 1e6:.0f} MB of fp16 backbones come back")
+    print(f"run: timeout_s={seconds['command_s']} carry=[\"{carry}\"]\ncommand ({len(cmd)} chars):\n{cmd}")
+    problems = []
+    if total > TRAVEL_LIMIT:
+        problems.append(f"{total / MIB:.1f} MiB would travel, over {TRAVEL_LIMIT // MIB} MiB: hide the weights for "
+                        f"the window's calls ({HIDE_WEIGHTS}; after the last call: {SHOW_WEIGHTS})")
+    if len(cmd) > COMMAND_LIMIT:
+        problems.append(f"the command is {len(cmd)} characters, over {COMMAND_LIMIT}")
+    for problem in problems:
+        print(f"{prog}: error: {problem}", file=sys.stderr)
+    return 2 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
