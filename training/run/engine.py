@@ -368,7 +368,7 @@ class Trainer:
     # ------------------------------------------------------------ end of epoch
     def knn_monitor(self) -> dict:
         """kNN top-1 on a subset and the effective rank of its test features, through the uncompiled
-        backbone (no recompiles, any batch size)."""
+        backbone (no recompiles, any batch size), at the size the views are (``aug.size``)."""
         cfg, d, e = self.cfg, self.cfg["data"], self.e
         if self.knn_data is None:
             idx = torch.linspace(0, len(self.data) - 1, min(e["knn_train"], len(self.data))).round().long()
@@ -378,8 +378,8 @@ class Trainer:
         backbone = self.method.backbone
         backbone.eval()
         try:
-            fb = monitor_features(backbone.forward, bank, d["mean"], d["std"], self.device, self.autocast)
-            ft = monitor_features(backbone.forward, test_x, d["mean"], d["std"], self.device, self.autocast)
+            fb, ft = (monitor_features(backbone.forward, x, d["mean"], d["std"], self.device, self.autocast,
+                                       size=cfg["aug"]["size"]) for x in (bank, test_x))
         finally:
             backbone.train()
         return {"knn_top1": round(knn_top1(fb, bank_y, ft, test_y, e["knn_k"], e["knn_t"]), 2),

@@ -60,11 +60,16 @@ def effective_rank(features: torch.Tensor, eps: float = 1e-7) -> float:
 
 
 @torch.no_grad()
-def monitor_features(forward, images, mean, std, device, autocast, batch=512):
-    """L2-normalised ``forward`` outputs of uint8 ``images``, moved to ``device`` as uint8."""
+def monitor_features(forward, images, mean, std, device, autocast, batch=512, size: Optional[int] = None):
+    """L2-normalised ``forward`` outputs of uint8 ``images``, moved to ``device`` as uint8 and, where ``size`` is
+    another, resized to ``size`` x ``size`` (bilinear, antialiased): the size the model trains on, which a model of
+    fixed input size (ViT) needs when the images were decoded smaller or larger."""
     feats = []
     for i in range(0, len(images), batch):
-        x = normalize(images[i:i + batch].to(device, non_blocking=True).float().div_(255.0), mean, std)
+        x = images[i:i + batch].to(device, non_blocking=True).float().div_(255.0)
+        if size is not None and tuple(x.shape[-2:]) != (size, size):
+            x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        x = normalize(x, mean, std)
         with autocast():
             feats.append(forward(x).float())
     return torch.nn.functional.normalize(torch.cat(feats), dim=1).cpu()

@@ -388,17 +388,22 @@ def test_every_recipe_trains_here(recipe, tiny, tmp_path):
     assert run["steps"] == 2 and torch.isfinite(torch.tensor(run["final_loss"]))
 
 
-@pytest.mark.parametrize("recipe,size,batch", [("imagenette_cpu.yaml", 64, 4), ("imagenet1k_resnet50.yaml", 64, 4),
-                                               ("imagenette_vit_gpu.yaml", 224, 2)])
-def test_imagenet_recipes_train_two_steps_with_their_real_architecture(recipe, size, batch, tmp_path):
-    """The ImageNet-stem ResNets and ViT-B/16 (AdamW) of the Imagenette / ImageNet-1k recipes, two steps."""
+@pytest.mark.parametrize("recipe,decode,size,batch", [("imagenette_cpu.yaml", 64, 64, 4),
+                                                      ("imagenet1k_resnet50.yaml", 64, 64, 4),
+                                                      ("imagenette_vit_gpu.yaml", 144, 224, 2)])
+def test_imagenet_recipes_train_two_steps_with_their_real_architecture(recipe, decode, size, batch, tmp_path):
+    """The ImageNet-stem ResNets and ViT-B/16 (AdamW) of the Imagenette / ImageNet-1k recipes, two steps and the
+    kNN monitor (the ViT's at 224 px from images decoded at 144, as its recipe does)."""
     out = tmp_path / "run"
     config = str(REPO / "training" / "configs" / recipe)
-    assert main(["--config", config, "dataset=synthetic", f"data.subset={2 * batch}", f"data.decode_size={size}",
+    assert main(["--config", config, "dataset=synthetic", f"data.subset={2 * batch}", f"data.decode_size={decode}",
                  f"aug.size={size}", f"batch_size={batch}", "epochs=1", "engine.device=cpu", "engine.compile=false",
-                 "engine.knn_every=0", "engine.progress=false", "engine.log_every=1", "--output-dir", str(out)]) == 0
+                 "engine.knn_every=1", "engine.knn_train=4", "engine.knn_test=4", "engine.progress=false",
+                 "engine.log_every=1", "--output-dir", str(out)]) == 0
     run = json.loads((out / "run.json").read_text())
     assert run["steps"] == 2 and torch.isfinite(torch.tensor(run["final_loss"]))
+    monitor = [r for r in read_records(out) if r.get("event") == "epoch"][-1]
+    assert 0 <= monitor["knn_top1"] <= 100
     model = load_run_model(out)
     assert model.pretrained_cfg["input_size"] == (3, size, size)
     assert model.pretrained_cfg["mean"] == (0.485, 0.456, 0.406)  # the run's, not CIFAR's
