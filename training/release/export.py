@@ -55,12 +55,13 @@ def default_name(method: str, arch: str, dataset: str) -> str:
 DATA_PLACEHOLDER = "DATA"
 
 
-def portable(obj, run_dir, info: dict):
+def portable(obj, run_dir, info: dict, eval_data_dir=None):
     """``obj`` (str / dict / list) with this machine's paths replaced by placeholders.
 
     The run directory and the recorded ``output_dir`` become ``runs/<run name>``, the data
-    folder becomes ``DATA`` and the decode cache ``runs/.cache``, so nothing shipped names
-    a path of the machine that trained or exported the weight."""
+    folders (the run's and ``eval_data_dir``, export's own, which differs from the run's when a GPU
+    window trained on a smaller copy) become ``DATA`` and the decode cache ``runs/.cache``, so nothing
+    shipped names a path of the machine that trained or exported the weight."""
     config = info.get("config") or {}
     data = config.get("data") or {}
     run_name = Path(str(config.get("output_dir") or run_dir)).name
@@ -68,7 +69,7 @@ def portable(obj, run_dir, info: dict):
     for path in (run_dir, Path(run_dir).resolve(), config.get("output_dir")):
         if path:
             mapping[str(path)] = f"runs/{run_name}"
-    for path in (info.get("data_dir"), data.get("dir")):
+    for path in (info.get("data_dir"), data.get("dir"), eval_data_dir):
         if path:
             mapping[str(path)] = DATA_PLACEHOLDER
             mapping[str(Path(path).resolve())] = DATA_PLACEHOLDER
@@ -205,7 +206,7 @@ def measure_release(model, train_set, test_set, subset_set, batch_size: int = 25
     return model, metrics
 
 
-def _provenance(run_dir: Path, info: dict, name: str, command: Optional[str]) -> dict:
+def _provenance(run_dir: Path, info: dict, name: str, command: Optional[str], data_dir=None) -> dict:
     """recipe, budget and the commands of the run, with machine paths replaced (:func:`portable`)."""
     method = info["method"]
     budget = {k: info.get(k) for k in ("epochs", "steps", "views_seen", "batch_size", "world_size", "hardware",
@@ -218,7 +219,7 @@ def _provenance(run_dir: Path, info: dict, name: str, command: Optional[str]) ->
               "batch_size": info.get("batch_size"), "config": info.get("config") or {}}
     export_cmd = command or f"python -m training export --run {shlex.quote(str(run_dir))} --name {name}"
     recipe, budget, export_cmd, pretrain_cmd = portable((recipe, budget, export_cmd, info.get("command")), run_dir,
-                                                        info)
+                                                        info, data_dir)
     paper = references.PAPERS.get(method, {})
     return {"recipe": recipe, "budget": budget,
             "paper": {k: paper[k] for k in ("title", "authors", "venue", "url") if k in paper},
@@ -307,7 +308,7 @@ def export_run(run_dir, name: Optional[str] = None, root=REPO_ROOT, data_dir=Non
     if metrics["subsampled"]:
         metrics["num_train_full"], metrics["num_test_full"] = full
     meta = {"name": name, "label_names": label_names, "method": method, "dataset": dataset,
-            "dataset_variant": variant, "metrics": metrics, **_provenance(run_dir, info, name, command)}
+            "dataset_variant": variant, "metrics": metrics, **_provenance(run_dir, info, name, command, data_dir)}
     folder = root / "weights" / name
     cfg = write_release(model, folder, meta)
     cfg["figures"] = _copy_figures(run_dir, folder, figures, f"{name}: {method}, {arch}, {dataset}")

@@ -153,3 +153,6 @@ def test_portable_replaces_run_data_and_cache_paths():
                           "--output-dir runs/x")
     assert out["config"] == {"output_dir": "runs/x", "data": {"dir": "DATA", "cache_dir": "runs/.cache"}}
     assert out["data"] == ["DATA/train"]
+    window = "python -m training export --run /root/runs/x --data-dir /srv/imagenette224"  # trained on a smaller copy
+    assert export.portable(window, "/root/runs/x", info, "/srv/imagenette224") == (
+        "python -m training export --run runs/x --data-dir DATA")
