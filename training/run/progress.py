@@ -71,7 +71,9 @@ def stretch_record(run_dir, previous: Optional[dict] = None) -> dict:
     if last is None or last["step"] <= start_step:
         raise ValueError(f"{str(run_dir)!r} trained no step since its last start (step {start_step}): nothing to "
                          "record")
-    if previous and previous.get("run") == run_dir.name and previous["step"] >= last["step"]:
+    same_stretch = previous and previous.get("run") == run_dir.name and (
+        (previous.get("stretch") or {}).get("started_at") == (session or {}).get("started_at"))
+    if same_stretch and previous["step"] >= last["step"]:  # not a run restarted below it (a lost machine)
         raise ValueError(f"{str(run_dir)!r} is at step {last['step']}, already the last progress line; nothing new "
                          "to record (did the run start at all?)")
     begun = next((r["elapsed_s"] for r in reversed(records[:first]) if "elapsed_s" in r), 0.0)

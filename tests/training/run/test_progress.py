@@ -1,4 +1,5 @@
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -61,6 +62,17 @@ def test_progress_lines_follow_the_stretches_and_count_lost_steps(tiny, tmp_path
     assert pretrain(["--config", SMOKE, *TINY, "epochs=3", "--output-dir", str(again), "--stop-after-epoch", "1"]) == 3
     assert progress.main(["--run", str(again), "--out", str(record)]) == 0
     assert progress.read_progress(record)[-1]["lost_steps"] == 6
+
+
+def test_a_run_restarted_in_its_own_folder_below_the_last_line_is_recorded_with_its_lost_steps(tiny, tmp_path):
+    out, record = tmp_path / "run", tmp_path / "p.jsonl"
+    assert pretrain(["--config", SMOKE, *TINY, "epochs=3", "--output-dir", str(out), "--stop-after-epoch", "2"]) == 3
+    assert progress.main(["--run", str(out), "--out", str(record)]) == 0
+    shutil.rmtree(out)  # the machine is lost with the folder; the campaign starts it again under the same name
+    assert pretrain(["--config", SMOKE, *TINY, "epochs=3", "--output-dir", str(out), "--stop-after-epoch", "1"]) == 3
+    assert progress.main(["--run", str(out), "--out", str(record)]) == 0
+    first, again = progress.read_progress(record)
+    assert (first["step"], again["step"], again["stretch"]["steps"], again["lost_steps"]) == (4, 2, [0, 2], 4)
 
 
 def test_a_stop_between_log_records_is_recorded_at_the_saved_step(tiny, tmp_path):
