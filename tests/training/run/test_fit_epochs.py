@@ -50,7 +50,7 @@ def test_a_probe_of_one_epoch_is_too_short_to_measure():
 def test_a_fitted_run_finishes_within_its_budget(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "training", "fit-epochs", "--config", "training/configs/smoke.yaml", "--budget",
-           "40s", "--probe-epochs", "4", "--method", "simclr", "--report", str(tmp_path / "fit.json"), *TINY,
+           "60s", "--probe-epochs", "4", "--method", "simclr", "--report", str(tmp_path / "fit.json"), *TINY,
            "engine.knn_every=2"]
     fit = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert fit.returncode == 0, fit.stderr
@@ -64,7 +64,7 @@ def test_a_fitted_run_finishes_within_its_budget(tmp_path):
                           *TINY, "engine.knn_every=2", f"epochs={epochs}", "--output-dir", str(tmp_path / "run")],
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
-    assert time.time() - t0 <= 40.0
+    assert time.time() - t0 <= 60.0  # a budget a cold decode + compile cannot eat (40 s fitted 1 epoch once)
     assert json.loads((tmp_path / "run" / "run.json").read_text())["epochs"] == epochs
 
 
