@@ -103,7 +103,8 @@ def balanced_subsets():
 @pytest.mark.parametrize("name", RELEASED)
 def test_the_head_keeps_its_accuracy_under_bf16_autocast(name, request, balanced_subsets):
     """bf16 autocast (as GPU users run inference) against fp32, on every 50th CIFAR-10 / 20th Imagenette test
-    image: at most 3% of predictions change and top-1 moves by at most 1.5 points (3 of the 200 images). (sinsim's head changed 8.3% of its
+    image: at most 3% of predictions change and top-1 moves by at most 3 images (1.5 points of CIFAR-10's 200, 1.52 of
+    Imagenette's 197; seen on an AMD EPYC: 2.0% changed, 3 images). (sinsim's head changed 8.3% of its
     predictions before its cfg ran layer4 and the head in fp32; on the full test splits every weight is within
     0.31 points, measured.)"""
     from torchvision.datasets import ImageFolder
@@ -123,5 +124,6 @@ def test_the_head_keeps_its_accuracy_under_bf16_autocast(name, request, balanced
         with torch.autocast("cpu", dtype=torch.bfloat16):
             bf16 = model(x).argmax(1)
     changed = (fp32 != bf16).float().mean().item()
-    moved = 100.0 * ((bf16 == y).float().mean() - (fp32 == y).float().mean()).abs().item()
-    assert changed <= 0.03 and moved <= 1.5, f"{name}: {changed:.1%} of predictions change, top-1 moves {moved:.2f}"
+    moved = abs(int((bf16 == y).sum()) - int((fp32 == y).sum()))  # images: 3 of Imagenette's 197 are 1.52 points
+    assert changed <= 0.03 and moved <= 3, f"{name}: {changed:.1%} of predictions change, top-1 moves by {moved} " \
+                                           f"of {len(y)} images"

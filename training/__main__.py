@@ -8,6 +8,7 @@ COMMANDS = {
     "linear": ("training.evaluate.commands", "linear probe on frozen, precomputed features"),
     "finetune": ("training.evaluate.commands", "fine-tune backbone + head end to end"),
     "export": ("training.release.export", "write weights/, otzoo/pretrained/, model card and results"),
+    "baseline": ("training.release.baseline", "a recipe's random-init backbone by export's protocol: what pretraining bought"),
     "measure": ("training.release.measure", "measure a released weight again (new metrics; its tensors never change)"),
     "publish": ("training.release.publish", "upload an exported weight folder to the HF Hub (--dry-run offline)"),
     "plan": ("training.evaluate.plot_plan", "heat map of a trained run's transport plan on one test batch"),

@@ -183,6 +183,24 @@ def _siblings_section(cfg: WeightCfg, siblings: list) -> list:
     return lines + ["", noise, ""]
 
 
+def _other_recipes_section(cfg: WeightCfg, others: list) -> list:
+    """This weight beside the weights of other recipes (other architectures, budgets) measured on the same data."""
+    rows = sorted([cfg] + list(others), key=lambda c: (-c.metrics["linear_top1"], c.name))
+    lines = ["## Other weights on this data", "",
+             f"Every otzoo weight measured by the same export protocol on {cfg.metrics['dataset_variant']} but "
+             "pretrained with another recipe (architecture, input size, budget or hardware differ: not a controlled "
+             "comparison of methods):", "",
+             "| Weight | Architecture | Input | Epochs | Linear top-1 | k-NN top-1 | k-NN (k=20) | Hardware |",
+             "|---|---|---:|---:|---:|---:|---:|---|"]
+    for c in rows:
+        m, b, bold = c.metrics, (c.budget or {}), "**" if c.name == cfg.name else ""
+        size = f"{c.input_size[-1]} px" if c.input_size else "n/a"
+        k20 = f"{m['knn_top1_k20']:.2f}" if "knn_top1_k20" in m else "n/a"
+        lines.append(f"| {bold}`{c.name}`{bold} | `{c.architecture}` | {size} | {b.get('epochs', 'n/a')} | "
+                     f"{m['linear_top1']:.2f} | {m['knn_top1']:.2f} | {k20} | {b.get('hardware', 'n/a')} |")
+    return lines + [""]
+
+
 def _earlier_section(cfg: WeightCfg, earlier: list) -> list:
     """This weight beside the earlier releases of its name (other recipes) that it replaced."""
     lines = ["## Earlier releases of this name", "",
@@ -251,6 +269,37 @@ def _finetune_section(cfg: WeightCfg, records: Sequence[dict]) -> list:
     scratch = "".join(f"; random init: `{r['command_line']}`" for r in same if is_scratch(r))
     return lines + ["", f"{frozen}Reproduce: `{own[0]['command_line']}`{scratch} (with `$OTZOO_DATA` set to `DATA`).",
                     ""]
+
+
+BASELINE_COLUMNS = (("linear_top1", "Linear"), ("knn_top1", f"k-NN (k={KNN_K})"), ("knn_top1_k20", "k-NN (k=20)"),
+                    ("linear_top1_1pct", "Linear, 1% labels"), ("linear_top1_10pct", "Linear, 10% labels"))
+
+
+def matching_baseline(cfg: WeightCfg, baselines: Sequence[dict]) -> Optional[dict]:
+    """The full-split random-init baseline of this weight's architecture, dataset and input size, if measured."""
+    key = (cfg.architecture, cfg.dataset, cfg.input_size[-1] if cfg.input_size else None)
+    found = [b for b in baselines if (b["arch"], b["dataset"], b["input_size"]) == key and not b["subsampled"]]
+    return found[0] if found else None
+
+
+def _baseline_section(cfg: WeightCfg, baselines: Sequence[dict]) -> list:
+    """This weight beside the backbone its recipe starts from (random init), by the same protocol."""
+    base = matching_baseline(cfg, baselines)
+    if not base:
+        return []
+    columns = [(k, title) for k, title in BASELINE_COLUMNS if k in cfg.metrics and k in base["metrics"]]
+    rows = [(f"**`{cfg.name}`**", cfg.metrics), (f"random init, seed {base['seed']}", base["metrics"])]
+    lines = ["## What the pretraining bought", "",
+             f"The same protocol (Results) on the randomly initialised `{cfg.architecture}` a run of the recipe starts "
+             f"from (its step 0: the recipe's seed, BatchNorm statistics at their initial values), at {base['input_size']} "
+             f"px on {base['dataset_variant']}; top-1 (%):", "",
+             "| Backbone | " + " | ".join(t for _, t in columns) + " | RankMe (centred) |",
+             "|---|" + "---:|" * (len(columns) + 1)]
+    lines += [f"| {who} | " + " | ".join(f"{m[k]:.2f}" for k, _ in columns) + f" | {_rankme(m)} |" for who, m in rows]
+    gain = " | ".join(f"{cfg.metrics[k] - base['metrics'][k]:+.2f}" for k, _ in columns)
+    return lines + [f"| pretraining's gain | {gain} | |", "",
+                    f"Measured on {base['hardware']} in {base['eval_time_s'] / 60:.0f} min: `{base['command_line']}` "
+                    "(with `DATA` the dataset's ImageFolder root).", ""]
 
 
 def _intro(cfg: WeightCfg) -> list:
@@ -561,20 +610,28 @@ def _citation(cfg: WeightCfg) -> list:
 
 def render_card(cfg: WeightCfg, figures: Optional[list] = None, hub_repo: str = "OWNER/otzoo",
                 siblings: Sequence[WeightCfg] = (), finetune: Sequence[dict] = (),
-                earlier: Sequence[WeightCfg] = ()) -> str:
+                earlier: Sequence[WeightCfg] = (), baselines: Sequence[dict] = ()) -> str:
     """Markdown model card (front matter + body) of the weight described by ``cfg`` (a record, or a cfg dict).
 
-    ``siblings``: other weights; those with the same recipe (:func:`same_recipe`) get a table.
+    ``siblings``: other weights; those with the same recipe (:func:`same_recipe`) get a table, those of other
+    recipes measured on the same data another.
     ``finetune``: fine-tuning records (``finetune --json-out``); this weight's, with its references, get one.
     ``earlier``: replaced releases (``results/superseded/``); those of this name get a table.
+    ``baselines``: random-init records (``training baseline``); the one of this architecture, dataset and
+    input size gets a table.
     """
     cfg, siblings, earlier = as_record(cfg), [as_record(c) for c in siblings], [as_record(c) for c in earlier]
+    variant = cfg.metrics.get("dataset_variant")
+    other_recipes = [c for c in siblings if c.name != cfg.name and not same_recipe(cfg, c) and variant
+                     and c.dataset == cfg.dataset and c.metrics.get("dataset_variant") == variant]
     siblings = [c for c in siblings if c.name != cfg.name and same_recipe(cfg, c)]
     earlier = [c for c in earlier if c.name == cfg.name and not same_recipe(cfg, c)]
     figures = figures if figures is not None else (cfg.figures or [])
     lines = ["---", yaml.safe_dump(front_matter(cfg), sort_keys=False).rstrip(), "---", ""]
-    lines += _intro(cfg) + _details(cfg) + _results(cfg) + _paper_comparison(cfg, bool(siblings))
+    lines += _intro(cfg) + _details(cfg) + _results(cfg) + _baseline_section(cfg, baselines)
+    lines += _paper_comparison(cfg, bool(siblings))
     lines += _lightly_reference(cfg) + (_siblings_section(cfg, siblings) if siblings else [])
+    lines += _other_recipes_section(cfg, other_recipes) if other_recipes else []
     lines += _earlier_section(cfg, earlier) if earlier else []
     lines += _finetune_section(cfg, finetune) + _budget(cfg) + _protocol(cfg) + _limitations(cfg)
     lines += _reproduce(cfg) + _usage(cfg, hub_repo) + _plots(cfg, figures) + _citation(cfg)

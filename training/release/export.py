@@ -143,7 +143,7 @@ def forward_top1(model, dataset, batch_size: int = 250, device=None) -> tuple:
     return 100.0 * (preds == labels).float().mean().item(), preds
 
 
-def _eval_sets(dataset: str, data_dir, train_subset, test_subset, subset_size: int) -> tuple:
+def eval_sets(dataset: str, data_dir, train_subset, test_subset, subset_size: int) -> tuple:
     """(train, test, first ``subset_size`` test images, label names, full split sizes)."""
     train_set = build_dataset(dataset, "train", data_dir=data_dir)
     test_set = build_dataset(dataset, "test", data_dir=data_dir)
@@ -155,11 +155,12 @@ def _eval_sets(dataset: str, data_dir, train_subset, test_subset, subset_size: i
 
 
 def measure_release(model, train_set, test_set, subset_set, batch_size: int = 256, num_workers: int = 0,
-                    max_iter: int = 300, device="cpu", progress: bool = True) -> tuple:
+                    max_iter: int = 300, device="cpu", progress: bool = True, stored: bool = True) -> tuple:
     """Fit the linear-probe head of ``model`` (already as stored) and measure it: ``(model, metrics)``.
 
     Features through the weight's own transform (fp32); kNN (k=200 and k=20); the probe and the
-    low-label probes; ``linear_top1`` and ``subset_top1`` of the model with its head, as stored;
+    low-label probes; ``linear_top1`` and ``subset_top1`` of the model with its head, as stored
+    (``stored=False``: the head stays fp32, for a model that is never written as a file);
     the test features' geometry (:func:`~training.evaluate.features.feature_geometry`)."""
     say = print if progress else (lambda *a, **k: None)
     tf = eval_transform(model, uint8=True)
@@ -177,7 +178,10 @@ def measure_release(model, train_set, test_set, subset_set, batch_size: int = 25
     with torch.no_grad():
         model.get_classifier().weight.copy_(head.weight)
         model.get_classifier().bias.copy_(head.bias)
-    model = _as_stored(model)
+    model = _as_stored(model) if stored else model
+    if not torch.isfinite(model.get_classifier().weight).all():
+        raise ValueError(f"the linear-probe head with the standardisation folded in does not fit in {RELEASE_DTYPE} "
+                         "(a feature's spread is too small): nothing was written; such a backbone cannot ship a head")
     low_means, low_label = low_label_metrics(tr_f, tr_y, te_f, te_y, num_classes, max_iter, device)
     say("[export] low-label probes: " + ", ".join(f"{k} {v['mean']:.2f} +- {v['std']:.2f}" for k, v in low_label.items()))
     with torch.inference_mode():
@@ -293,7 +297,7 @@ def export_run(run_dir, name: Optional[str] = None, root=REPO_ROOT, data_dir=Non
     check_release(root, name, info["epochs"], bool(train_subset or test_subset or subset_size != SUBSET_SIZE),
                   supersede)
     data_dir = resolve_eval_data_dir(data_dir, info.get("data_dir"))
-    train_set, test_set, subset_set, label_names, full = _eval_sets(dataset, data_dir, train_subset, test_subset,
+    train_set, test_set, subset_set, label_names, full = eval_sets(dataset, data_dir, train_subset, test_subset,
                                                                    subset_size)
     # the model exactly as the release file will hold it (float16-rounded in memory)
     model = _as_stored(load_run_model(run_dir, num_classes=len(label_names)))

@@ -82,6 +82,11 @@ def write_cfg(root, cfg: WeightCfg) -> Path:
     return path
 
 
+def baseline_records(root) -> list:
+    """Random-init baselines ``<root>/results/baselines/<dataset>/*.json`` (``training baseline``), sorted."""
+    return [json.loads(p.read_text()) for p in sorted((Path(root) / "results" / "baselines").glob("*/*.json"))]
+
+
 def finetune_records(root) -> list:
     """Fine-tuning results ``<root>/results/finetune/<dataset>/*.json`` (``finetune --json-out``), sorted."""
     paths = (Path(root) / "results" / "finetune").glob("*/*.json")
@@ -192,12 +197,12 @@ def generated_files(root) -> dict:
     for ds in sorted({c.dataset for c in cfgs + superseded} | {"cifar10"}):
         out[root / "results" / f"results-{ds}.csv"] = results_csv([c for c in cfgs if c.dataset == ds],
                                                                   [c for c in superseded if c.dataset == ds])
-    records = finetune_records(root)
+    records, baselines = finetune_records(root), baseline_records(root)
     for ds in sorted({r["dataset"] for r in records}):
         out[root / "results" / f"finetune-{ds}.csv"] = finetune_csv([r for r in records if r["dataset"] == ds])
     for c in cfgs:
         out[root / "model_cards" / f"{c.name}.md"] = render_card(c, siblings=cfgs, finetune=records,
-                                                                   earlier=superseded)
+                                                                   earlier=superseded, baselines=baselines)
     if has_markers(root / "README.md"):
         text = replace_table((root / "README.md").read_text(), render_table(cfgs))
         if FT_START in text:

@@ -58,7 +58,7 @@ from .monitor import effective_rank, knn_top1, monitor_features
 from .optim import build_optimizer, warmup_cosine
 from .stream import BatchStream, StreamedImages, default_workers, open_train_images
 
-__all__ = ["train", "Trainer", "NonFiniteLossError", "EXIT_TIME_BUDGET"]
+__all__ = ["train", "Trainer", "NonFiniteLossError", "EXIT_TIME_BUDGET", "seed_everything"]
 
 EXIT_TIME_BUDGET = 3
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)  # both stop after the step in progress, state saved
@@ -74,7 +74,7 @@ def _step_generator(seed: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed((seed % (1 << 20)) * (1 << 40) + step)
 
 
-def _seed_everything(seed: int) -> None:
+def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     random.seed(seed)
     np.random.seed(seed % (1 << 32))
@@ -111,7 +111,7 @@ class Trainer:
         self.e, self.seed = cfg["engine"], int(cfg["seed"])
         self.info = setup_distributed(self.e["device"])
         self.device = self.info.device
-        _seed_everything(self.seed)
+        seed_everything(self.seed)
         _configure_backends(self.e, self.device)
         self.precision = resolve_precision(self.e["precision"], self.device)
         self._setup_data()

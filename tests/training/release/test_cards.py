@@ -39,7 +39,7 @@ def test_same_recipe_siblings_are_listed():
     assert not same_recipe(gca, with_recipe("otco_resnet18_cifar10", "otco", 60.0, data={"variant": "x"}))
     assert not same_recipe(CFG, CFG)  # no recorded config: never claimed comparable
     card = cards.render_card(gca, siblings=[gca, sim, longer])
-    section = card[card.index("## Same recipe, other methods"):card.index("## Pretraining recipe")]
+    section = card[card.index("## Same recipe, other methods"):card.index("## Other weights on this data")]
     assert "| **`gca_uot_resnet18_cifar10`** | GCA-UOT | 67.24 |" in section
     assert "| n/a | 2.00 h (120 min) | 417 | cpu |" in section  # no geometry; views/s = 3,000,000 / 7,200 s
     assert "| `simclr_resnet18_cifar10` | SimCLR (InfoNCE) | 66.50 |" in section
@@ -198,3 +198,20 @@ def test_cards_show_only_sha256_checked_loading_paths():
         usage = "\n".join(cards._timm_usage(cfg))
         assert ("hf-hub:" in usage) == otzoo.models.has_timm_tags(cfg.architecture), cfg.name
         assert "timm_overlay" in usage or f'"{cfg.tag}"' in usage
+
+
+def test_weights_of_other_recipes_on_the_same_data_get_their_own_table():
+    gca = with_recipe("gca_uot_resnet18_cifar10", "gca_uot", 67.24)
+    sim = with_recipe("simclr_resnet18_cifar10", "simclr", 66.5)
+    longer = with_recipe("gca_uot_long_resnet18_cifar10", "gca_uot", 80.0, epochs=200)
+    longer.update(input_size=[3, 32, 32], budget=dict(longer["budget"], epochs=200))
+    other_copy = with_recipe("simclr_other_resnet18_cifar10", "simclr", 90.0, epochs=100)
+    other_copy["metrics"] = dict(other_copy["metrics"], dataset_variant="CIFAR-10 (torchvision)")
+    card = cards.render_card(gca, siblings=[gca, sim, longer, other_copy])
+    section = card[card.index("## Other weights on this data"):]
+    section = section[:section.index("\n## ")]
+    assert section.index("| `gca_uot_long_resnet18_cifar10` | `resnet18_cifar` | 32 px | 200 | 80.00 | 80.12 | n/a |") \
+        < section.index("| **`gca_uot_resnet18_cifar10`** |")  # best linear first
+    assert "simclr_resnet18_cifar10`" not in section and "90.00" not in section  # same recipe / other data copy
+    assert "simclr_resnet18_cifar10" in card[card.index("## Same recipe, other methods"):]
+    assert "## Other weights on this data" not in cards.render_card(gca, siblings=[gca, sim])
