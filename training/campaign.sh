@@ -9,9 +9,10 @@
 #
 # Which method: milestone by milestone (every 50 epochs), so that at every point in time both stand at the
 # same budget: the one with fewer milestones reached trains, up to its next milestone (`progress --next`).
-# How: its run folder under $OTZOO_RUNS (default runs/) with a checkpoint -> --resume (exact); none, but its
-# canonical release is a milestone of this recipe -> --resume-from that release (the machine was lost); else a
-# fresh start (the progress line records any steps lost).
+# How: its run folder under $OTZOO_RUNS (default runs/) with a checkpoint -> --resume (exact); none, or one behind
+# its canonical release when that is a milestone of this recipe -> --resume-from that release (the machine was
+# lost, or a GPU window went further; a folder behind it is moved aside, kept); else a fresh start (the progress
+# line records any steps lost).
 # $OTZOO_DATA: the data (default ../shared/data/cifar10); $PYTHON: the interpreter (default python3);
 # $OTZOO_CAMPAIGN: the progress folder (default results/campaign); $OTZOO_RECIPE: the recipe.
 # At a milestone, pretrain writes <run>/milestone-<epoch>/ (weights, heads, run.json) and this script prints
@@ -35,6 +36,10 @@ main() {
     next=$("$py" -m training progress --next gca_uot simclr --runs "$runs" --recipe "$recipe") || return $?
     read -r method stop name how <<< "$next"
     dir=$runs/$name
+    if [ "${how%%:*}" = resume-from ] && [ -e "$dir" ]; then  # a local run behind the release (a GPU window's)
+        aside=$dir.behind-$(date -u +%Y%m%dT%H%M%SZ)
+        mv "$dir" "$aside" && echo "[campaign] $dir is behind ${how#resume-from:}: moved to $aside (kept)"
+    fi
     case $how in
         resume) args=(--resume --output-dir "$dir") ;;
         resume-from:*) args=(--config "$recipe" method="$method" --resume-from "${how#resume-from:}" --output-dir "$dir"

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # One device window: pretrain METHODs side by side (one process each, sharing the device) with
 # RECIPE, then pack what `python -m training export` needs into runs.tar.part-* with SHA256SUMS, in parts the
-# device tool brings back (8 files of at most 16 MiB, 64 MiB a call): each finished run's config, run.json,
-# metrics, curves, plan (PNG + its mass, drawn here from the checkpoint, which stays behind), log and its backbone
-# cast to float16 (the dtype of the released files, so the export is the same as from the fp32 file; two resnet18
-# backbones come back with the window's call, a ViT-B/16 pair needs five more short calls, printed at the end).
+# device tool brings back (8 files of at most 16 MiB, 64 MiB a call): each finished run's (or, of a run stopped by
+# `-- --stop-after-epoch N`, its milestone-N folder's) config, run.json, metrics, curves, plan (PNG + its mass,
+# drawn here from the checkpoint, which stays behind), log, and its backbone and heads (what --resume-from
+# continues) cast to float16 (the dtype of the released files, so the export is the same as from the fp32 file;
+# two resnet18 runs come back with the window's call, a ViT-B/16 pair needs five more short calls, printed at the
+# end). The CIFAR-10 campaign's window: `python -m training window-plan campaign` prepares it.
 #
 # On the device machine, from the repository root, with the data in $OTZOO_DATA:
 #   bash training/gpu_window.sh training/configs/cifar10_gpu.yaml 8m gca_uot simclr [-- key=value ...]
@@ -59,11 +61,20 @@ for m in "${methods[@]}"; do
         --time-budget "$budget" "$@" > "$runs/${name}_$m.log" 2>&1 &
 done
 wait
+# what comes back of a run: the run itself when complete, else its newest milestone (--stop-after-epoch)
+returned() {
+    local run=$1
+    if [ -f "$run/backbone.safetensors" ]; then echo "$run"; return; fi
+    local milestones=("$run"/milestone-*/backbone.safetensors)
+    [ -f "${milestones[-1]}" ] && dirname "${milestones[-1]}"
+}
 status=0
 for m in "${methods[@]}"; do
-    cp "$runs/${name}_$m.log" "$runs/${name}_$m/pretrain.log" 2>/dev/null
-    if [ -f "$runs/${name}_$m/backbone.safetensors" ]; then echo "[window] $m: complete"
-        "$py" -m training plan --run "$runs/${name}_$m" >> "$runs/${name}_$m.log" 2>&1  # needs the checkpoint
+    back=$(returned "$runs/${name}_$m")
+    if [ -n "$back" ]; then
+        cp "$runs/${name}_$m.log" "$back/pretrain.log"
+        [ "$back" = "$runs/${name}_$m" ] && echo "[window] $m: complete" || echo "[window] $m: ${back#"$runs"/}"
+        "$py" -m training plan --run "$back" >> "$runs/${name}_$m.log" 2>&1  # needs the (model-only) checkpoint
     else echo "[window] $m: no backbone (see ${name}_$m.log):"; tail -5 "$runs/${name}_$m.log"; status=1; fi
 done
 
@@ -76,7 +87,7 @@ from safetensors.torch import save_file
 
 from training.release.export import RELEASE_DTYPE
 
-for path in Path(sys.argv[1]).glob("*/backbone.safetensors"):
+for path in [*Path(sys.argv[1]).rglob("backbone.safetensors"), *Path(sys.argv[1]).rglob("heads.safetensors")]:
     with safe_open(str(path), "pt") as f:
         meta = f.metadata()
         tensors = {k: f.get_tensor(k) for k in f.keys()}
@@ -91,9 +102,10 @@ max_mib=${OTZOO_WINDOW_MAX_MIB:-60}
 part_mib=$(( max_mib < 15 ? max_mib : 15 )) per_call=$(( max_mib / (max_mib < 15 ? max_mib : 15) ))
 files=()
 for d in "$runs"/*/; do
-    n=$(basename "$d")
-    [ -f "$runs/$n/backbone.safetensors" ] || continue
-    for f in backbone.safetensors run.json config.yaml metrics.jsonl curves.png plan.png plan.json pretrain.log; do
+    back=$(returned "${d%/}") || continue
+    n=${back#"$runs"/}
+    for f in backbone.safetensors heads.safetensors run.json config.yaml metrics.jsonl curves.png plan.png plan.json \
+             pretrain.log; do
         [ -f "$runs/$n/$f" ] && files+=("$n/$f")
     done
 done

@@ -38,3 +38,25 @@ def test_campaign_stretches_resume_then_move_to_the_baseline(tmp_path):
     assert all(line["lost_steps"] == 0 for line in gca)
     [simclr] = read_progress(record / "simclr.jsonl")
     assert simclr["method"] == "simclr" and simclr["stretch"]["steps"] == [0, gca[-1]["step"]]
+
+
+def test_a_local_run_behind_its_release_is_moved_aside_and_the_release_continued(tmp_path):
+    """A GPU window took the run past the local folder: the campaign continues the release, keeping the folder."""
+    runs = tmp_path / "runs"
+    (runs / "long_gca_uot_resnet18_cifar").mkdir(parents=True)
+    (runs / "long_gca_uot_resnet18_cifar" / "checkpoint.pt").write_bytes(b"epoch 10")
+    fake = tmp_path / "python"  # `progress --next` chooses the release; `pretrain` says how it was called
+    fake.write_text('#!/bin/bash\ncase "$3" in\n'
+                    '  progress) [ "$4" = --next ] && echo "gca_uot 100 long_gca_uot_resnet18_cifar '
+                    'resume-from:gca_uot_resnet18_cifar10"; exit 0 ;;\n'
+                    f'  pretrain) echo "$@" > {tmp_path}/pretrain.args; exit 3 ;;\nesac\n')
+    fake.chmod(0o755)
+    env = dict(os.environ, OTZOO_RUNS=str(runs), OTZOO_CAMPAIGN=str(tmp_path / "campaign"), PYTHON=str(fake))
+    proc = subprocess.run(["bash", "training/campaign.sh", "1m"], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 3 and "is behind gca_uot_resnet18_cifar10: moved to" in proc.stdout, proc.stdout
+    [aside] = runs.glob("long_gca_uot_resnet18_cifar.behind-*")
+    assert (aside / "checkpoint.pt").read_bytes() == b"epoch 10"  # kept
+    args = (tmp_path / "pretrain.args").read_text().split()
+    assert args[args.index("--resume-from") + 1] == "gca_uot_resnet18_cifar10" and "--resume" not in args
+    assert args[args.index("--output-dir") + 1] == str(runs / "long_gca_uot_resnet18_cifar")

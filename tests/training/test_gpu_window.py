@@ -1,4 +1,6 @@
-"""training/gpu_window.sh: runs side by side, packs finished runs (fp16 backbones) in parts, says what failed."""
+"""training/gpu_window.sh: runs side by side, packs finished runs or their milestone (fp16 backbones and heads) in
+parts, says what failed."""
+import json
 import os
 import subprocess
 import sys
@@ -9,37 +11,61 @@ import torch
 from safetensors import safe_open
 
 from training.evaluate.loading import load_run_model
+from training.run import progress
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["dataset=synthetic", "data.subset=32", "batch_size=16", "epochs=1", "model.proj_hidden=32", "model.proj_dim=8",
         "engine.precision=fp32", "engine.compile=false"]
 
 
-@pytest.mark.slow
-def test_window_packs_finished_runs_and_fails_on_the_rest(tmp_path):
-    out = tmp_path / "out"
+def smoke_window(tmp_path, *args, **env):
+    """gpu_window.sh on the CPU with the smoke recipe's tiny runs: (the process, its $OUT, the unpacked return)."""
+    out, back = tmp_path / "out", tmp_path / "back"
     out.mkdir()
     env = dict(os.environ, OUT=str(out), OTZOO_WINDOW_RUNS=str(tmp_path / "runs"), OMP_NUM_THREADS="1",
-               PYTHON=sys.executable, OTZOO_WINDOW_DEVICE="cpu")
-    proc = subprocess.run(["bash", "training/gpu_window.sh", "training/configs/smoke.yaml", "5m", "simclr", "nosuch",
-                           "--", *TINY], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+               PYTHON=sys.executable, OTZOO_WINDOW_DEVICE="cpu", **env)
+    proc = subprocess.run(["bash", "training/gpu_window.sh", "training/configs/smoke.yaml", "5m", *args], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=600)
+    back.mkdir()
+    parts = b"".join(p.read_bytes() for p in sorted(out.glob("runs.tar.part-*")))
+    if parts:
+        subprocess.run(["tar", "x", "-C", str(back)], input=parts, check=True)
+    return proc, out, back
+
+
+@pytest.mark.slow
+def test_window_packs_finished_runs_and_fails_on_the_rest(tmp_path):
+    proc, out, back = smoke_window(tmp_path, "simclr", "nosuch", "--", *TINY)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "[window] device check passed: one step of simclr on cpu" in proc.stdout
     assert "[window] simclr: complete" in proc.stdout and "[window] nosuch: no backbone" in proc.stdout
     assert "method 'nosuch' is not an otzoo loss" in (out / "smoke_nosuch.log").read_text()
-
-    back = tmp_path / "back"
-    back.mkdir()
-    parts = b"".join(p.read_bytes() for p in sorted(out.glob("runs.tar.part-*")))
-    subprocess.run(["tar", "x", "-C", str(back)], input=parts, check=True)
     assert sorted(p.name for p in back.iterdir()) == ["smoke_simclr"]
     run = back / "smoke_simclr"
-    assert {"backbone.safetensors", "run.json", "config.yaml", "metrics.jsonl", "plan.png", "plan.json"} <= {
-        p.name for p in run.iterdir()}
+    assert {"backbone.safetensors", "heads.safetensors", "run.json", "config.yaml", "metrics.jsonl", "plan.png",
+            "plan.json"} <= {p.name for p in run.iterdir()}
     with safe_open(str(run / "backbone.safetensors"), "pt") as f:
         assert f.metadata()["method"] == "simclr"
         assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16, torch.int64}
     assert load_run_model(run) is not None  # what export reads
+
+
+@pytest.mark.slow
+def test_a_run_stopped_at_its_milestone_comes_back_as_the_milestone_folder_with_its_heads(tmp_path):
+    proc, _, back = smoke_window(tmp_path, "simclr", "--", *TINY, "epochs=2", "--stop-after-epoch", "1",
+                                 OTZOO_WINDOW_CHECK="0")
+    assert proc.returncode == 0 and "[window] simclr: smoke_simclr/milestone-001" in proc.stdout, proc.stdout
+    milestone = back / "smoke_simclr" / "milestone-001"
+    assert [p.relative_to(back) for p in back.glob("*/*")] == [milestone.relative_to(back)]  # not the run's state
+    assert {"backbone.safetensors", "heads.safetensors", "run.json", "metrics.jsonl", "plan.png", "pretrain.log"} <= {
+        p.name for p in milestone.iterdir()}
+    with safe_open(str(milestone / "heads.safetensors"), "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} <= {torch.float16, torch.int64}
+    run = json.loads((milestone / "run.json").read_text())
+    assert run["epochs"] == 1 and run["schedule"]["epochs"] == 2  # where in its schedule it stands
+    assert load_run_model(milestone) is not None  # what export reads
+    assert progress.main(["--run", str(milestone), "--out", str(tmp_path / "progress.jsonl")]) == 0
+    assert json.loads((tmp_path / "progress.jsonl").read_text())["run"] == "smoke_simclr"  # the run, not its folder
 
 
 def test_runs_beyond_one_call_come_back_in_the_printed_follow_up_calls_and_check_whole(tmp_path):

@@ -14,13 +14,14 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import yaml
 
 from .metrics import read_records
 
-__all__ = ["stretch_record", "append_record", "read_progress", "epochs_done", "next_method", "main"]
+__all__ = ["stretch_record", "append_record", "read_progress", "epochs_done", "next_method", "NextRun", "next_run",
+           "main"]
 
 
 def read_progress(path) -> list:
@@ -71,7 +72,8 @@ def stretch_record(run_dir, previous: Optional[dict] = None) -> dict:
     if last is None or last["step"] <= start_step:
         raise ValueError(f"{str(run_dir)!r} trained no step since its last start (step {start_step}): nothing to "
                          "record")
-    same_stretch = previous and previous.get("run") == run_dir.name and (
+    name = run_dir.parent.name if run_dir.name.startswith("milestone-") else run_dir.name  # a window's milestone
+    same_stretch = previous and previous.get("run") == name and (
         (previous.get("stretch") or {}).get("started_at") == (session or {}).get("started_at"))
     if same_stretch and previous["step"] >= last["step"]:  # not a run restarted below it (a lost machine)
         raise ValueError(f"{str(run_dir)!r} is at step {last['step']}, already the last progress line; nothing new "
@@ -80,7 +82,7 @@ def stretch_record(run_dir, previous: Optional[dict] = None) -> dict:
     wall = round(last["elapsed_s"] - begun, 1)
     return {
         "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "run": run_dir.name, "method": cfg["method"], "arch": cfg["arch"], "dataset": cfg["dataset"],
+        "run": name, "method": cfg["method"], "arch": cfg["arch"], "dataset": cfg["dataset"],
         "batch_size": cfg["batch_size"], "epochs": cfg["epochs"],
         "step": last["step"], "epoch": epochs[-1]["epoch"] if epochs else 0,
         "wall_time_s": last["elapsed_s"],
@@ -153,25 +155,45 @@ def continuable_release(method: str, cfg: dict) -> Optional[tuple]:
     return name, int(budget["epochs"])
 
 
-def _print_next(runs: Path, recipe: str, methods: list, milestone: int) -> int:
-    """Prints ``METHOD STOP_EPOCH RUN_FOLDER HOW``; HOW: ``resume`` (the local folder), ``resume-from:NAME`` (its
-    last milestone's release) or ``start``."""
+class NextRun(NamedTuple):
+    """What the campaign trains next: ``method`` up to epoch ``stop``, in run folder ``folder`` (under the runs
+    folder), ``how`` (``resume``: the local folder; ``resume-from:NAME``: its last milestone's release, further
+    along than any local folder; ``start``), with the epochs the local folder and the release have reached."""
+    method: str
+    stop: int
+    folder: str
+    how: str
+    local_epochs: int
+    release: Optional[tuple]
+
+
+def next_run(runs, recipe: str, methods: list, milestone: int = 50) -> Optional[NextRun]:
+    """The :class:`NextRun` of ``methods`` on ``recipe`` with the run folders under ``runs`` and the releases
+    registered here, milestone by milestone (:func:`next_method`); None when every method has completed it."""
     from .config import load_config
 
     cfg = load_config(recipe)
     stem = Path(recipe).stem
-    folders = {m: runs / f"{stem}_{m}_{cfg['arch']}" for m in methods}
+    folders = {m: Path(runs) / f"{stem}_{m}_{cfg['arch']}" for m in methods}
+    local = {m: epochs_done(folders[m]) if (folders[m] / "checkpoint.pt").is_file() else -1 for m in methods}
     releases = {m: continuable_release(m, {**cfg, "method": m}) for m in methods}
-    done = {m: epochs_done(folders[m]) if (folders[m] / "checkpoint.pt").is_file() else
-            (releases[m] or (None, 0))[1] for m in methods}
+    done = {m: max(local[m], (releases[m] or (None, 0))[1]) for m in methods}
     chosen = next_method(done, milestone, cfg["epochs"])
     if chosen is None:
-        print(f"every method has completed the recipe's {cfg['epochs']} epochs: {done}", file=sys.stderr)
+        return None
+    m, release = chosen[0], releases[chosen[0]]
+    how = ("resume" if local[m] >= 0 and (release is None or local[m] >= release[1]) else
+           f"resume-from:{release[0]}" if release else "start")
+    return NextRun(m, chosen[1], folders[m].name, how, max(local[m], 0), release)
+
+
+def _print_next(runs: Path, recipe: str, methods: list, milestone: int) -> int:
+    """Prints ``METHOD STOP_EPOCH RUN_FOLDER HOW`` of :func:`next_run`."""
+    chosen = next_run(runs, recipe, methods, milestone)
+    if chosen is None:
+        print(f"every method has completed the recipe {recipe}: {', '.join(methods)}", file=sys.stderr)
         return 4
-    m = chosen[0]
-    how = ("resume" if (folders[m] / "checkpoint.pt").is_file() else
-           f"resume-from:{releases[m][0]}" if releases[m] else "start")
-    print(m, chosen[1], folders[m].name, how)
+    print(chosen.method, chosen.stop, chosen.folder, chosen.how)
     return 0
 
 

@@ -12,13 +12,19 @@ history keep them, nothing to commit) and brought back after the last call:
 Items of the queue (issue 39), each a prepared call of ``training/gpu_window.sh``:
 
 - ``vit``: ViT-B/16 on Imagenette, gca_uot and simclr side by side (``imagenette_vit_gpu.yaml``);
-- ``resnet50``: ResNet-50 on Imagenette, the same pair (``imagenette_gpu.yaml arch=resnet50``).
+- ``campaign``: the CIFAR-10 campaign (issue 36, ``cifar10_long.yaml``): the one of gca_uot and simclr that is
+  behind (``progress --next``, local run folders included) trains towards its next milestone, continued from its
+  last milestone's release with ``--resume-from`` (else from step 0: a local checkpoint is too large to carry),
+  and comes back as a milestone folder (``<run>/milestone-<epoch>/``) that ``export --supersede`` releases here;
+- ``resnet50``: ResNet-50 on Imagenette, the same pair as ``vit`` (``imagenette_gpu.yaml arch=resnet50``).
 
-Both read a 144 px copy of Imagenette's train and val splits (val for the kNN monitor), packed here once as
-``.carry/imagenette144.tgz`` (kept for the next window: ``.carry/`` is ignored by git). The epochs are fitted on
-the device by ``fit-epochs --together`` (the two methods probed side by side, as they train), and that probe
-is the window's device check. Printed: what would travel, the ``run`` call (command, carry, timeout_s) and the
-follow-up calls that bring back what one call cannot (a ViT-B/16 pair: ~344 MB in fp16). The seconds are
+The Imagenette items read a 144 px copy of its train and val splits (val for the kNN monitor), packed here once
+as ``.carry/imagenette144.tgz``; the campaign the CIFAR-10 tree as it is (``.carry/cifar10.tgz``, ~19 MiB: the
+small JPEGs' shared headers compress); both kept for the next window (``.carry/`` is ignored by git). The epochs
+are fitted on the device by ``fit-epochs`` (``--together``: the two methods probed side by side, as they train),
+and that probe is the window's device check; the campaign's run stops after the epochs that fit or at its
+milestone, whichever comes first. Printed: what would travel, the ``run`` call (command, carry, timeout_s) and the
+follow-up calls that bring back what one call cannot (a ViT-B/16 pair: ~352 MB in fp16 with its heads). The seconds are
 estimates of this plan (``--start-s``, ``--return-s``), not measurements: the first window replaces them.
 Exit status: 0 the plan fits, 2 it does not (what to hide or shorten is said) or bad arguments.
 """
@@ -30,11 +36,13 @@ import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterable
+from typing import Dict, Iterable, Optional
 
+from .progress import NextRun, next_run
 from .resize_data import resize_tree
 
-__all__ = ["WindowItem", "QUEUE", "travelling_bytes", "pack_data", "device_command", "window_seconds", "main"]
+__all__ = ["WindowItem", "QUEUE", "travelling_bytes", "pack_data", "device_command", "campaign_command",
+           "window_seconds", "main"]
 
 MIB = 2 ** 20
 TRAVEL_LIMIT = 64 * MIB        # working tree + carried paths, one call
@@ -47,20 +55,34 @@ SHOW_WEIGHTS = "git sparse-checkout disable"
 
 @dataclass(frozen=True)
 class WindowItem:
-    """One queue item: the recipe and its overrides, the methods trained side by side, the data it carries and
-    the size of one backbone it brings back (fp16 bytes)."""
+    """One queue item: the recipe and its overrides, the methods trained side by side (the campaign's: the one
+    behind, alone), the data it carries (``splits`` of an ImageFolder root, ``source`` by default, at shorter side
+    ``size``; None: the files as they are) and what one trained method brings back: its fp16 backbone and heads (bytes
+    of the recipe's model: resnet18_cifar 22.4 + 2.6 MB, vit_base_patch16_224 171.6 + 3.7, resnet50 47.1 + 8.9)."""
     recipe: str
     methods: tuple
     overrides: tuple
     data: str
-    backbone_bytes: int
+    returned_bytes: int
+    source: str = "../shared/data/imagenette"
+    splits: tuple = ("train", "val")
+    size: Optional[int] = 144
+    campaign: bool = False
+
+    @property
+    def trained(self) -> int:
+        """The methods one window trains."""
+        return 1 if self.campaign else len(self.methods)
 
 
 QUEUE: Dict[str, WindowItem] = {
     "vit": WindowItem("training/configs/imagenette_vit_gpu.yaml", ("gca_uot", "simclr"), (),
-                      "imagenette144.tgz", 172 * 10 ** 6),
+                      "imagenette144.tgz", 176 * 10 ** 6),
+    "campaign": WindowItem("training/configs/cifar10_long.yaml", ("gca_uot", "simclr"), (), "cifar10.tgz",
+                           25 * 10 ** 6, source="../shared/data/cifar10", splits=("train", "test"), size=None,
+                           campaign=True),
     "resnet50": WindowItem("training/configs/imagenette_gpu.yaml", ("gca_uot", "simclr"), ("arch=resnet50",),
-                           "imagenette144.tgz", 47 * 10 ** 6),
+                           "imagenette144.tgz", 57 * 10 ** 6),
 }
 
 
@@ -83,24 +105,25 @@ def _files(path: Path) -> list:
     return sorted(p for p in path.rglob("*")) if path.is_dir() else [path]
 
 
-def pack_data(src, dest, size: int = 144, splits=("train", "val")) -> Path:
-    """``dest`` (a .tgz): ``splits`` of ImageFolder root ``src`` at shorter side ``size`` (resize-data), written
-    whole or not at all; kept when it exists."""
+def pack_data(src, dest, size: Optional[int] = 144, splits=("train", "val")) -> Path:
+    """``dest`` (a .tgz): ``splits`` of ImageFolder root ``src`` at shorter side ``size`` (resize-data; None: the
+    files as they are), written whole or not at all; kept when it exists."""
     src, dest = Path(src), Path(dest)
     if dest.is_file():
         return dest
     missing = [s for s in splits if not (src / s).is_dir()]
     if missing:
-        raise FileNotFoundError(f"{src} lacks {' and '.join(s + '/' for s in missing)}: give the Imagenette root "
-                                "(with train/ and val/)")
+        raise FileNotFoundError(f"{src} lacks {' and '.join(s + '/' for s in missing)}: give the dataset's root "
+                                f"(with {' and '.join(s + '/' for s in splits)})")
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        for split in splits:
-            resize_tree(src / split, Path(tmp) / split, size)
+        root = src if size is None else Path(tmp)
+        for split in splits if size else ():
+            resize_tree(src / split, root / split, size)
         partial = dest.with_suffix(".partial")
         with tarfile.open(partial, "w:gz") as tar:
             for split in splits:
-                tar.add(Path(tmp) / split, arcname=split)
+                tar.add(root / split, arcname=split)
         partial.replace(dest)
     return dest
 
@@ -108,27 +131,78 @@ def pack_data(src, dest, size: int = 144, splits=("train", "val")) -> Path:
 def window_seconds(item: WindowItem, start_s: float, return_s: float, margin_s: float = 45.0) -> dict:
     """The device time of a window: the machine's start, the command, the follow-up return calls; the command
     gets what the others leave of :data:`DEVICE_TIME_S`."""
-    back = len(item.methods) * item.backbone_bytes
+    back = item.trained * item.returned_bytes
     calls = max(1, math.ceil(back / RETURN_PER_CALL))
     command_s = DEVICE_TIME_S - start_s - (calls - 1) * return_s - margin_s
     return {"return_bytes": back, "return_calls": calls, "start_s": start_s, "return_s": return_s,
             "margin_s": margin_s, "command_s": int(min(command_s, 600))}
 
 
-def device_command(item: WindowItem, command_s: int, probe_s: int, pack_s: int) -> str:
-    """The window's command on the device: unpack the data, fit the epochs with both methods probed side by side
-    (the device check), then gpu_window.sh with what is left, its runs' budget short of the command's limit."""
+def _run_seconds(command_s: int, probe_s: int, pack_s: int) -> int:
     run_s = command_s - probe_s - pack_s
     if run_s < 60:
         raise ValueError(f"{command_s} s of command leave {run_s} s to train after the probe ({probe_s} s) and the "
                          f"packing ({pack_s} s): give the window more device time or fewer return calls")
-    methods = " ".join(f"--method {m}" for m in item.methods)
-    overrides = " ".join((*item.overrides, "data.cache_dir=/tmp/c"))
+    return run_s
+
+
+def _fit(item: WindowItem, methods: Iterable[str], run_s: int, probe_s: int, overrides: str, together: str) -> str:
+    """Unpack the data, then ``E=`` the epochs that fit ``run_s`` (fit-epochs' probe: the device check)."""
     return (f"set -o pipefail; mkdir -p /tmp/d && tar xzf .carry/{item.data} -C /tmp/d && "
             f"export OTZOO_DATA=/tmp/d PYTHONUNBUFFERED=1 OTZOO_WINDOW_CHECK=0 && "
-            f"E=$(python3 -m training fit-epochs --config {item.recipe} --budget {run_s}s --together "
-            f"--probe-epochs 2 --probe {probe_s}s {methods} --report /tmp/fit.json {overrides}) && "
+            f"E=$(python3 -m training fit-epochs --config {item.recipe} --budget {run_s}s {together}"
+            f"--probe-epochs 2 --probe {probe_s}s {' '.join(f'--method {m}' for m in methods)} "
+            f"--report /tmp/fit.json {overrides}) && ")
+
+
+def device_command(item: WindowItem, command_s: int, probe_s: int, pack_s: int) -> str:
+    """The window's command on the device: unpack the data, fit the epochs with both methods probed side by side
+    (the device check), then gpu_window.sh with what is left, its runs' budget short of the command's limit."""
+    run_s = _run_seconds(command_s, probe_s, pack_s)
+    overrides = " ".join((*item.overrides, "data.cache_dir=/tmp/c"))
+    return (_fit(item, item.methods, run_s, probe_s, overrides, "--together ") +
             f"bash training/gpu_window.sh {item.recipe} {run_s}s {' '.join(item.methods)} -- epochs=$E {overrides}")
+
+
+def campaign_command(item: WindowItem, run: NextRun, command_s: int, probe_s: int, pack_s: int) -> str:
+    """The campaign's command on the device: ``run.method`` from its release (``--resume-from``; else from step
+    0) for the epochs that fit, up to its milestone ``run.stop`` (the schedule stays the recipe's)."""
+    run_s = _run_seconds(command_s, probe_s, pack_s)
+    start, resume = (run.release[1], f" --resume-from {run.release[0]}") if run.release else (0, "")
+    overrides = " ".join((*item.overrides, "data.cache_dir=/tmp/c"))
+    return (_fit(item, [run.method], run_s, probe_s, overrides, "") +
+            f"S=$(( {start} + E < {run.stop} ? {start} + E : {run.stop} )) && "
+            f"bash training/gpu_window.sh {item.recipe} {run_s}s {run.method} -- --stop-after-epoch $S{resume} "
+            f"{overrides}")
+
+
+def hide_weights(keep: Optional[str] = None) -> str:
+    """The sparse checkout that leaves weights/ out of the working tree, but for release ``keep``."""
+    return HIDE_WEIGHTS + (f" '/weights/{keep}/'" if keep else "")
+
+
+def _campaign_run(item: WindowItem, runs, repo: Path) -> Optional[NextRun]:
+    """The campaign's next run (None for the other items); says where it starts against the local folder."""
+    if not item.campaign:
+        return None
+    run = next_run(runs, str(repo / item.recipe), list(item.methods))
+    if run is None:
+        raise ValueError(f"every method of the campaign has completed {item.recipe}: nothing to train")
+    start = run.release[1] if run.release else 0
+    origin = f"release {run.release[0]} (epoch {start})" if run.release else "step 0"
+    print(f"campaign: {run.method} from {origin} towards its milestone at epoch {run.stop}")
+    if run.local_epochs > start:
+        print(f"campaign: the local run {run.folder} is at epoch {run.local_epochs}: the window pays off only if "
+              f"it passes that epoch")
+    return run
+
+
+def _print_campaign_after(item: WindowItem, run: NextRun) -> None:
+    milestone = f"runs/{Path(item.recipe).stem}_{run.method}/milestone-EEE"
+    print("after the window, here (EEE: the milestone's epoch, which the window printed):\n"
+          "  (cd FILES && sha256sum -c SHA256SUMS) && mkdir -p runs && cat FILES/runs.tar.part-* | tar x -C runs\n"
+          f"  python -m training export --run {milestone} --supersede\n"
+          f"  python -m training progress --run {milestone} --out results/campaign/{run.method}.jsonl")
 
 
 def main(argv=None, prog: str = "python -m training window-plan", command: str = "window-plan") -> int:
@@ -136,7 +210,9 @@ def main(argv=None, prog: str = "python -m training window-plan", command: str =
     p = argparse.ArgumentParser(prog=prog, description=title, epilog=rest,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("item", choices=sorted(QUEUE), help="the queue item the window takes")
-    p.add_argument("--data", default="../shared/data/imagenette", help="the Imagenette root (train/, val/)")
+    p.add_argument("--data", help="the dataset's root (default: the item's, ../shared/data/imagenette with train/ "
+                   "and val/, or for the campaign ../shared/data/cifar10 with train/ and test/)")
+    p.add_argument("--runs", default="runs", help="campaign: the local run folders (default runs)")
     p.add_argument("--repo", default=".", help="the checkout the device tool sends (default: here)")
     p.add_argument("--start-s", type=float, default=120, help="estimate: the machine's start (default 120)")
     p.add_argument("--return-s", type=float, default=30, help="estimate: one follow-up return call (default 30)")
@@ -146,9 +222,11 @@ def main(argv=None, prog: str = "python -m training window-plan", command: str =
     item, repo = QUEUE[args.item], Path(args.repo)
     carry = f".carry/{item.data}"
     try:
-        pack_data(args.data, repo / carry)
+        run = _campaign_run(item, args.runs, repo)
+        pack_data(args.data or item.source, repo / carry, item.size, item.splits)
         seconds = window_seconds(item, args.start_s, args.return_s)
-        cmd = device_command(item, seconds["command_s"], args.probe_s, args.pack_s)
+        cmd = (campaign_command(item, run, seconds["command_s"], args.probe_s, args.pack_s) if run else
+               device_command(item, seconds["command_s"], args.probe_s, args.pack_s))
     except (FileNotFoundError, ValueError) as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
@@ -159,12 +237,18 @@ def main(argv=None, prog: str = "python -m training window-plan", command: str =
     print(f"travels: {total / MIB:8.2f} MiB in all (limit {TRAVEL_LIMIT // MIB} MiB)")
     print(f"device time (estimates): start {seconds['start_s']:.0f} s + command {seconds['command_s']} s + "
           f"{seconds['return_calls'] - 1} return calls x {seconds['return_s']:.0f} s + margin {seconds['margin_s']:.0f} s"
-          f" of {DEVICE_TIME_S} s; {seconds['return_bytes'] / 1e6:.0f} MB of fp16 backbones come back")
+          f" of {DEVICE_TIME_S} s; {seconds['return_bytes'] / 1e6:.0f} MB of fp16 backbones and heads come back")
     print(f"run: timeout_s={seconds['command_s']} carry=[\"{carry}\"]\ncommand ({len(cmd)} chars):\n{cmd}")
+    release = run.release[0] if run and run.release else None
+    hide = hide_weights(release)
     problems = []
     if total > TRAVEL_LIMIT:
         problems.append(f"{total / MIB:.1f} MiB would travel, over {TRAVEL_LIMIT // MIB} MiB: hide the weights for "
-                        f"the window's calls ({HIDE_WEIGHTS}; after the last call: {SHOW_WEIGHTS})")
+                        f"the window's calls ({hide}; after the last call: {SHOW_WEIGHTS})")
+    if release and not (repo / "weights" / release).is_dir():
+        problems.append(f"the run continues release {release}, which must travel: {hide}")
+    if run and not problems:
+        _print_campaign_after(item, run)
     if len(cmd) > COMMAND_LIMIT:
         problems.append(f"the command is {len(cmd)} characters, over {COMMAND_LIMIT}")
     for problem in problems:

@@ -148,3 +148,30 @@ def test_a_lost_run_continues_from_its_milestone_release_only_when_it_is_one(mon
                     {"budget": {"epochs": 16, "steps": 16}}, {"recipe": {"config": dict(cfg, epochs=16)}}):
         registry[release["name"]] = {**release, **changed}  # no heads, complete, not a milestone, another recipe
         assert progress.continuable_release("gca_uot", gca) is None, changed
+
+
+@pytest.mark.parametrize("local, how", [(None, "resume-from:gca_uot_resnet18_cifar10"),   # machine lost
+                                        (10, "resume-from:gca_uot_resnet18_cifar10"),     # a GPU window went further
+                                        (50, "resume"), (60, "resume")])                 # the local run is not behind
+def test_the_next_run_continues_whichever_of_local_folder_and_release_is_further(monkeypatch, tmp_path, local, how):
+    import yaml
+
+    import otzoo
+    from training.run.config import load_config
+
+    cfg = load_config(SMOKE, ["epochs=200"])
+    recipe = tmp_path / "long.yaml"
+    recipe.write_text(yaml.safe_dump(cfg))
+    release = {"heads": {"filename": "heads.safetensors", "sha256": "0" * 64},
+               "budget": {"epochs": 50, "steps": 50, "schedule": {"epochs": 200, "steps": 200}},
+               "recipe": {"config": dict(cfg, method="gca_uot")}}
+    monkeypatch.setattr(otzoo, "list_pretrained", lambda *a, **k: ["gca_uot_resnet18_cifar10"])
+    monkeypatch.setattr(otzoo, "get_pretrained_cfg", lambda name: release)
+    folder = tmp_path / "runs" / f"long_gca_uot_{cfg['arch']}"
+    if local is not None:
+        folder.mkdir(parents=True)
+        (folder / "checkpoint.pt").write_bytes(b"")
+        (folder / "metrics.jsonl").write_text(json.dumps({"event": "epoch", "epoch": local, "step": local}) + "\n")
+    chosen = progress.next_run(tmp_path / "runs", str(recipe), ["gca_uot"])
+    assert chosen.how == how and chosen.folder == folder.name and chosen.release == ("gca_uot_resnet18_cifar10", 50)
+    assert (chosen.method, chosen.stop, chosen.local_epochs) == ("gca_uot", 100, local or 0)
