@@ -21,7 +21,8 @@
 # every method has completed the recipe.
 set -uo pipefail
 
-# the whole script is read before it runs (a function), so editing this file during a stretch is safe
+# the whole script is read before it runs (a function, called and exited on the last line), so editing this
+# file during a stretch is safe
 main() {
     [ $# -ge 1 ] || { echo "usage: bash training/campaign.sh BUDGET [-- key=value ...]" >&2; return 2; }
     budget=$1
@@ -60,5 +61,4 @@ main() {
     return $rc
 }
 
-main "$@"
-exit $?
+main "$@"; exit $?  # one line: bash reads no further line of this file once main returns
