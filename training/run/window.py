@@ -23,9 +23,9 @@ as ``.carry/imagenette144.tgz``; the campaign the CIFAR-10 tree as it is (``.car
 small JPEGs' shared headers compress); both kept for the next window (``.carry/`` is ignored by git). The epochs
 are fitted on the device by ``fit-epochs`` (``--together``: the two methods probed side by side, as they train),
 and that probe is the window's device check; the campaign's run stops after the epochs that fit or at its
-milestone, whichever comes first. Printed: what would travel, the ``run`` call (command, carry, timeout_s) and the
-follow-up calls that bring back what one call cannot (a ViT-B/16 pair: ~352 MB in fp16 with its heads). The seconds are
-estimates of this plan (``--start-s``, ``--return-s``), not measurements: the first window replaces them.
+milestone, whichever comes first. Printed: what would travel, the ``run`` call (command, carry, timeout_s) and
+the follow-up calls that bring back what one call cannot (a ViT-B/16 pair: ~352 MB in fp16 with its heads). The
+seconds are estimates of this plan (``--start-s``, ``--return-s``), not measurements: the first window replaces them.
 Exit status: 0 the plan fits, 2 it does not (what to hide or shorten is said) or bad arguments.
 """
 import argparse
@@ -118,8 +118,9 @@ def pack_data(src, dest, size: Optional[int] = 144, splits=("train", "val")) -> 
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         root = src if size is None else Path(tmp)
-        for split in splits if size else ():
-            resize_tree(src / split, root / split, size)
+        if size is not None:
+            for split in splits:
+                resize_tree(src / split, root / split, size)
         partial = dest.with_suffix(".partial")
         with tarfile.open(partial, "w:gz") as tar:
             for split in splits:
@@ -146,22 +147,25 @@ def _run_seconds(command_s: int, probe_s: int, pack_s: int) -> int:
     return run_s
 
 
-def _fit(item: WindowItem, methods: Iterable[str], run_s: int, probe_s: int, overrides: str, together: str) -> str:
+def _overrides(item: WindowItem) -> str:
+    return " ".join((*item.overrides, "data.cache_dir=/tmp/c"))
+
+
+def _fit(item: WindowItem, methods: Iterable[str], run_s: int, probe_s: int, together: str) -> str:
     """Unpack the data, then ``E=`` the epochs that fit ``run_s`` (fit-epochs' probe: the device check)."""
     return (f"set -o pipefail; mkdir -p /tmp/d && tar xzf .carry/{item.data} -C /tmp/d && "
             f"export OTZOO_DATA=/tmp/d PYTHONUNBUFFERED=1 OTZOO_WINDOW_CHECK=0 && "
             f"E=$(python3 -m training fit-epochs --config {item.recipe} --budget {run_s}s {together}"
             f"--probe-epochs 2 --probe {probe_s}s {' '.join(f'--method {m}' for m in methods)} "
-            f"--report /tmp/fit.json {overrides}) && ")
+            f"--report /tmp/fit.json {_overrides(item)}) && ")
 
 
 def device_command(item: WindowItem, command_s: int, probe_s: int, pack_s: int) -> str:
     """The window's command on the device: unpack the data, fit the epochs with both methods probed side by side
     (the device check), then gpu_window.sh with what is left, its runs' budget short of the command's limit."""
     run_s = _run_seconds(command_s, probe_s, pack_s)
-    overrides = " ".join((*item.overrides, "data.cache_dir=/tmp/c"))
-    return (_fit(item, item.methods, run_s, probe_s, overrides, "--together ") +
-            f"bash training/gpu_window.sh {item.recipe} {run_s}s {' '.join(item.methods)} -- epochs=$E {overrides}")
+    return (_fit(item, item.methods, run_s, probe_s, "--together ") + f"bash training/gpu_window.sh {item.recipe} "
+            f"{run_s}s {' '.join(item.methods)} -- epochs=$E {_overrides(item)}")
 
 
 def campaign_command(item: WindowItem, run: NextRun, command_s: int, probe_s: int, pack_s: int) -> str:
@@ -169,11 +173,10 @@ def campaign_command(item: WindowItem, run: NextRun, command_s: int, probe_s: in
     0) for the epochs that fit, up to its milestone ``run.stop`` (the schedule stays the recipe's)."""
     run_s = _run_seconds(command_s, probe_s, pack_s)
     start, resume = (run.release[1], f" --resume-from {run.release[0]}") if run.release else (0, "")
-    overrides = " ".join((*item.overrides, "data.cache_dir=/tmp/c"))
-    return (_fit(item, [run.method], run_s, probe_s, overrides, "") +
+    return (_fit(item, [run.method], run_s, probe_s, "") +
             f"S=$(( {start} + E < {run.stop} ? {start} + E : {run.stop} )) && "
             f"bash training/gpu_window.sh {item.recipe} {run_s}s {run.method} -- --stop-after-epoch $S{resume} "
-            f"{overrides}")
+            f"{_overrides(item)}")
 
 
 def hide_weights(keep: Optional[str] = None) -> str:
@@ -247,10 +250,10 @@ def main(argv=None, prog: str = "python -m training window-plan", command: str =
                         f"the window's calls ({hide}; after the last call: {SHOW_WEIGHTS})")
     if release and not (repo / "weights" / release).is_dir():
         problems.append(f"the run continues release {release}, which must travel: {hide}")
-    if run and not problems:
-        _print_campaign_after(item, run)
     if len(cmd) > COMMAND_LIMIT:
         problems.append(f"the command is {len(cmd)} characters, over {COMMAND_LIMIT}")
+    if run and not problems:
+        _print_campaign_after(item, run)
     for problem in problems:
         print(f"{prog}: error: {problem}", file=sys.stderr)
     return 2 if problems else 0
