@@ -74,6 +74,11 @@ def _step_generator(seed: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed((seed % (1 << 20)) * (1 << 40) + step)
 
 
+def _utc_ms(t: float) -> str:
+    """UTC time to the millisecond: a session's identity (two tiny runs can start in the same second)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1000):03d}Z"
+
+
 def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     random.seed(seed)
@@ -126,7 +131,7 @@ class Trainer:
         self.hardware, self.first_step = hardware_string(self.info, self.precision), self.step
         self._open_metrics()
         self.log({"event": "session", "step": self.step, "resumed": resume, "hardware": self.hardware,
-                  "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.session_start)),
+                  "started_at": _utc_ms(self.session_start),
                   "elapsed_s": round(self.wall_prev, 1)})
         self._reset_trackers()
         self.knn_data, self.lr = None, self.optimizer.param_groups[0]["lr"]

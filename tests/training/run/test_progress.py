@@ -37,6 +37,8 @@ def test_every_start_is_a_session_record(tiny, tmp_path):
     sessions = [r for r in read_records(out) if r["event"] == "session"]
     assert [(s["step"], s["resumed"]) for s in sessions] == [(0, False), (2, True)]
     assert all(s["hardware"].startswith("1x ") and s["started_at"].endswith("Z") for s in sessions)
+    # a session's identity: two starts within one second (tiny runs on a fast CPU) are still told apart
+    assert len({s["started_at"] for s in sessions}) == 2 and all(len(s["started_at"]) == 24 for s in sessions)
 
 
 def test_progress_lines_follow_the_stretches_and_count_lost_steps(tiny, tmp_path, capsys):
