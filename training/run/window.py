@@ -24,7 +24,7 @@ small JPEGs' shared headers compress); both kept for the next window (``.carry/`
 are fitted on the device by ``fit-epochs`` (``--together``: the two methods probed side by side, as they train),
 and that probe is the window's device check; the campaign's run stops after the epochs that fit or at its
 milestone, whichever comes first. Printed: what would travel, the ``run`` call (command, carry, timeout_s) and
-the follow-up calls that bring back what one call cannot (a ViT-B/16 pair: ~352 MB in fp16 with its heads). The
+the follow-up calls that bring back what one call cannot (a ViT-B/16 pair: ~351 MB in fp16 with its heads). The
 seconds are estimates of this plan (``--start-s``, ``--return-s``), not measurements: the first window replaces them.
 Exit status: 0 the plan fits, 2 it does not (what to hide or shorten is said) or bad arguments.
 """
@@ -35,6 +35,7 @@ import sys
 import tarfile
 import tempfile
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Dict, Iterable, Optional
 
@@ -44,6 +45,7 @@ from .resize_data import resize_tree
 __all__ = ["WindowItem", "QUEUE", "travelling_bytes", "pack_data", "device_command", "campaign_command",
            "window_seconds", "main"]
 
+ROOT = Path(__file__).resolve().parents[2]  # the checkout the recipes' paths are relative to
 MIB = 2 ** 20
 TRAVEL_LIMIT = 64 * MIB        # working tree + carried paths, one call
 RETURN_PER_CALL = 60 * MIB     # gpu_window.sh's default share of the 64 MiB a call brings back
@@ -57,13 +59,11 @@ SHOW_WEIGHTS = "git sparse-checkout disable"
 class WindowItem:
     """One queue item: the recipe and its overrides, the methods trained side by side (the campaign's: the one
     behind, alone), the data it carries (``splits`` of an ImageFolder root, ``source`` by default, at shorter side
-    ``size``; None: the files as they are) and what one trained method brings back: its fp16 backbone and heads (bytes
-    of the recipe's model: resnet18_cifar 22.4 + 2.6 MB, vit_base_patch16_224 171.6 + 3.7, resnet50 47.1 + 8.9)."""
+    ``size``; None: the files as they are)."""
     recipe: str
     methods: tuple
     overrides: tuple
     data: str
-    returned_bytes: int
     source: str = "../shared/data/imagenette"
     splits: tuple = ("train", "val")
     size: Optional[int] = 144
@@ -74,15 +74,30 @@ class WindowItem:
         """The methods one window trains."""
         return 1 if self.campaign else len(self.methods)
 
+    @cached_property
+    def returned_bytes(self) -> int:
+        """What one trained method brings back: its backbone and heads in fp16 (integer buffers as they are),
+        counted from the recipe's model built on the meta device (no memory, no weights)."""
+        return max(_fp16_bytes(self.recipe, (*self.overrides, f"method={m}")) for m in self.methods)
+
+
+def _fp16_bytes(recipe: str, overrides: tuple) -> int:
+    import torch
+
+    from .config import load_config
+    from .methods import build_method
+
+    with torch.device("meta"):
+        state = build_method(load_config(str(ROOT / recipe), overrides)).state_dict()
+    return sum(v.numel() * (2 if v.is_floating_point() else v.element_size()) for v in state.values())
+
 
 QUEUE: Dict[str, WindowItem] = {
-    "vit": WindowItem("training/configs/imagenette_vit_gpu.yaml", ("gca_uot", "simclr"), (),
-                      "imagenette144.tgz", 176 * 10 ** 6),
+    "vit": WindowItem("training/configs/imagenette_vit_gpu.yaml", ("gca_uot", "simclr"), (), "imagenette144.tgz"),
     "campaign": WindowItem("training/configs/cifar10_long.yaml", ("gca_uot", "simclr"), (), "cifar10.tgz",
-                           25 * 10 ** 6, source="../shared/data/cifar10", splits=("train", "test"), size=None,
-                           campaign=True),
+                           source="../shared/data/cifar10", splits=("train", "test"), size=None, campaign=True),
     "resnet50": WindowItem("training/configs/imagenette_gpu.yaml", ("gca_uot", "simclr"), ("arch=resnet50",),
-                           "imagenette144.tgz", 57 * 10 ** 6),
+                           "imagenette144.tgz"),
 }
 
 

@@ -6,7 +6,10 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from safetensors.torch import save
 
+from training.run.config import load_config
+from training.run.methods import build_method
 from training.run.progress import NextRun
 from training.run.window import (COMMAND_LIMIT, HIDE_WEIGHTS, MIB, QUEUE, SHOW_WEIGHTS, campaign_command,
                                  device_command, hide_weights, main, pack_data, travelling_bytes, window_seconds)
@@ -122,7 +125,17 @@ def test_the_campaign_data_travels_as_it_is(tmp_path):
 
 
 def test_the_vit_pair_needs_six_return_calls():
-    assert window_seconds(QUEUE["vit"], 120, 30)["return_calls"] == 6  # 344 MB in calls of 60 MiB
+    assert window_seconds(QUEUE["vit"], 120, 30)["return_calls"] == 6  # ~351 MB in calls of 60 MiB
+
+
+def test_what_comes_back_is_counted_from_the_model_as_gpu_window_writes_it():
+    """The campaign's model built for real, its state cast to fp16 as the window returns it: the bytes the plan
+    counts on the meta device, plus only the safetensors headers."""
+    state = build_method(load_config(QUEUE["campaign"].recipe)).state_dict()
+    fp16 = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    written = len(save(fp16))
+    assert QUEUE["campaign"].returned_bytes <= written <= QUEUE["campaign"].returned_bytes + 64 * 1024
+    assert 24 * 10 ** 6 < written < 26 * 10 ** 6  # resnet18_cifar and its projector
 
 
 def test_a_command_with_no_time_left_to_train_is_refused():
@@ -179,7 +192,6 @@ def test_the_campaign_plan_starts_the_method_behind_from_step_0_and_says_how_to_
 def test_a_campaign_window_from_a_release_carries_that_release_and_no_other_weight(campaign_repo, tmp_path,
                                                                                    monkeypatch, capsys):
     import otzoo
-    from training.run.config import load_config
 
     cfg = load_config(str(campaign_repo / QUEUE["campaign"].recipe))
     release = {"heads": {"filename": "heads.safetensors", "sha256": "0" * 64}, "recipe": {"config": cfg},
