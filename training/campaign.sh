@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One stretch of the campaign: the long run of the flagship (gca_uot) and its baseline (simclr) on
 # training/configs/cifar10_long.yaml, continued across sessions, then its progress line appended to
-# results/campaign/<method>.jsonl (commit that file: it outlives the machine, the run folder may not).
+# results/campaign/<method>.jsonl and the page results/campaign/README.md rewritten from those lines (commit
+# both: they outlive the machine, the run folder may not).
 #
 # From the repository root, at the start of a session (in the background: it owns the CPU):
 #   bash training/campaign.sh 2h30m [-- key=value ...]
@@ -52,6 +53,7 @@ main() {
     rc=$?
     echo "[campaign] $(date -u +%FT%TZ) $method: pretrain exit $rc"
     "$py" -m training progress --run "$dir" --out "$progress/$method.jsonl" || true
+    "$py" -m training progress --report "$progress" || true
     milestone=$dir/milestone-$(printf %03d "$stop")
     [ $rc -eq 0 ] && milestone=$dir  # the schedule's end: the run folder itself is the last milestone
     if [ -f "$milestone/run.json" ] && [ ! -f "$milestone/exported" ]; then

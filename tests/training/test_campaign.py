@@ -38,6 +38,8 @@ def test_campaign_stretches_resume_then_move_to_the_baseline(tmp_path):
     assert all(line["lost_steps"] == 0 for line in gca)
     [simclr] = read_progress(record / "simclr.jsonl")
     assert simclr["method"] == "simclr" and simclr["stretch"]["steps"] == [0, gca[-1]["step"]]
+    page = (record / "README.md").read_text()  # rewritten after every stretch
+    assert "## gca_uot: epoch 2 of 2" in page and "## simclr: epoch 2 of 2" in page
 
 
 def test_a_local_run_behind_its_release_is_moved_aside_and_the_release_continued(tmp_path):

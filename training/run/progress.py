@@ -197,6 +197,17 @@ def _print_next(runs: Path, recipe: str, methods: list, milestone: int) -> int:
     return 0
 
 
+def _print_report(folder: Path, milestone: int, prog: str) -> int:
+    from .campaign_report import write_report
+
+    try:
+        print(f"{write_report(folder, milestone)}: the campaign's progress, from its progress files")
+    except FileNotFoundError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv=None, prog: str = "python -m training progress", command: str = "progress") -> int:
     p = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     p.add_argument("--run", help="the run directory (config.yaml + metrics.jsonl)")
@@ -207,9 +218,13 @@ def main(argv=None, prog: str = "python -m training progress", command: str = "p
     p.add_argument("--milestone", type=int, default=50, help="with --next: epochs between milestones (default 50)")
     p.add_argument("--out", help="the progress file (default results/campaign/<method>.jsonl)")
     p.add_argument("--note", help="free text kept in the line, e.g. what was lost and why")
+    p.add_argument("--report", nargs="?", const="results/campaign", metavar="FOLDER", help="write FOLDER/README.md "
+                   "(default results/campaign) from its progress files: where each run stands, every stretch")
     args = p.parse_args(argv)
     if args.next:
         return _print_next(Path(args.runs), args.recipe, args.next, args.milestone)
+    if args.report:
+        return _print_report(Path(args.report), args.milestone, prog)
     if not args.run:
         p.error("--run or --next is required")
     run = Path(args.run)

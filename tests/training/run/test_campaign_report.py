@@ -1,0 +1,45 @@
+"""training.run.campaign_report: the campaign's page, written from its progress lines alone."""
+import json
+
+import pytest
+
+from training.run import progress
+from training.run.campaign_report import method_report, write_report
+
+
+def line(steps, epoch, lost=0, knn=(), wall=3600.0, **stretch):
+    return {"recorded_at": "2026-12-06T23:05:05Z", "run": "long_gca_uot", "method": "gca_uot",
+            "arch": "resnet18_cifar", "dataset": "cifar10", "batch_size": 512, "epochs": 200, "step": steps[1],
+            "epoch": epoch, "stretch": {"steps": list(steps), "wall_time_s": wall, "views_per_s": 100.0,
+                                        "hardware": "1x CPU AMD EPYC (2 cores), bf16 autocast", **stretch},
+            "knn": [{"epoch": e, "knn_top1": t} for e, t in knn], "lost_steps": lost}
+
+
+def test_a_method_says_where_it_stands_what_it_cost_and_what_was_lost():
+    lines = [line((0, 1870), 19, knn=[(10, 49.6), (15, 54.7)]), line((0, 1000), 10, lost=1870, wall=1800.0),
+             line((1000, 1210), 12, mean_views_per_s=99.5)]
+    text = method_report("gca_uot", lines)
+    assert text.startswith("## gca_uot: epoch 12 of 200 (step 1,210)")
+    assert "Next milestone: epoch 50" in text and "Stretches: 3, 2.5 h of training in all" in text
+    assert "1,870 steps (~19 epochs)" in text  # at the lowest step/epoch ratio of the lines (1,870 / 19)
+    assert "furthest reached: epoch 19 (step 1,870)" in text
+    rows = [r for r in text.splitlines() if r.startswith("| 2026")]
+    assert len(rows) == 3 and "epoch 10: 49.6%, epoch 15: 54.7%" in rows[0]
+    assert "| 100.0 / - |" in rows[0] and "| 100.0 / 99.5 |" in rows[2]  # an older line has no mean
+    assert "| 1,870 |" in rows[1] and "| 30 min |" in rows[1]
+
+
+def test_the_page_has_a_section_per_progress_file_and_the_cli_writes_it(tmp_path, capsys):
+    for method in ("simclr", "gca_uot"):
+        (tmp_path / f"{method}.jsonl").write_text(json.dumps(line((0, 97), 1)) + "\n")
+    assert progress.main(["--report", str(tmp_path)]) == 0
+    page = (tmp_path / "README.md").read_text()
+    assert page.index("## gca_uot") < page.index("## simclr") and "README.md" in capsys.readouterr().out
+    assert write_report(tmp_path) == tmp_path / "README.md" and not list(tmp_path.glob("*.tmp"))
+
+
+def test_a_folder_without_progress_files_is_refused_with_what_to_do(tmp_path, capsys):
+    assert progress.main(["--report", str(tmp_path)]) == 2
+    assert "progress --run RUN" in capsys.readouterr().err and not (tmp_path / "README.md").exists()
+    with pytest.raises(FileNotFoundError):
+        write_report(tmp_path / "missing")
