@@ -1,18 +1,14 @@
-"""The campaign's progress on one page: ``<folder>/README.md`` from the progress lines beside it.
+"""The campaign's progress on one page (``python -m training progress --report`` writes it to
+``results/campaign/README.md``).
 
-    python -m training progress --report results/campaign
-
-Written from ``<method>.jsonl`` alone (the run folders may be gone with their machines): per method where the
-run stands, the compute its stretches took, the steps lost to machine changes, every stretch (hardware,
-views/s) and the k-NN monitor's points. ``campaign.sh`` rewrites it after each stretch; commit it with the
-lines.
+Written from the ``<method>.jsonl`` lines alone (the run folders may be gone with their machines): per method
+where the run stands, the compute its stretches took, the steps lost to machine changes, every stretch
+(hardware, views/s) and the k-NN monitor's points. ``campaign.sh`` rewrites it after each stretch; commit it
+with the lines.
 """
 import math
-from pathlib import Path
 
-from .progress import read_progress
-
-__all__ = ["method_report", "write_report"]
+__all__ = ["method_report", "page"]
 
 HEADER = ("| recorded (UTC) | steps | epoch | wall | views/s median / mean | hardware | lost steps | k-NN monitor |\n"
           "|---|---:|---:|---:|---:|---|---:|---|")
@@ -56,15 +52,9 @@ def method_report(method: str, lines: list, milestone: int = 50) -> str:
     ])
 
 
-def write_report(folder, milestone: int = 50) -> Path:
-    """``folder/README.md`` from every ``folder/*.jsonl``; the methods in name order."""
-    folder = Path(folder)
-    files = sorted(folder.glob("*.jsonl"))
-    if not files:
-        raise FileNotFoundError(f"{str(folder)!r} holds no progress file (<method>.jsonl): run "
-                                "`python -m training progress --run RUN` after a stretch first")
-    sections = [method_report(f.stem, read_progress(f), milestone) for f in files if read_progress(f)]
-    text = "\n".join([
+def page(lines_by_method: dict, milestone: int = 50) -> str:
+    """The page of ``{method: its progress lines}``, a section per method in the dict's order (none empty)."""
+    return "\n".join([
         "# The campaign's progress",
         "",
         "Written by `python -m training progress --report` from the progress lines in this folder (one per "
@@ -73,10 +63,5 @@ def write_report(folder, milestone: int = 50) -> Path:
         "sharing the CPU included). k-NN monitor: k=200 on a fixed train/test subset, as the recipe sets it; "
         "not the release protocol.",
         "",
-        *sections,
+        *(method_report(method, lines, milestone) for method, lines in lines_by_method.items()),
     ])
-    out = folder / "README.md"
-    tmp = out.with_suffix(".md.tmp")
-    tmp.write_text(text)
-    tmp.replace(out)
-    return out

@@ -18,10 +18,11 @@ from typing import NamedTuple, Optional
 
 import yaml
 
+from .campaign_report import page
 from .metrics import read_records
 
 __all__ = ["stretch_record", "append_record", "read_progress", "epochs_done", "next_method", "NextRun", "next_run",
-           "main"]
+           "write_report", "main"]
 
 
 def read_progress(path) -> list:
@@ -197,9 +198,20 @@ def _print_next(runs: Path, recipe: str, methods: list, milestone: int) -> int:
     return 0
 
 
-def _print_report(folder: Path, milestone: int, prog: str) -> int:
-    from .campaign_report import write_report
+def write_report(folder, milestone: int = 50) -> Path:
+    """``folder/README.md``: the campaign's page from every ``folder/*.jsonl``, the methods in name order."""
+    folder = Path(folder)
+    lines = {f.stem: read_progress(f) for f in sorted(folder.glob("*.jsonl"))}
+    if not any(lines.values()):
+        raise FileNotFoundError(f"{str(folder)!r} holds no progress file (<method>.jsonl): run "
+                                "`python -m training progress --run RUN` after a stretch first")
+    out, tmp = folder / "README.md", folder / "README.md.tmp"
+    tmp.write_text(page({m: x for m, x in lines.items() if x}, milestone))
+    tmp.replace(out)
+    return out
 
+
+def _print_report(folder: Path, milestone: int, prog: str) -> int:
     try:
         print(f"{write_report(folder, milestone)}: the campaign's progress, from its progress files")
     except FileNotFoundError as err:

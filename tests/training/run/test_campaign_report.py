@@ -4,7 +4,8 @@ import json
 import pytest
 
 from training.run import progress
-from training.run.campaign_report import method_report, write_report
+from training.run.campaign_report import method_report
+from training.run.progress import write_report
 
 
 def line(steps, epoch, lost=0, knn=(), wall=3600.0, **stretch):
