@@ -210,9 +210,19 @@ def _campaign_run(item: WindowItem, runs, repo: Path) -> Optional[NextRun]:
     origin = f"release {run.release[0]} (epoch {start})" if run.release else "step 0"
     print(f"campaign: {run.method} from {origin} towards its milestone at epoch {run.stop}")
     if run.local_epochs > start:
-        print(f"campaign: the local run {run.folder} is at epoch {run.local_epochs}: the window pays off only if "
-              f"it passes that epoch")
+        _print_local_ahead(run, Path(runs) / run.folder)
     return run
+
+
+def _print_local_ahead(run: NextRun, folder: Path) -> None:
+    """The local run is further along than what can travel: how to make it travel (a milestone's release)."""
+    stop = min(run.local_epochs + 1, run.stop)
+    print(f"campaign: the local run {folder} is at epoch {run.local_epochs}: the window pays off only if it passes "
+          f"that epoch. To continue the local run instead: stop the campaign, then, before the window,\n"
+          f"  python -m training pretrain --resume --output-dir {folder} --stop-after-epoch {stop}\n"
+          f"  python -m training export --run {folder}/milestone-{stop:03d} --supersede\n"
+          f"and plan again: the window continues that release. Do not commit it (the window's milestone replaces "
+          f"it; if the window fails, restore the files export changed: git status lists them).")
 
 
 def _print_campaign_after(item: WindowItem, run: NextRun) -> None:

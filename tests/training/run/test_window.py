@@ -189,6 +189,21 @@ def test_the_campaign_plan_starts_the_method_behind_from_step_0_and_says_how_to_
     assert (campaign_repo / ".carry" / "cifar10.tgz").is_file()
 
 
+def test_a_local_run_ahead_of_the_window_says_how_to_make_it_travel(campaign_repo, tmp_path, capsys):
+    folder = tmp_path / "runs" / "cifar10_long_gca_uot_resnet18_cifar"
+    folder.mkdir(parents=True)
+    (folder / "checkpoint.pt").write_bytes(b"mid-epoch 15")
+    (folder / "metrics.jsonl").write_text('{"event": "epoch", "epoch": 14, "step": 1358}\n')
+    git(campaign_repo, *shlex.split(HIDE_WEIGHTS)[1:])
+    assert main(["campaign", "--data", str(tmp_path / "cifar10"), "--repo", str(campaign_repo), "--runs",
+                 str(tmp_path / "runs")]) == 0
+    out = capsys.readouterr().out
+    assert "campaign: gca_uot from step 0 towards its milestone at epoch 50" in out
+    assert f"the local run {folder} is at epoch 14: the window pays off only if it passes that epoch" in out
+    assert f"pretrain --resume --output-dir {folder} --stop-after-epoch 15\n" in out
+    assert f"export --run {folder}/milestone-015 --supersede\n" in out
+
+
 def test_a_campaign_window_from_a_release_carries_that_release_and_no_other_weight(campaign_repo, tmp_path,
                                                                                    monkeypatch, capsys):
     import otzoo
