@@ -227,7 +227,8 @@ def main(argv=None, prog: str = "python -m training progress", command: str = "p
                    "epoch to stop after, its run folder) under --runs with --recipe, milestone by milestone")
     p.add_argument("--runs", default="runs", help="with --next: the folder of the run folders (default runs)")
     p.add_argument("--recipe", default="training/configs/cifar10_long.yaml", help="with --next: the recipe")
-    p.add_argument("--milestone", type=int, default=50, help="with --next: epochs between milestones (default 50)")
+    p.add_argument("--milestone", type=int, default=50,
+                   help="with --next or --report: epochs between milestones (default 50)")
     p.add_argument("--out", help="the progress file (default results/campaign/<method>.jsonl)")
     p.add_argument("--note", help="free text kept in the line, e.g. what was lost and why")
     p.add_argument("--report", nargs="?", const="results/campaign", metavar="FOLDER", help="write FOLDER/README.md "
