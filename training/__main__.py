@@ -13,6 +13,8 @@ COMMANDS = {
     "publish": ("training.release.publish", "upload an exported weight folder to the HF Hub (--dry-run offline)"),
     "plan": ("training.evaluate.plot_plan", "heat map of a trained run's transport plan on one test batch"),
     "progress": ("training.run.progress", "append a long run's progress (steps, views/s, kNN) to results/campaign/"),
+    "monitor-reference": ("training.evaluate.monitor_reference",
+                          "a run's k-NN monitor protocol on released weights: reference points for its curve"),
     "curve": ("training.release.accuracy_curve", "time to accuracy: a run's kNN monitor against wall-clock minutes"),
     "smoke": ("training.release.smoke", "pretrain -> knn -> linear -> export -> load on a few hundred images"),
     "verify": ("training.release.verify", "load a released weight, classify test images, reproduce its card's numbers"),
@@ -25,7 +27,7 @@ COMMANDS = {
 
 def usage() -> str:
     lines = ["usage: python -m training <command> [--help]", "", "commands:"]
-    lines += [f"  {name:<10} {doc}" for name, (_, doc) in COMMANDS.items()]
+    lines += [f"  {name:<17} {doc}" for name, (_, doc) in COMMANDS.items()]
     return "\n".join(lines)
 
 

@@ -61,9 +61,15 @@ def test_features_head_and_reset_classifier(name):
         torch.testing.assert_close(model(x), pre)
 
 
-@pytest.mark.parametrize("name", WEIGHTS)
-@pytest.mark.parametrize("num_classes", [0, 5])
-@pytest.mark.parametrize("in_chans", [1, 3, 4])
+def _adaptations() -> list:
+    """``(in_chans, num_classes, weight)``: every combination for the first weight of each architecture (the
+    first-conv and head adaptation is the architecture's), the hardest one (4 channels, a new head) for the rest."""
+    first = {otzoo.get_pretrained_cfg(w)["architecture"]: w for w in reversed(WEIGHTS)}
+    every = [(c, n, w) for w in first.values() for c in (1, 3, 4) for n in (0, 5)]
+    return every + [(4, 5, w) for w in WEIGHTS if w not in first.values()]
+
+
+@pytest.mark.parametrize("in_chans, num_classes, name", _adaptations())
 def test_pretrained_with_new_head_and_input_channels(name, num_classes, in_chans):
     reference = _build(name)
     first = f"{reference.pretrained_cfg['first_conv']}.weight"

@@ -8,7 +8,7 @@ with the lines.
 """
 import math
 
-__all__ = ["method_report", "page"]
+__all__ = ["method_report", "references_section", "page"]
 
 HEADER = ("| recorded (UTC) | steps | epoch | wall | views/s median / mean | hardware | lost steps | k-NN monitor |\n"
           "|---|---:|---:|---:|---:|---|---:|---|")
@@ -52,8 +52,27 @@ def method_report(method: str, lines: list, milestone: int = 50) -> str:
     ])
 
 
-def page(lines_by_method: dict, milestone: int = 50) -> str:
-    """The page of ``{method: its progress lines}``, a section per method in the dict's order (none empty)."""
+def references_section(references: list) -> str:
+    """The monitor's protocol on released weights (``monitor-reference`` records), beside their cards' k-NN."""
+    return "\n".join([
+        "## Reference points for the monitor",
+        "",
+        "The monitor's protocol (the same train and test subsets, k and T) on released weights, measured by "
+        "`python -m training monitor-reference NAME` in fp32, beside the k-NN their cards state (every train and "
+        "test image): a monitor point reads against these, not against full-protocol numbers.",
+        "",
+        "| weight | epochs of its schedule, batch | monitor k-NN | card k-NN | images (train / test), k | measured |",
+        "|---|---|---:|---:|---|---|",
+        *(f"| `{r['name']}` | {r['epochs']} of {r['schedule_epochs']}, batch {r['batch_size']} | "
+          f"{r['monitor_knn_top1']:.2f}% | {r['release_knn_top1']:.2f}% | {r['num_train']:,} / {r['num_test']:,}, "
+          f"k={r['k']} | {r['measured_at'][:10]}, {r['hardware']} |" for r in references),
+        "",
+    ])
+
+
+def page(lines_by_method: dict, milestone: int = 50, references: list = ()) -> str:
+    """The page of ``{method: its progress lines}``, a section per method in the dict's order (none empty), then
+    the monitor's reference points when there are some."""
     return "\n".join([
         "# The campaign's progress",
         "",
@@ -64,4 +83,5 @@ def page(lines_by_method: dict, milestone: int = 50) -> str:
         "not the release protocol.",
         "",
         *(method_report(method, lines, milestone) for method, lines in lines_by_method.items()),
+        *([references_section(references)] if references else []),
     ])

@@ -198,15 +198,25 @@ def _print_next(runs: Path, recipe: str, methods: list, milestone: int) -> int:
     return 0
 
 
+REFERENCES = "references.json"  # ``python -m training monitor-reference`` writes it
+
+
+def read_references(folder) -> list:
+    """The monitor's reference records in ``folder`` (``[]`` without its file), in name order."""
+    path = Path(folder) / REFERENCES
+    return sorted(json.loads(path.read_text()).values(), key=lambda r: r["name"]) if path.is_file() else []
+
+
 def write_report(folder, milestone: int = 50) -> Path:
-    """``folder/README.md``: the campaign's page from every ``folder/*.jsonl``, the methods in name order."""
+    """``folder/README.md``: the campaign's page from every ``folder/*.jsonl``, the methods in name order, and the
+    monitor's reference points (``folder/references.json``) when there are some."""
     folder = Path(folder)
     lines = {f.stem: read_progress(f) for f in sorted(folder.glob("*.jsonl"))}
     if not any(lines.values()):
         raise FileNotFoundError(f"{str(folder)!r} holds no progress file (<method>.jsonl): run "
                                 "`python -m training progress --run RUN` after a stretch first")
     out, tmp = folder / "README.md", folder / "README.md.tmp"
-    tmp.write_text(page({m: x for m, x in lines.items() if x}, milestone))
+    tmp.write_text(page({m: x for m, x in lines.items() if x}, milestone, read_references(folder)))
     tmp.replace(out)
     return out
 

@@ -44,3 +44,16 @@ def test_a_folder_without_progress_files_is_refused_with_what_to_do(tmp_path, ca
     assert "progress --run RUN" in capsys.readouterr().err and not (tmp_path / "README.md").exists()
     with pytest.raises(FileNotFoundError):
         write_report(tmp_path / "missing")
+
+
+def test_the_monitors_reference_points_follow_the_methods_and_are_not_read_as_a_method(tmp_path):
+    (tmp_path / "gca_uot.jsonl").write_text(json.dumps(line((0, 97), 1)) + "\n")
+    reference = {"name": "gca_uot_resnet18_cifar10", "epochs": 16, "schedule_epochs": 16, "batch_size": 256,
+                 "monitor_knn_top1": 51.2, "release_knn_top1": 58.38, "num_train": 5000, "num_test": 1000, "k": 200,
+                 "measured_at": "2026-12-07T03:30:00Z", "hardware": "1x CPU AMD EPYC (2 cores), fp32"}
+    (tmp_path / progress.REFERENCES).write_text(json.dumps({reference["name"]: reference}))
+    page = write_report(tmp_path).read_text()
+    assert "## Reference points for the monitor" in page and page.index("## gca_uot") < page.index("## Reference")
+    assert ("| `gca_uot_resnet18_cifar10` | 16 of 16, batch 256 | 51.20% | 58.38% | 5,000 / 1,000, k=200 | "
+            "2026-12-07, 1x CPU AMD EPYC (2 cores), fp32 |") in page
+    assert page.count("\n## ") == 2  # gca_uot and the references: references.json is no method
