@@ -17,8 +17,9 @@ import yaml
 from training.release.references import LIGHTLY_KNN_POINT
 from training.run.metrics import read_records
 
-__all__ = ["knn_points", "plot_time_to_accuracy", "run_curve", "main"]
+__all__ = ["knn_points", "plot_time_to_accuracy", "plot_milestones", "run_curve", "main"]
 FILENAME = "knn_vs_time.png"
+MILESTONES = "milestones.png"
 
 
 def knn_points(records) -> list:
@@ -34,19 +35,41 @@ def plot_time_to_accuracy(records, path, title: str, monitor: str, reference: Op
     if not points:
         raise ValueError("the run has no kNN monitor points yet: train with engine.knn_every=N (N epochs between "
                          "points) and let it reach an epoch that is a multiple of N")
+    fig, ax = _axes()
+    minutes, _, top1 = zip(*points)
+    ax.plot(minutes, top1, marker="o", label=f"this run ({monitor})")
+    for x, e, y in points:
+        ax.annotate(f"ep {e}", (x, y), textcoords="offset points", xytext=(3, -10), fontsize=7)
+    return _finish(fig, ax, path, "wall-clock minutes of the run", "k-NN top-1 (%)", title, reference)
+
+
+def plot_milestones(cfgs, path, title: str, reference: Optional[tuple] = None) -> Path:
+    """Write the milestones plot of one run's released weights ``cfgs`` (records) to ``path``: linear and k-NN
+    top-1 (the release protocol) against epochs; ``reference`` = ``(epochs, top1, label)`` is drawn as one marker."""
+    epochs, linear, knn = zip(*sorted((c.budget["epochs"], c.metrics["linear_top1"], c.metrics["knn_top1"])
+                                      for c in cfgs))
+    fig, ax = _axes()
+    ax.plot(epochs, linear, marker="o", label="linear probe top-1")
+    ax.plot(epochs, knn, marker="s", label="k-NN top-1 (k=200)")
+    return _finish(fig, ax, path, "epochs", "top-1 (%)", title, reference)
+
+
+def _axes():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    minutes, _, top1 = zip(*points)
-    ax.plot(minutes, top1, marker="o", label=f"this run ({monitor})")
-    for x, e, y in points:
-        ax.annotate(f"ep {e}", (x, y), textcoords="offset points", xytext=(3, -10), fontsize=7)
+    return plt.subplots(figsize=(6, 4))
+
+
+def _finish(fig, ax, path, xlabel: str, ylabel: str, title: str, reference: Optional[tuple]) -> Path:
+    """Reference marker, labels, grid and legend; saved to ``path`` and closed."""
+    import matplotlib.pyplot as plt
+
     if reference:
         ax.plot([reference[0]], [reference[1]], marker="*", markersize=12, linestyle="none", label=reference[2])
-    ax.set(xlabel="wall-clock minutes of the run", ylabel="k-NN top-1 (%)", title=title, ylim=(0, 100))
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title, ylim=(0, 100))
     ax.set_xlim(left=0)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left")

@@ -14,7 +14,7 @@ from otzoo.models import WeightCfg
 
 from training.evaluate.finetune import is_scratch
 from training.evaluate.knn import KNN_K, KNN_T
-from training.release.recipes import recipe_id, same_recipe
+from training.release.recipes import epochs_text, other_milestone, recipe_id, same_recipe
 from training.release.references import (GCA_PAPER, HF_DATASETS, LIGHTLY_BENCHMARK, METHOD_NAMES, NON_CONTRASTIVE,
                                  OT_METHODS, PAPER_TABLE2, PAPERS, PRETTY)
 
@@ -26,6 +26,9 @@ FIGURE_CAPTIONS = {
     "plan.png": "*plan.png*: the {method} {plan_kind} of this model on one batch of class-sorted test "
                 "images x 2 views (log10 scale; the batch size is in the figure's title; `python -m training "
                 "plan`). {positives}; thin lines mark the class blocks.{mass}",
+    "milestones.png": "*milestones.png*: time to accuracy across the run's milestones (table above): linear "
+                      "probe and k-NN top-1 by the release protocol against epochs; a star marks lightly's published "
+                      "point where there is one (other hardware, its own 200-epoch schedule).",
     "knn_vs_time.png": "*knn_vs_time.png*: time to accuracy: the k-NN monitor ({knn_train:,} train / {knn_test:,} "
                        "test images) against the run's wall-clock minutes, each point labelled with its epoch "
                        "(`python -m training curve`); a star marks lightly's published point where there is one "
@@ -201,6 +204,13 @@ def _other_recipes_section(cfg: WeightCfg, others: list) -> list:
     return lines + [""]
 
 
+def _release_cells(c: WeightCfg) -> str:
+    """Views seen, hardware, wall time, linear and k-NN top-1 of a release: the middle of a table row."""
+    m, b = c.metrics, (c.budget or {})
+    return (f"{_num(b.get('views_seen', 'n/a'))} | {b.get('hardware', 'n/a')} | {_fmt_hours(b.get('wall_time_s'))} | "
+            f"{m['linear_top1']:.2f} | {m['knn_top1']:.2f}")
+
+
 def _earlier_section(cfg: WeightCfg, earlier: list) -> list:
     """This weight beside the earlier releases of its name (other recipes) that it replaced."""
     lines = ["## Earlier releases of this name", "",
@@ -209,14 +219,28 @@ def _earlier_section(cfg: WeightCfg, earlier: list) -> list:
              "| Release | Recipe | Epochs | Views seen | Hardware | Wall time | Linear top-1 | k-NN top-1 |",
              "|---|---|---:|---:|---|---|---:|---:|"]
     for c in [cfg] + sorted(earlier, key=recipe_id):
-        m, b = c.metrics, (c.budget or {})
         release = "**this file**" if c is cfg else f"earlier, sha256 `{c.sha256[:12]}`"
-        lines.append(f"| {release} | `{recipe_id(c)}` | {b.get('epochs', 'n/a')} | "
-                     f"{_num(b.get('views_seen', 'n/a'))} | {b.get('hardware', 'n/a')} | "
-                     f"{_fmt_hours(b.get('wall_time_s'))} | {m['linear_top1']:.2f} | {m['knn_top1']:.2f} |")
+        lines.append(f"| {release} | `{recipe_id(c)}` | {(c.budget or {}).get('epochs', 'n/a')} | "
+                     f"{_release_cells(c)} |")
     return lines + ["", "An earlier release's full cfg (config, budget, metrics) is "
                     f"`results/superseded/{cfg.name}.<recipe>.json`; `recipe` ids match "
                     "`results/results-*.csv`.", ""]
+
+
+def _milestones_section(cfg: WeightCfg, milestones: list) -> list:
+    """Time to accuracy of this weight's run: its milestones (this one and those it replaced) side by side."""
+    lines = ["## Milestones of this run", "",
+             f"`{cfg.name}` is released milestone by milestone from one run of its recipe, each replacing the one "
+             "before; every milestone's numbers stay here and in `results/` (measured by export, as above):", "",
+             "| Epochs | Views seen | Hardware | Wall time | Linear top-1 | k-NN top-1 | 1% / 10% labels | Release |",
+             "|---:|---:|---|---|---:|---:|---:|---|"]
+    for c in sorted(milestones, key=lambda c: c.budget["epochs"]):
+        m = c.metrics
+        low = f"{_round(m.get('linear_top1_1pct'), 2)} / {_round(m.get('linear_top1_10pct'), 2)}"
+        release = "**this file**" if c is cfg else f"replaced, sha256 `{c.sha256[:12]}`"
+        lines.append(f"| {epochs_text(c.budget)} | {_release_cells(c)} | {low} | {release} |")
+    return lines + ["", "A replaced milestone's full cfg is `results/superseded/"
+                    f"{cfg.name}.{recipe_id(cfg)}.e<EEE>.json`.", ""]
 
 
 def _low_label_rows(m: dict) -> list:
@@ -616,7 +640,8 @@ def render_card(cfg: WeightCfg, figures: Optional[list] = None, hub_repo: str = 
     ``siblings``: other weights; those with the same recipe (:func:`same_recipe`) get a table, those of other
     recipes measured on the same data another.
     ``finetune``: fine-tuning records (``finetune --json-out``); this weight's, with its references, get one.
-    ``earlier``: replaced releases (``results/superseded/``); those of this name get a table.
+    ``earlier``: replaced releases (``results/superseded/``); those of this name get a table: its run's earlier
+    milestones (same recipe, fewer epochs) one, those of other recipes another.
     ``baselines``: random-init records (``training baseline``); the one of this architecture, dataset and
     input size gets a table.
     """
@@ -625,6 +650,7 @@ def render_card(cfg: WeightCfg, figures: Optional[list] = None, hub_repo: str = 
     other_recipes = [c for c in siblings if c.name != cfg.name and not same_recipe(cfg, c) and variant
                      and c.dataset == cfg.dataset and c.metrics.get("dataset_variant") == variant]
     siblings = [c for c in siblings if c.name != cfg.name and same_recipe(cfg, c)]
+    milestones = [c for c in earlier if other_milestone(c, cfg)]
     earlier = [c for c in earlier if c.name == cfg.name and not same_recipe(cfg, c)]
     figures = figures if figures is not None else (cfg.figures or [])
     lines = ["---", yaml.safe_dump(front_matter(cfg), sort_keys=False).rstrip(), "---", ""]
@@ -632,6 +658,7 @@ def render_card(cfg: WeightCfg, figures: Optional[list] = None, hub_repo: str = 
     lines += _paper_comparison(cfg, bool(siblings))
     lines += _lightly_reference(cfg) + (_siblings_section(cfg, siblings) if siblings else [])
     lines += _other_recipes_section(cfg, other_recipes) if other_recipes else []
+    lines += _milestones_section(cfg, [cfg, *milestones]) if milestones else []
     lines += _earlier_section(cfg, earlier) if earlier else []
     lines += _finetune_section(cfg, finetune) + _budget(cfg) + _protocol(cfg) + _limitations(cfg)
     lines += _reproduce(cfg) + _usage(cfg, hub_repo) + _plots(cfg, figures) + _citation(cfg)

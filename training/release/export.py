@@ -315,10 +315,17 @@ def export_run(run_dir, name: Optional[str] = None, root=REPO_ROOT, data_dir=Non
             "dataset_variant": variant, "metrics": metrics, **_provenance(run_dir, info, name, command, data_dir)}
     folder = root / "weights" / name
     cfg = write_release(model, folder, meta)
+    for stale in [*folder.glob("*.png"), folder / HEADS_FILENAME]:  # a replaced release's: this run writes its own
+        stale.unlink(missing_ok=True)
     cfg["figures"] = _copy_figures(run_dir, folder, figures, f"{name}: {method}, {arch}, {dataset}")
     if (run_dir / HEADS_FILENAME).is_file():
         cfg["heads"] = write_heads(run_dir / HEADS_FILENAME, folder / HEADS_FILENAME)
     cfg = otzoo.models.WeightCfg.from_dict(json.loads(json.dumps(cfg)))  # validated, typed, frozen
+    earlier = readme.milestones_before(root, cfg)
+    if earlier:  # time to accuracy across the run's milestones, beside its table in the card
+        accuracy_curve.plot_milestones([cfg, *earlier], folder / accuracy_curve.MILESTONES,
+                                       f"{name}: milestones", references.LIGHTLY_KNN_EPOCHS.get(dataset))
+        cfg = cfg.replace(figures=sorted({*cfg.figures, accuracy_curve.MILESTONES}))
     cfg_path = readme.write_cfg(root, cfg)  # a replaced release of another recipe moves to results/superseded/
     readme.sync_generated(root)  # card, results CSV and README table, from the cfg json files
     if not readme.has_markers(root / "README.md") and progress:

@@ -7,8 +7,10 @@
 (:meth:`otzoo.models.WeightCfg.to_json`). ``--check`` writes nothing and exits 1 when any of them is stale.
 
 A release that replaces a weight of the same name from another recipe (:func:`write_cfg`) keeps the
-replaced cfg in ``results/superseded/<name>.<recipe>.json``: its row stays in the results CSV (status
-``superseded``) and the new card sets both recipes side by side.
+replaced cfg in ``results/superseded/<name>.<recipe>.json``, and one that replaces an earlier milestone of its
+own run (same recipe, fewer epochs) in ``results/superseded/<name>.<recipe>.e<EEE>.json``: its row stays in the
+results CSV (status ``superseded``) and the new card sets both side by side (other recipes; the run's
+milestones).
 """
 import argparse
 import csv
@@ -19,7 +21,7 @@ from pathlib import Path
 
 from otzoo.models import WeightCfg
 
-from training.release.recipes import recipe_id
+from training.release.recipes import epochs_text, other_milestone, recipe_id
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 START = "<!-- weights-table:start -->"
@@ -63,20 +65,46 @@ def cfgs_from_root(root) -> list:
 
 
 def superseded_from_root(root) -> list:
-    """The records of replaced releases, ``<root>/results/superseded/*.json``, sorted by name and recipe."""
-    return sorted(superseded_files(root).values(), key=lambda c: (c.name, recipe_id(c)))
+    """The records of replaced releases, ``<root>/results/superseded/*.json``, sorted by name, recipe and epochs."""
+    return sorted(superseded_files(root).values(), key=lambda c: (c.name, recipe_id(c), budget_epochs(c) or 0))
+
+
+def budget_epochs(cfg: WeightCfg):
+    """The epochs a weight trained (its budget's; a milestone's are fewer than its schedule's)."""
+    return (cfg.budget or {}).get("epochs")
+
+
+def archive_name(cfg: WeightCfg, milestone: bool = False) -> str:
+    """``<name>.<recipe>.json`` of a replaced release; ``<name>.<recipe>.e<EEE>.json`` of a replaced milestone
+    of the same recipe (an earlier epoch of the run that replaces it)."""
+    epochs = f".e{budget_epochs(cfg):03d}" if milestone else ""
+    return f"{cfg.name}.{recipe_id(cfg)}{epochs}.json"
+
+
+def milestones_before(root, cfg: WeightCfg) -> list:
+    """The other milestones of ``cfg``'s run in ``root`` (:func:`~training.release.recipes.other_milestone`): the
+    release of its name now, when it is one, and those in ``results/superseded/``."""
+    path = Path(root) / "otzoo" / "pretrained" / f"{cfg.name}.json"
+    current = [WeightCfg.from_json(path)] if path.is_file() else []
+    return [c for c in current + superseded_from_root(root) if other_milestone(c, cfg)]
 
 
 def write_cfg(root, cfg: WeightCfg) -> Path:
-    """Write ``otzoo/pretrained/<name>.json``; a replaced cfg of another recipe moves to ``results/superseded/``
-    (and one of this recipe there is dropped: this release replaces it). Returns the cfg's path."""
+    """Write ``otzoo/pretrained/<name>.json``; the cfg it replaces moves to ``results/superseded/``: one of another
+    recipe, or a milestone of this recipe at another epoch (:func:`archive_name`). One there of this recipe (at
+    this epoch) is dropped: this release replaces it. Returns the cfg's path."""
     root, path = Path(root), Path(root) / "otzoo" / "pretrained" / f"{cfg.name}.json"
     old = WeightCfg.from_json(path) if path.is_file() else None
     archive = root / SUPERSEDED
-    (archive / f"{cfg.name}.{recipe_id(cfg)}.json").unlink(missing_ok=True)
+    for name in (archive_name(cfg), archive_name(cfg, milestone=True) if budget_epochs(cfg) else None):
+        if name:
+            (archive / name).unlink(missing_ok=True)
     if old is not None and recipe_id(old) != recipe_id(cfg):
         archive.mkdir(parents=True, exist_ok=True)
-        (archive / f"{cfg.name}.{recipe_id(old)}.json").write_text(old.to_json())
+        (archive / archive_name(old)).write_text(old.to_json())
+    elif old is not None and budget_epochs(old) and budget_epochs(old) != budget_epochs(cfg):
+        archive.mkdir(parents=True, exist_ok=True)
+        (archive / archive_name(old, milestone=True)).write_text(old.to_json())
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(cfg.to_json())
     return path
@@ -111,7 +139,7 @@ def render_table(cfgs: list) -> str:
         m, b = (c.metrics or {}), (c.budget or {})
         hub, wall = (c.hf_hub_id or ""), b.get("wall_time_s")
         rows.append(f"| `{c.name}` | `{c.architecture or ''}` | {c.method or ''} | "
-                    f"{m.get('dataset_variant', (c.dataset or ''))} | {b.get('epochs', 'n/a')} | "
+                    f"{m.get('dataset_variant', (c.dataset or ''))} | {epochs_text(b)} | "
                     f"{f'{wall / 3600:.1f} h' if wall else 'n/a'} | {b.get('hardware', 'n/a')} | "
                     f"{_pct(m.get('knn_top1'))} | {_pct(m.get('linear_top1'))} | {_low(m)} | "
                     f"[{hub}](https://huggingface.co/{hub}) |")

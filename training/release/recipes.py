@@ -42,3 +42,15 @@ def recipe_id(cfg: "WeightCfg") -> str:
     if key is None:
         return "file-" + cfg.sha256[:8]
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def other_milestone(a: "WeightCfg", b: "WeightCfg") -> bool:
+    """True if ``a`` is another milestone of ``b``'s run: the same name and recipe, another number of epochs."""
+    epochs = (a.budget or {}).get("epochs")
+    return a.name == b.name and same_recipe(a, b) and bool(epochs) and epochs != (b.budget or {}).get("epochs")
+
+
+def epochs_text(budget: dict) -> str:
+    """A weight's epochs, and for a milestone its schedule's: ``"50 of 200"``; ``"n/a"`` when unrecorded."""
+    schedule = budget.get("schedule")
+    return f"{budget.get('epochs', 'n/a')}" + (f" of {schedule['epochs']}" if schedule else "")

@@ -82,3 +82,5 @@ LIGHTLY_BENCHMARK = {  # published by lightly (docs: "Benchmarks"); a reference 
 }
 # the same CIFAR-10 result as one point of a time-to-accuracy plot: (minutes, k-NN top-1, label)
 LIGHTLY_KNN_POINT = {"cifar10": (87, 84.8, "lightly, SimCLR 200 epochs, 1x RTX A6000 (published)")}
+# and as one point of a milestones plot: (epochs, k-NN top-1, label)
+LIGHTLY_KNN_EPOCHS = {"cifar10": (200, 84.8, "lightly, SimCLR 200 epochs (published)")}

@@ -42,10 +42,20 @@ def test_a_milestone_is_released_like_a_finished_run_and_says_where_it_stands(tm
         assert {str(v.dtype) for v in load_file(str(heads)).values() if v.is_floating_point()} == {"torch.float16"}
         card = (root / "model_cards" / f"{NAME}.md").read_text()
         assert "a milestone of a 3-epoch schedule (6 steps)" in card and "`heads.safetensors`" in card
+        assert pretrain(args + ["--resume"]) == 0  # the run itself goes on to the end of its schedule
+        assert json.loads((out / "run.json").read_text())["epochs"] == 3 and (out / "heads.safetensors").is_file()
+        (root / "weights" / NAME / "stale.png").write_bytes(b"")  # a figure of the replaced release only
+        final = export.export_run(out, NAME, root, data_dir=str(data), subset_size=8, max_iter=20, progress=False,
+                                  supersede="yes")  # the schedule's end replaces its milestone
     finally:
         unregister_pretrained(NAME)
-    assert pretrain(args + ["--resume"]) == 0  # the run itself goes on to the end of its schedule
-    assert json.loads((out / "run.json").read_text())["epochs"] == 3 and (out / "heads.safetensors").is_file()
+    [kept] = (root / "results" / "superseded").iterdir()  # the milestone's record stays
+    assert kept.name.endswith(".e001.json") and json.loads(kept.read_text())["sha256"] == cfg["sha256"]
+    assert "milestones.png" in final.figures and (root / "weights" / NAME / "milestones.png").is_file()
+    assert "stale.png" not in final.figures and not (root / "weights" / NAME / "stale.png").exists()
+    card = (root / "model_cards" / f"{NAME}.md").read_text()
+    assert "## Milestones of this run" in card and "![milestones.png](milestones.png)" in card
+    assert "| 1 of 3 |" in card and f"replaced, sha256 `{cfg['sha256'][:12]}`" in card
 
 
 @pytest.fixture

@@ -97,6 +97,40 @@ def test_a_release_from_another_recipe_keeps_the_replaced_one_in_results_and_the
     assert [p.name for p in archive.iterdir()] == [f"{CFG['name']}.{recipes.recipe_id(gpu)}.json"]
 
 
+def test_each_milestone_a_run_replaces_keeps_its_row_and_the_card_sets_them_side_by_side(tmp_path):
+    from tests.training.release.test_cards import with_recipe
+
+    (tmp_path / "README.md").write_text(f"{readme.START}\n{readme.END}\n")
+    run = with_recipe(CFG["name"], "gca_uot", 0.0, epochs=200, batch_size=512)  # the campaign's schedule
+
+    def milestone(epochs, linear, sha):
+        schedule = {"schedule": {"epochs": 200, "steps": 19400}} if epochs < 200 else {}
+        return WeightCfg.from_dict(dict(run, sha256=sha * 64, metrics=dict(run["metrics"], linear_top1=linear),
+                                        budget=dict(CFG["budget"], epochs=epochs, **schedule)))
+
+    m50, m100, m200 = milestone(50, 71.25, "5"), milestone(100, 80.5, "a"), milestone(200, 86.75, "2")
+    archive, rid = tmp_path / readme.SUPERSEDED, recipes.recipe_id(m50)
+    readme.write_cfg(tmp_path, m50)
+    readme.write_cfg(tmp_path, m100)
+    readme.write_cfg(tmp_path, m100.replace(metrics=dict(m100.metrics, linear_top1=80.75)))  # measured again
+    assert [p.name for p in archive.iterdir()] == [f"{CFG['name']}.{rid}.e050.json"]
+    readme.write_cfg(tmp_path, m200)
+    assert sorted(p.name for p in archive.iterdir()) == [f"{CFG['name']}.{rid}.e050.json",
+                                                         f"{CFG['name']}.{rid}.e100.json"]
+    readme.sync_generated(tmp_path)
+    rows = list(csv.DictReader((tmp_path / "results" / "results-cifar10.csv").open()))
+    assert [(r["status"], r["epochs"], r["linear_top1"]) for r in rows] == [
+        ("released", "200", "86.75"), ("superseded", "50", "71.25"), ("superseded", "100", "80.75")]
+    card = (tmp_path / "model_cards" / f"{CFG['name']}.md").read_text()
+    section = card[card.index("## Milestones of this run"):].split("\n## ")[0]
+    table = [line for line in section.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert [line.split(" | ")[0] for line in table] == ["| 50 of 200", "| 100 of 200", "| 200"]
+    assert "| 86.75 |" in table[2] and table[2].endswith("| **this file** |")
+    assert "| 71.25 |" in table[0] and f"replaced, sha256 `{'5' * 12}`" in table[0]
+    assert "## Earlier releases of this name" not in card  # one recipe: its milestones, not other recipes
+    assert "| 50 of 200 |" in readme.render_table([m50])  # the README's table: where a milestone stands
+
+
 def test_missing_markers_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "README.md").write_text("# no markers\n")
     assert readme.main(["--root", str(tmp_path)]) == 2
