@@ -37,3 +37,9 @@ def test_an_unknown_weight_is_refused_and_nothing_written(tmp_path, capsys):
         monitor_reference.main(["gca_uot_resnet18_nosuch", "--folder", str(tmp_path)])
     assert exit_.value.code == 2 and "not released here" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+def test_missing_data_is_an_error_that_writes_nothing(tmp_path, capsys):
+    folder = tmp_path / "campaign"
+    assert monitor_reference.main([NAME, "--data-dir", str(tmp_path / "missing"), "--folder", str(folder)]) == 2
+    assert "nothing written" in capsys.readouterr().err and not folder.exists()
