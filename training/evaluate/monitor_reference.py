@@ -40,7 +40,7 @@ def measure(name: str, recipe: str, data_dir=None) -> dict:
             raise RuntimeError(f"the k-NN pass of {name} failed (its error is above)")
         result = json.loads(out.read_text())
     budget = cfg.get("budget") or {}
-    return {"name": name, "method": cfg.get("method"), "epochs": budget.get("epochs"),
+    return {"name": name, "sha256": cfg["sha256"], "method": cfg.get("method"), "epochs": budget.get("epochs"),
             "schedule_epochs": (budget.get("schedule") or {}).get("epochs", budget.get("epochs")),
             "batch_size": ((cfg.get("recipe") or {}).get("config") or {}).get("batch_size"),
             "monitor_knn_top1": result["knn_top1"], "release_knn_top1": cfg["metrics"]["knn_top1"],
