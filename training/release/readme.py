@@ -96,9 +96,9 @@ def write_cfg(root, cfg: WeightCfg) -> Path:
     root, path = Path(root), Path(root) / "otzoo" / "pretrained" / f"{cfg.name}.json"
     old = WeightCfg.from_json(path) if path.is_file() else None
     archive = root / SUPERSEDED
-    for name in (archive_name(cfg), archive_name(cfg, milestone=True) if budget_epochs(cfg) else None):
-        if name:
-            (archive / name).unlink(missing_ok=True)
+    (archive / archive_name(cfg)).unlink(missing_ok=True)
+    if budget_epochs(cfg):
+        (archive / archive_name(cfg, milestone=True)).unlink(missing_ok=True)
     if old is not None and recipe_id(old) != recipe_id(cfg):
         archive.mkdir(parents=True, exist_ok=True)
         (archive / archive_name(old)).write_text(old.to_json())
