@@ -21,7 +21,7 @@ from pathlib import Path
 
 from otzoo.models import WeightCfg
 
-from training.release.recipes import epochs_text, other_milestone, recipe_id
+from training.release.recipes import budget_epochs, epochs_text, other_milestone, recipe_id
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 START = "<!-- weights-table:start -->"
@@ -67,11 +67,6 @@ def cfgs_from_root(root) -> list:
 def superseded_from_root(root) -> list:
     """The records of replaced releases, ``<root>/results/superseded/*.json``, sorted by name, recipe and epochs."""
     return sorted(superseded_files(root).values(), key=lambda c: (c.name, recipe_id(c), budget_epochs(c) or 0))
-
-
-def budget_epochs(cfg: WeightCfg):
-    """The epochs a weight trained (its budget's; a milestone's are fewer than its schedule's)."""
-    return (cfg.budget or {}).get("epochs")
 
 
 def archive_name(cfg: WeightCfg, milestone: bool = False) -> str:

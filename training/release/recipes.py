@@ -44,10 +44,15 @@ def recipe_id(cfg: "WeightCfg") -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:8]
 
 
+def budget_epochs(cfg: "WeightCfg") -> Optional[int]:
+    """The epochs a weight trained (its budget's; a milestone's are fewer than its schedule's)."""
+    return (cfg.budget or {}).get("epochs")
+
+
 def other_milestone(a: "WeightCfg", b: "WeightCfg") -> bool:
     """True if ``a`` is another milestone of ``b``'s run: the same name and recipe, another number of epochs."""
-    epochs = (a.budget or {}).get("epochs")
-    return a.name == b.name and same_recipe(a, b) and bool(epochs) and epochs != (b.budget or {}).get("epochs")
+    epochs = budget_epochs(a)
+    return a.name == b.name and same_recipe(a, b) and bool(epochs) and epochs != budget_epochs(b)
 
 
 def epochs_text(budget: dict) -> str:
