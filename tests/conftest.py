@@ -9,6 +9,16 @@ SHARED_CIFAR10 = REPO_ROOT.parent / "shared" / "data" / "cifar10"
 SHARED_IMAGENETTE = REPO_ROOT.parent / "shared" / "data" / "imagenette"
 
 
+def pytest_configure(config):
+    """Under pytest-xdist (``-n N``) each worker takes its share of the cores, and so do its subprocesses: N
+    workers each running torch on every core would oversubscribe them."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        threads = max(1, len(os.sched_getaffinity(0)) // workers)
+        torch.set_num_threads(threads)
+        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+
+
 @pytest.fixture
 def cifar10_dir() -> Path:
     """The CIFAR-10 ImageFolder root ($OTZOO_DATA, else ../shared/data/cifar10); skips if absent."""
