@@ -30,6 +30,16 @@ def _row(line: dict) -> str:
             f"{line['lost_steps']:,} | {_knn(line['knn'])} |")
 
 
+def _to_reach(last: dict, stop: int, per_epoch: float) -> str:
+    """The steps from the last line to epoch ``stop``, and the hours they take at the last stretch's median rate."""
+    steps = math.ceil(stop * (last.get("steps_per_epoch") or per_epoch)) - last["step"]
+    rate = last["stretch"].get("views_per_s")
+    if steps <= 0 or not rate:
+        return ""
+    return (f" To it: {steps:,} steps, ~{_hours(steps * 2 * last['batch_size'] / rate)} of training at the last "
+            f"stretch's {rate} views/s ({last['stretch'].get('hardware') or 'unrecorded hardware'}).")
+
+
 def method_report(method: str, lines: list, milestone: int = 50) -> str:
     """The markdown section of one method's progress lines (oldest first)."""
     last = lines[-1]
@@ -42,7 +52,7 @@ def method_report(method: str, lines: list, milestone: int = 50) -> str:
         f"## {method}: epoch {last['epoch']} of {last['epochs']} (step {last['step']:,})",
         "",
         f"Run `{last['run']}`: {last['arch']} on {last['dataset']}, batch {last['batch_size']}. Next milestone: "
-        f"epoch {next_stop}. Stretches: {len(lines)}, {_hours(sum(x['stretch']['wall_time_s'] for x in lines))} "
+        f"epoch {next_stop}.{_to_reach(last, next_stop, per_epoch)} Stretches: {len(lines)}, {_hours(sum(x['stretch']['wall_time_s'] for x in lines))} "
         f"of training in all. Lost to machine changes: {lost:,} steps (~{math.floor(lost / per_epoch)} epochs); "
         f"furthest reached: epoch {furthest['epoch']} (step {furthest['step']:,}).",
         "",

@@ -86,6 +86,7 @@ def stretch_record(run_dir, previous: Optional[dict] = None) -> dict:
         "run": name, "method": cfg["method"], "arch": cfg["arch"], "dataset": cfg["dataset"],
         "batch_size": cfg["batch_size"], "epochs": cfg["epochs"],
         "step": last["step"], "epoch": epochs[-1]["epoch"] if epochs else 0,
+        "steps_per_epoch": epochs[-1]["step"] // epochs[-1]["epoch"] if epochs else None,
         "wall_time_s": last["elapsed_s"],
         "stretch": {
             "steps": [start_step, last["step"]],

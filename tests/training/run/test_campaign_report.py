@@ -30,6 +30,15 @@ def test_a_method_says_where_it_stands_what_it_cost_and_what_was_lost():
     assert "| 1,870 |" in rows[1] and "| 30 min |" in rows[1]
 
 
+def test_the_next_milestone_says_how_far_it_is_at_the_last_stretchs_rate():
+    old, new = line((0, 1870), 19), dict(line((1000, 1210), 12), steps_per_epoch=97)
+    assert ("To it: 3,640 steps, ~10.4 h of training at the last stretch's 100.0 views/s (1x CPU AMD EPYC "
+            "(2 cores), bf16 autocast).") in method_report("gca_uot", [old, new])  # 50 x 97 - 1,210 at 1,024 views
+    # older lines lack steps_per_epoch: the lowest step/epoch ratio of the lines stands in (1,870 / 19)
+    assert "To it: 3,712 steps, ~10.6 h" in method_report("gca_uot", [old, line((1000, 1210), 12)])
+    assert "To it" not in method_report("gca_uot", [line((1000, 1210), 12, views_per_s=None)])
+
+
 def test_the_page_has_a_section_per_progress_file_and_the_cli_writes_it(tmp_path, capsys):
     for method in ("simclr", "gca_uot"):
         (tmp_path / f"{method}.jsonl").write_text(json.dumps(line((0, 97), 1)) + "\n")

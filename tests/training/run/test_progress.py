@@ -56,6 +56,7 @@ def test_progress_lines_follow_the_stretches_and_count_lost_steps(tiny, tmp_path
     assert (first["step"], first["epoch"], first["stretch"]["steps"], first["lost_steps"]) == (4, 2, [0, 4], 0)
     assert [k["epoch"] for k in first["knn"]] == [1, 2] and [k["epoch"] for k in second["knn"]] == [3]
     assert (second["step"], second["epoch"], second["stretch"]["steps"]) == (6, 3, [4, 6])
+    assert first["steps_per_epoch"] == second["steps_per_epoch"] == 2
     assert second["note"] == "second stretch" and second["epochs"] == 3 and second["method"] == "simclr"
     assert second["stretch"]["hardware"].startswith("1x ") and second["stretch"]["views_per_s"] > 0
     assert first["stretch"]["views_per_s"] > 0 and first["wall_time_s"] <= second["wall_time_s"]
