@@ -42,23 +42,87 @@ def test_campaign_stretches_resume_then_move_to_the_baseline(tmp_path):
     assert "## gca_uot: epoch 2 of 2" in page and "## simclr: epoch 2 of 2" in page
 
 
+def fake_python(tmp_path, plan, milestone_for=(), export_rc=0):
+    """An interpreter for campaign.sh: ``progress --next`` answers the lines of ``plan`` in turn, ``pretrain``
+    (exit 3) writes a milestone folder for the methods in ``milestone_for``, ``export`` exits ``export_rc``; each
+    call is logged in ``tmp_path/calls``; ``-c`` (the budget's parsing) runs in this interpreter."""
+    (tmp_path / "plan").write_text("".join(f"{line}\n" for line in plan))
+    fake = tmp_path / "python"
+    fake.write_text(f"""#!/bin/bash
+log={tmp_path}/calls
+[ "$1" = -c ] && exec {sys.executable} "$@"
+case "$3" in
+  progress) [ "$4" = --next ] || exit 0
+            n=$(grep -c '^next' $log 2>/dev/null); echo next >> $log; sed -n "$((n + 1))p" {tmp_path}/plan ;;
+  pretrain) echo "pretrain $*" >> $log
+            while [ $# -gt 0 ]; do case $1 in --output-dir) out=$2 ;; --stop-after-epoch) stop=$2 ;; esac; shift; done
+            for m in {' '.join(milestone_for)}; do
+              case $out in *_${{m}}_*) mkdir -p $out/milestone-$(printf %03d $stop); echo {{}} > $out/milestone-$(printf %03d $stop)/run.json ;; esac
+            done
+            exit 3 ;;
+  export) echo "export $*" >> $log; exit {export_rc} ;;
+esac
+""")
+    fake.chmod(0o755)
+    return fake
+
+
+def campaign(tmp_path, budget, fake):
+    env = dict(os.environ, OTZOO_RUNS=str(tmp_path / "runs"), OTZOO_CAMPAIGN=str(tmp_path / "campaign"),
+               OTZOO_DATA=str(tmp_path / "data"), PYTHON=str(fake))
+    return subprocess.run(["bash", "training/campaign.sh", budget], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=60)
+
+
+def calls(tmp_path):
+    return [line.split() for line in (tmp_path / "calls").read_text().splitlines()]
+
+
 def test_a_local_run_behind_its_release_is_moved_aside_and_the_release_continued(tmp_path):
     """A GPU window took the run past the local folder: the campaign continues the release, keeping the folder."""
     runs = tmp_path / "runs"
     (runs / "long_gca_uot_resnet18_cifar").mkdir(parents=True)
     (runs / "long_gca_uot_resnet18_cifar" / "checkpoint.pt").write_bytes(b"epoch 10")
-    fake = tmp_path / "python"  # `progress --next` chooses the release; `pretrain` says how it was called
-    fake.write_text('#!/bin/bash\ncase "$3" in\n'
-                    '  progress) [ "$4" = --next ] && echo "gca_uot 100 long_gca_uot_resnet18_cifar '
-                    'resume-from:gca_uot_resnet18_cifar10"; exit 0 ;;\n'
-                    f'  pretrain) echo "$@" > {tmp_path}/pretrain.args; exit 3 ;;\nesac\n')
-    fake.chmod(0o755)
-    env = dict(os.environ, OTZOO_RUNS=str(runs), OTZOO_CAMPAIGN=str(tmp_path / "campaign"), PYTHON=str(fake))
-    proc = subprocess.run(["bash", "training/campaign.sh", "1m"], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=60)
+    fake = fake_python(tmp_path, ["gca_uot 100 long_gca_uot_resnet18_cifar resume-from:gca_uot_resnet18_cifar10"])
+    proc = campaign(tmp_path, "1m", fake)
     assert proc.returncode == 3 and "is behind gca_uot_resnet18_cifar10: moved to" in proc.stdout, proc.stdout
     [aside] = runs.glob("long_gca_uot_resnet18_cifar.behind-*")
     assert (aside / "checkpoint.pt").read_bytes() == b"epoch 10"  # kept
-    args = (tmp_path / "pretrain.args").read_text().split()
+    [_, [_, *args]] = calls(tmp_path)
     assert args[args.index("--resume-from") + 1] == "gca_uot_resnet18_cifar10" and "--resume" not in args
     assert args[args.index("--output-dir") + 1] == str(runs / "long_gca_uot_resnet18_cifar")
+
+
+PLAN = ["gca_uot 25 long_gca_uot_resnet18_cifar resume", "simclr 25 long_simclr_resnet18_cifar start"]
+
+
+def test_a_milestone_is_released_at_once_then_the_method_behind_trains_for_the_rest_of_the_budget(tmp_path):
+    proc = campaign(tmp_path, "2h", fake_python(tmp_path, PLAN, milestone_for=["gca_uot"]))
+    assert proc.returncode == 3, proc.stdout + proc.stderr  # simclr stopped by its budget
+    milestone = tmp_path / "runs" / "long_gca_uot_resnet18_cifar" / "milestone-025"
+    assert [c[0] for c in calls(tmp_path)] == ["next", "pretrain", "export", "next", "pretrain"]
+    export, simclr = calls(tmp_path)[2], calls(tmp_path)[4]
+    assert export[export.index("--run") + 1] == str(milestone) and "--supersede" in export
+    assert export[export.index("--data-dir") + 1] == str(tmp_path / "data") and (milestone / "exported").is_file()
+    assert simclr[simclr.index("--output-dir") + 1].endswith("long_simclr_resnet18_cifar")
+    assert 6000 < int(simclr[simclr.index("--time-budget") + 1]) <= 7200  # what is left of the 2 h
+    assert "released gca_uot at epoch 25: commit weights/" in proc.stdout
+
+
+@pytest.mark.parametrize("budget, export_rc, rc, called", [
+    ("10m", 0, 3, ["next", "pretrain"]),               # too little left to release: the command is printed
+    ("2h", 1, 5, ["next", "pretrain", "export"]),      # a failed export stops the stretch, the folder kept
+])
+def test_a_milestone_without_time_or_a_clean_export_is_left_to_release_by_hand(tmp_path, budget, export_rc, rc,
+                                                                                 called):
+    proc = campaign(tmp_path, budget, fake_python(tmp_path, PLAN, milestone_for=["gca_uot"], export_rc=export_rc))
+    assert proc.returncode == rc and [c[0] for c in calls(tmp_path)] == called, proc.stdout + proc.stderr
+    milestone = tmp_path / "runs" / "long_gca_uot_resnet18_cifar" / "milestone-025"
+    assert (milestone / "run.json").is_file() and not (milestone / "exported").exists()
+    assert f"export --run {milestone} --supersede" in proc.stdout + proc.stderr
+
+
+def test_a_budget_it_cannot_read_is_refused_before_any_training(tmp_path):
+    proc = campaign(tmp_path, "two hours", fake_python(tmp_path, PLAN))
+    assert proc.returncode == 2 and "cannot read the budget two hours" in proc.stderr
+    assert not (tmp_path / "calls").exists()

@@ -40,8 +40,8 @@ def _to_reach(last: dict, stop: int, per_epoch: float) -> str:
             f"stretch's {rate} views/s ({last['stretch'].get('hardware') or 'unrecorded hardware'}).")
 
 
-def method_report(method: str, lines: list, milestone: int = 50) -> str:
-    """The markdown section of one method's progress lines (oldest first)."""
+def method_report(method: str, lines: list, milestone: int) -> str:
+    """The markdown section of one method's progress lines (oldest first), milestones every ``milestone`` epochs."""
     last = lines[-1]
     lost = sum(line["lost_steps"] for line in lines)
     # a line's step is past its epochs' steps (a stretch stops mid-epoch): the lowest ratio is the closest
@@ -80,7 +80,7 @@ def references_section(references: list) -> str:
     ])
 
 
-def page(lines_by_method: dict, milestone: int = 50, references: list = ()) -> str:
+def page(lines_by_method: dict, milestone: int, references: list = ()) -> str:
     """The page of ``{method: its progress lines}``, a section per method in the dict's order (none empty), then
     the monitor's reference points when there are some."""
     return "\n".join([
@@ -90,7 +90,8 @@ def page(lines_by_method: dict, milestone: int = 50, references: list = ()) -> s
         "stretch of training; `steps` are the stretch's, `epoch` where the run stood after it). Views/s: the "
         "median of the stretch's logged intervals / the mean over its whole wall time (start-up and anything "
         "sharing the CPU included). k-NN monitor: k=200 on a fixed train/test subset, as the recipe sets it; "
-        "not the release protocol.",
+        "not the release protocol. Milestones (released weights: the only state of a run that outlives its "
+        f"machine) every {milestone} epochs.",
         "",
         *(method_report(method, lines, milestone) for method, lines in lines_by_method.items()),
         *([references_section(references)] if references else []),

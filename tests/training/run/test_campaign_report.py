@@ -19,7 +19,7 @@ def line(steps, epoch, lost=0, knn=(), wall=3600.0, **stretch):
 def test_a_method_says_where_it_stands_what_it_cost_and_what_was_lost():
     lines = [line((0, 1870), 19, knn=[(10, 49.6), (15, 54.7)]), line((0, 1000), 10, lost=1870, wall=1800.0),
              line((1000, 1210), 12, mean_views_per_s=99.5)]
-    text = method_report("gca_uot", lines)
+    text = method_report("gca_uot", lines, milestone=50)
     assert text.startswith("## gca_uot: epoch 12 of 200 (step 1,210)")
     assert "Next milestone: epoch 50" in text and "Stretches: 3, 2.5 h of training in all" in text
     assert "1,870 steps (~19 epochs)" in text  # at the lowest step/epoch ratio of the lines (1,870 / 19)
@@ -33,10 +33,10 @@ def test_a_method_says_where_it_stands_what_it_cost_and_what_was_lost():
 def test_the_next_milestone_says_how_far_it_is_at_the_last_stretchs_rate():
     old, new = line((0, 1870), 19), dict(line((1000, 1210), 12), steps_per_epoch=97)
     assert ("To it: 3,640 steps, ~10.4 h of training at the last stretch's 100.0 views/s (1x CPU AMD EPYC "
-            "(2 cores), bf16 autocast).") in method_report("gca_uot", [old, new])  # 50 x 97 - 1,210 at 1,024 views
+            "(2 cores), bf16 autocast).") in method_report("gca_uot", [old, new], milestone=50)  # 50 x 97 - 1,210 at 1,024 views
     # older lines lack steps_per_epoch: the lowest step/epoch ratio of the lines stands in (1,870 / 19)
-    assert "To it: 3,712 steps, ~10.6 h" in method_report("gca_uot", [old, line((1000, 1210), 12)])
-    assert "To it" not in method_report("gca_uot", [line((1000, 1210), 12, views_per_s=None)])
+    assert "To it: 3,712 steps, ~10.6 h" in method_report("gca_uot", [old, line((1000, 1210), 12)], 50)
+    assert "To it" not in method_report("gca_uot", [line((1000, 1210), 12, views_per_s=None)], 50)
 
 
 def test_the_page_has_a_section_per_progress_file_and_the_cli_writes_it(tmp_path, capsys):
@@ -45,6 +45,8 @@ def test_the_page_has_a_section_per_progress_file_and_the_cli_writes_it(tmp_path
     assert progress.main(["--report", str(tmp_path)]) == 0
     page = (tmp_path / "README.md").read_text()
     assert page.index("## gca_uot") < page.index("## simclr") and "README.md" in capsys.readouterr().out
+    every = progress.MILESTONE_EVERY  # the campaign's milestones, the page's default
+    assert f"every {every} epochs." in page and f"Next milestone: epoch {every}." in page
     assert write_report(tmp_path) == tmp_path / "README.md" and not list(tmp_path.glob("*.tmp"))
 
 

@@ -177,4 +177,4 @@ def test_the_next_run_continues_whichever_of_local_folder_and_release_is_further
         (folder / "metrics.jsonl").write_text(json.dumps({"event": "epoch", "epoch": local, "step": local}) + "\n")
     chosen = progress.next_run(tmp_path / "runs", str(recipe), ["gca_uot"])
     assert chosen.how == how and chosen.folder == folder.name and chosen.release == ("gca_uot_resnet18_cifar10", 50)
-    assert (chosen.method, chosen.stop, chosen.local_epochs) == ("gca_uot", 100, local or 0)
+    assert (chosen.method, chosen.stop, chosen.local_epochs) == ("gca_uot", 75, local or 0)  # every 25 epochs

@@ -183,7 +183,7 @@ def test_the_campaign_plan_starts_the_method_behind_from_step_0_and_says_how_to_
     git(campaign_repo, *shlex.split(HIDE_WEIGHTS)[1:])
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "campaign: gca_uot from step 0 towards its milestone at epoch 50" in out
+    assert "campaign: gca_uot from step 0 towards its milestone at epoch 25" in out
     assert "--stop-after-epoch $S data.cache_dir" in out and "--resume-from" not in out
     assert "export --run runs/cifar10_long_gca_uot/milestone-EEE --supersede" in out
     assert (campaign_repo / ".carry" / "cifar10.tgz").is_file()
@@ -198,7 +198,7 @@ def test_a_local_run_ahead_of_the_window_says_how_to_make_it_travel(campaign_rep
     assert main(["campaign", "--data", str(tmp_path / "cifar10"), "--repo", str(campaign_repo), "--runs",
                  str(tmp_path / "runs")]) == 0
     out = capsys.readouterr().out
-    assert "campaign: gca_uot from step 0 towards its milestone at epoch 50" in out
+    assert "campaign: gca_uot from step 0 towards its milestone at epoch 25" in out
     assert f"the local run {folder} is at epoch 14: the window pays off only if it passes that epoch" in out
     assert f"pretrain --resume --output-dir {folder} --stop-after-epoch 15\n" in out
     assert f"export --run {folder}/milestone-015 --supersede\n" in out
@@ -219,13 +219,13 @@ def test_a_campaign_window_from_a_release_carries_that_release_and_no_other_weig
     git(campaign_repo, *shlex.split(HIDE_WEIGHTS)[1:])
     assert main(args) == 2
     out, err = capsys.readouterr()
-    assert "gca_uot from release gca_uot_resnet18_cifar10 (epoch 50) towards its milestone at epoch 100" in out
+    assert "gca_uot from release gca_uot_resnet18_cifar10 (epoch 50) towards its milestone at epoch 75" in out
     keep = hide_weights("gca_uot_resnet18_cifar10")
     assert f"release gca_uot_resnet18_cifar10, which must travel: {keep}" in err
     git(campaign_repo, *shlex.split(keep)[1:])
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "--stop-after-epoch $S --resume-from gca_uot_resnet18_cifar10 " in out and "S=$(( 50 + E < 100" in out
+    assert "--stop-after-epoch $S --resume-from gca_uot_resnet18_cifar10 " in out and "S=$(( 50 + E < 75" in out
     assert sorted(travelling_bytes(campaign_repo)) == [".gitignore", "code.py", "training", "weights"]
     weights = campaign_repo / "weights"
     assert (weights / "gca_uot_resnet18_cifar10").is_dir() and not (weights / "w").exists()
