@@ -27,7 +27,8 @@
 # every method has completed the recipe, 5 when a milestone's export failed (the milestone folder is kept).
 set -uo pipefail
 
-RELEASE_MIN_S=1800  # a milestone's export (feature passes, probes) and some training after it
+RELEASE_MIN_S=1800  # a milestone's export (584 s for resnet18_cifar on a 2-core AMD EPYC: benchmarks/RESULTS.md)
+                    # and some training after it
 START_MIN_S=600     # a stretch starts (decode, compile) only with this much of the budget left
 
 # the whole script is read before it runs (functions, called and exited on the last line), so editing this
