@@ -33,6 +33,17 @@ def test_uint8_batches_normalised_on_the_device_give_the_same_features(tmp_path)
     assert torch.equal(as_float[0], as_uint8[0]) and torch.equal(as_float[1], as_uint8[1])
 
 
+def test_channels_last_batches_give_the_nchw_features_to_fp32_rounding_and_leave_the_model_as_it_was(tmp_path):
+    make_image_tree(tmp_path, n_train=3, n_test=1)
+    model = otzoo.create_model("resnet18_cifar", num_classes=0)
+    ds = ImageFolder(str(tmp_path / "train"), transform=eval_transform(model))
+    nchw, labels = extract_features(model, ds, channels_last=False)
+    nhwc, same_labels = extract_features(model, ds)  # the default
+    torch.testing.assert_close(nhwc, nchw, rtol=1e-5, atol=1e-5)
+    assert torch.equal(labels, same_labels)
+    assert all(p.is_contiguous() for p in model.parameters())  # the weights' layout untouched (safetensors saves it)
+
+
 @pytest.mark.cuda
 def test_features_knn_and_probe_on_cuda_match_cpu(tmp_path, cuda_device):
     from training.evaluate.knn import knn_top1
