@@ -40,6 +40,13 @@ def _to_reach(last: dict, stop: int, per_epoch: float) -> str:
             f"stretch's {rate} views/s ({last['stretch'].get('hardware') or 'unrecorded hardware'}).")
 
 
+def _losses(lines: list) -> str:
+    """``", N runs lost at epochs a, b, ..."``: where the run stood each time a machine was lost with it."""
+    at = [str(before["epoch"]) for before, line in zip(lines, lines[1:]) if line["lost_steps"]]
+    many = "s" * (len(at) != 1)
+    return f", {len(at)} run{many} lost at epoch{many} {', '.join(at)}" if at else ""
+
+
 def method_report(method: str, lines: list, milestone: int) -> str:
     """The markdown section of one method's progress lines (oldest first), milestones every ``milestone`` epochs."""
     last = lines[-1]
@@ -53,7 +60,8 @@ def method_report(method: str, lines: list, milestone: int) -> str:
         "",
         f"Run `{last['run']}`: {last['arch']} on {last['dataset']}, batch {last['batch_size']}. Next milestone: "
         f"epoch {next_stop}.{_to_reach(last, next_stop, per_epoch)} Stretches: {len(lines)}, {_hours(sum(x['stretch']['wall_time_s'] for x in lines))} "
-        f"of training in all. Lost to machine changes: {lost:,} steps (~{math.floor(lost / per_epoch)} epochs); "
+        f"of training in all. Lost to machine changes: {lost:,} steps (~{math.floor(lost / per_epoch)} epochs"
+        f"{_losses(lines)}); "
         f"furthest reached: epoch {furthest['epoch']} (step {furthest['step']:,}).",
         "",
         HEADER,

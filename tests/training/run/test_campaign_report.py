@@ -22,8 +22,9 @@ def test_a_method_says_where_it_stands_what_it_cost_and_what_was_lost():
     text = method_report("gca_uot", lines, milestone=50)
     assert text.startswith("## gca_uot: epoch 12 of 200 (step 1,210)")
     assert "Next milestone: epoch 50" in text and "Stretches: 3, 2.5 h of training in all" in text
-    assert "1,870 steps (~19 epochs)" in text  # at the lowest step/epoch ratio of the lines (1,870 / 19)
+    assert "1,870 steps (~19 epochs, 1 run lost at epoch 19)" in text  # at the lowest step/epoch ratio (1,870 / 19)
     assert "furthest reached: epoch 19 (step 1,870)" in text
+    assert "2 runs lost at epochs 19, 10)" in method_report("gca_uot", [*lines[:2], line((0, 500), 5, lost=1000)], 50)
     rows = [r for r in text.splitlines() if r.startswith("| 2026")]
     assert len(rows) == 3 and "epoch 10: 49.6%, epoch 15: 54.7%" in rows[0]
     assert "| 100.0 / - |" in rows[0] and "| 100.0 / 99.5 |" in rows[2]  # an older line has no mean
