@@ -7,7 +7,7 @@ measures or writes anything:
   folder and file names under the root);
 - subsampled metrics never go into a repository (a root with ``otzoo/pretrained/`` and ``pyproject.toml``);
 - an existing release of that name is replaced only with ``supersede`` (``--supersede``), and then only by
-  a run of at least its epochs, unless ``force`` (``--supersede=force``) says a shorter run replaces it.
+  a run of at least the epochs it trained (a milestone's, not its schedule's), unless ``force`` (``--supersede=force``) says a shorter run replaces it.
 """
 import json
 import re
@@ -55,7 +55,7 @@ def check_release(root, name: str, epochs: int, subsampled: bool, supersede: Opt
     old = existing_release(root, name)
     if old is None:
         return
-    old_epochs = (old.get("recipe") or {}).get("epochs")
+    old_epochs = _trained_epochs(old)
     if supersede is None:
         raise ReleaseRefused(f"{name} is already released in {root} ({_describe(old)}); nothing was written. To "
                              "replace it on purpose, add --supersede (results/ keeps the rows of the old one); to "
@@ -65,9 +65,15 @@ def check_release(root, name: str, epochs: int, subsampled: bool, supersede: Opt
                              "run replaces it only with --supersede=force")
 
 
+def _trained_epochs(cfg: dict) -> Optional[int]:
+    """The epochs a release trained: its budget's (a milestone's are fewer than its recipe's schedule), else its
+    recipe's (a cfg from before budgets)."""
+    return (cfg.get("budget") or {}).get("epochs", (cfg.get("recipe") or {}).get("epochs"))
+
+
 def _describe(cfg: dict) -> str:
     if not cfg:
         return "its weight folder exists"
     linear = (cfg.get("metrics") or {}).get("linear_top1")
-    epochs = (cfg.get("recipe") or {}).get("epochs")
+    epochs = _trained_epochs(cfg)
     return f"{epochs} epochs" + (f", linear top-1 {linear:.2f}" if isinstance(linear, (int, float)) else "")

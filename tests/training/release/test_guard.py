@@ -48,6 +48,18 @@ def test_an_existing_release_is_replaced_only_on_purpose(tmp_path, epochs, super
         check_release(root, NAME, epochs=epochs, subsampled=False, supersede=supersede)
 
 
+@pytest.mark.parametrize("epochs, refused", [(50, None), (25, None), (10, "was trained 25 epochs")])
+def test_a_milestone_is_replaced_by_a_later_one_its_trained_epochs_not_its_schedules_counting(tmp_path, epochs,
+                                                                                             refused):
+    milestone = {"name": NAME, "recipe": {"epochs": 200}, "budget": {"epochs": 25, "schedule": {"epochs": 200}}}
+    root = repository(tmp_path, milestone)
+    if refused:
+        with pytest.raises(ReleaseRefused, match=refused):
+            check_release(root, NAME, epochs=epochs, subsampled=False, supersede="yes")
+    else:
+        check_release(root, NAME, epochs=epochs, subsampled=False, supersede="yes")
+
+
 def test_a_weight_folder_without_its_cfg_counts_as_a_release(tmp_path):
     (tmp_path / "weights" / NAME).mkdir(parents=True)
     with pytest.raises(ReleaseRefused, match="its weight folder exists"):
