@@ -24,7 +24,8 @@
 # $OTZOO_DATA: the data (default ../shared/data/cifar10); $PYTHON: the interpreter (default python3);
 # $OTZOO_CAMPAIGN: the progress folder (default results/campaign); $OTZOO_RECIPE: the recipe.
 # Exit status: the last pretrain's (0 complete, 3 stopped with its state saved: budget or milestone), 4 when
-# every method has completed the recipe, 5 when a milestone's export failed (the milestone folder is kept).
+# every method has completed the recipe, 5 when a milestone's export failed (its folder is kept, the command to
+# release it by hand printed, and the method behind trained for the rest of the budget all the same).
 set -uo pipefail
 
 RELEASE_MIN_S=1800  # a milestone's export (584 s for resnet18_cifar on a 2-core AMD EPYC: benchmarks/RESULTS.md)
@@ -45,18 +46,20 @@ main() {
     progress=${OTZOO_CAMPAIGN:-results/campaign}
     budget_s=$(seconds "$budget") || return 2
     end=$(( $(date +%s) + budget_s ))
+    failed=
     while :; do
         stretch "$(left)" "$@"
         rc=$?
-        [ -n "$milestone" ] || return $rc
+        [ -n "$milestone" ] || break
         if [ "$(left)" -lt $RELEASE_MIN_S ]; then
             echo "[campaign] milestone $method epoch $stop: release it (replaces the shipped weight on purpose), then commit:"
             by_hand "$milestone"
-            return $rc
+            break
         fi
-        release "$milestone" || return $?
-        [ "$(left)" -ge $START_MIN_S ] || return $rc
+        release "$milestone" || failed=5  # its folder stays for a release by hand; the CPU goes on training
+        [ "$(left)" -ge $START_MIN_S ] || break
     done
+    return "${failed:-$rc}"
 }
 
 seconds() {  # BUDGET (150m, 2h30m, 5400, as pretrain's --time-budget) -> whole seconds
