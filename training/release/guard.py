@@ -7,7 +7,8 @@ measures or writes anything:
   folder and file names under the root);
 - subsampled metrics never go into a repository (a root with ``otzoo/pretrained/`` and ``pyproject.toml``);
 - an existing release of that name is replaced only with ``supersede`` (``--supersede``), and then only by
-  a run of at least the epochs it trained (a milestone's, not its schedule's), unless ``force`` (``--supersede=force``) says a shorter run replaces it.
+  a run of at least the epochs it trained (a milestone's, not its schedule's), unless ``force``
+  (``--supersede=force``) says a shorter run replaces it.
 """
 import json
 import re

@@ -21,8 +21,8 @@ import yaml
 from .campaign_report import page
 from .metrics import read_records
 
-__all__ = ["MILESTONE_EVERY", "stretch_record", "append_record", "read_progress", "epochs_done", "next_method", "NextRun", "next_run",
-           "write_report", "main"]
+__all__ = ["MILESTONE_EVERY", "stretch_record", "append_record", "read_progress", "epochs_done", "next_method",
+           "NextRun", "next_run", "write_report", "main"]
 
 # Epochs between the campaign's milestones (the only state of a run that outlives its machine: a release).
 # 25, not the campaign issue's 50, for a measured reason: of the five machines the gca_uot run was lost with
