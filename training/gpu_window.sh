@@ -10,6 +10,8 @@
 #
 # On the device machine, from the repository root, with the data in $OTZOO_DATA:
 #   bash training/gpu_window.sh training/configs/cifar10_gpu.yaml 8m gca_uot simclr [-- key=value ...]
+# A METHOD may carry pretrain arguments of its own after a colon, comma-separated (the campaign's window: each
+# method from its own release to its own epoch), e.g. gca_uot:--resume-from=gca_uot_resnet18_cifar10,--stop-after-epoch=75
 # Back here (FILES: the folder the tool copied $OUT to; with several return calls, all their files in one folder):
 #   (cd FILES && sha256sum -c SHA256SUMS) && mkdir -p runs && cat FILES/runs.tar.part-* | tar x -C runs
 #   python -m training export --run runs/<recipe>_<method> --data-dir DATA
@@ -32,6 +34,13 @@ out=${OUT:?set OUT to the folder whose files come back}
 runs=${OTZOO_WINDOW_RUNS:-/tmp/otzoo-window}
 py=${PYTHON:-python3}
 name=$(basename "$recipe" .yaml)
+own=()  # each method's own pretrain arguments, comma-separated
+for i in "${!methods[@]}"; do
+    token=${methods[i]}
+    methods[i]=${token%%:*}
+    own[i]=
+    [[ $token == *:* ]] && own[i]=${token#*:}
+done
 mkdir -p "$runs"
 
 # The cheapest check first: one step of the real recipe (data, compile, the first method's loss) on the device
@@ -56,9 +65,11 @@ else
     device_check "$@" || exit 1
 fi
 
-for m in "${methods[@]}"; do
+for i in "${!methods[@]}"; do
+    m=${methods[i]}
+    IFS=, read -ra mine <<< "${own[i]}"
     "$py" -m training pretrain --config "$recipe" method="$m" --output-dir "$runs/${name}_$m" \
-        --time-budget "$budget" "$@" > "$runs/${name}_$m.log" 2>&1 &
+        --time-budget "$budget" "${mine[@]}" "$@" > "$runs/${name}_$m.log" 2>&1 &
 done
 wait
 # what comes back of a run: the run itself when complete, else its newest milestone (--stop-after-epoch)

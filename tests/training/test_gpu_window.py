@@ -68,6 +68,23 @@ def test_a_run_stopped_at_its_milestone_comes_back_as_the_milestone_folder_with_
     assert json.loads((tmp_path / "progress.jsonl").read_text())["run"] == "smoke_simclr"  # the run, not its folder
 
 
+@pytest.mark.slow
+def test_each_method_takes_its_own_arguments_and_brings_back_its_newest_milestone(tmp_path):
+    """The campaign's window: per-method stops (METHOD:ARG,ARG), milestones kept on the way; what comes back of
+    each is its newest milestone only."""
+    proc, _, back = smoke_window(tmp_path, "simclr:--stop-after-epoch=1", "gca_uot:--stop-after-epoch=2,seed=7", "--",
+                                 *TINY, "epochs=3", "--milestone-every", "1", OTZOO_WINDOW_CHECK="0")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "[window] simclr: smoke_simclr/milestone-001" in proc.stdout
+    assert "[window] gca_uot: smoke_gca_uot/milestone-002" in proc.stdout
+    assert sorted(str(p.relative_to(back)) for p in back.glob("*/*")) == ["smoke_gca_uot/milestone-002",
+                                                                        "smoke_simclr/milestone-001"]
+    run = json.loads((back / "smoke_gca_uot" / "milestone-002" / "run.json").read_text())
+    assert (run["epochs"], run["schedule"]["epochs"]) == (2, 3)
+    assert "seed: 7" in (back / "smoke_gca_uot" / "milestone-002" / "config.yaml").read_text()
+    assert "seed: 7" not in (back / "smoke_simclr" / "milestone-001" / "config.yaml").read_text()
+
+
 def test_runs_beyond_one_call_come_back_in_the_printed_follow_up_calls_and_check_whole(tmp_path):
     runs, out = tmp_path / "runs", tmp_path / "out"
     out.mkdir()

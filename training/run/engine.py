@@ -108,11 +108,11 @@ class Trainer:
 
     def __init__(self, cfg: dict, output_dir, *, resume: bool = False, time_budget_s: Optional[float] = None,
                  command: Optional[str] = None, stop_after_epoch: Optional[int] = None, init=None,
-                 resume_from=None):
+                 resume_from=None, milestone_every: Optional[int] = None):
         self.session_start = time.time()
         self.restarts = []  # continuations from a release: {"from", "step", "rewarmup_steps"}
         self.cfg, self.out, self.time_budget_s, self.command = cfg, Path(output_dir), time_budget_s, command
-        self.stop_after_epoch = stop_after_epoch
+        self.stop_after_epoch, self.milestone_every = stop_after_epoch, milestone_every
         self.e, self.seed = cfg["engine"], int(cfg["seed"])
         self.info = setup_distributed(self.e["device"])
         self.device = self.info.device
@@ -370,6 +370,12 @@ class Trainer:
         """The run has completed the epoch it was asked to stop after (``--stop-after-epoch``)."""
         return self.stop_after_epoch is not None and self.shuffler.epoch >= self.stop_after_epoch
 
+    def passing_milestone(self) -> bool:
+        """An epoch end ``--milestone-every`` asks to keep as a milestone folder on the way (the stop's own
+        epoch is written by :meth:`run`)."""
+        every = self.milestone_every
+        return bool(every) and self.info.main and self.shuffler.epoch % every == 0 and not self.at_stop_epoch()
+
     # ------------------------------------------------------------ end of epoch
     def knn_monitor(self) -> dict:
         """kNN top-1 on a subset and the effective rank of its test features, through the uncompiled
@@ -482,6 +488,8 @@ class Trainer:
                         self.checkpoint()
                         return EXIT_TIME_BUDGET
             self.end_epoch(epoch)
+            if epoch + 1 < self.epochs and self.passing_milestone():
+                print(f"milestone written to {self.write_milestone()}; the run goes on", file=sys.stderr)
             if epoch + 1 < self.epochs and (self.should_stop() or self.at_stop_epoch()):
                 return EXIT_TIME_BUDGET
         return 0
@@ -558,11 +566,12 @@ def _save_tensors(tensors: dict, path: Path, meta: dict) -> None:
 
 def train(cfg: dict, output_dir, *, resume: bool = False, time_budget_s: Optional[float] = None,
           command: Optional[str] = None, stop_after_epoch: Optional[int] = None, init=None,
-          resume_from=None) -> int:
+          resume_from=None, milestone_every: Optional[int] = None) -> int:
     """Run (or resume) pretraining; returns 0 when complete, EXIT_TIME_BUDGET when stopped by the budget,
     a SIGTERM or the end of epoch ``stop_after_epoch`` (state saved). ``init``: a
     :class:`~training.run.from_release.ReleaseState` whose backbone (and heads) a new run starts from;
-    ``resume_from``: one whose run this continues at its recorded step.
+    ``resume_from``: one whose run this continues at its recorded step; ``milestone_every``: also keep the run
+    at every such epoch's end as ``<run>/milestone-<epoch>/`` and go on (what a budget stop leaves to export).
 
     Raises :class:`NonFiniteLossError` when the loss is NaN/inf (no checkpoint of that state), and
     :class:`~training.run.checkpoint.RunLocked` when another live process holds ``output_dir``.
@@ -570,4 +579,5 @@ def train(cfg: dict, output_dir, *, resume: bool = False, time_budget_s: Optiona
     lock = run_lock(output_dir) if int(os.environ.get("RANK", "0")) == 0 else contextlib.nullcontext()
     with lock:  # before the Trainer touches the folder: a second process is refused (RunLocked)
         return Trainer(cfg, output_dir, resume=resume, time_budget_s=time_budget_s, command=command,
-                       stop_after_epoch=stop_after_epoch, init=init, resume_from=resume_from).run()
+                       stop_after_epoch=stop_after_epoch, init=init, resume_from=resume_from,
+                       milestone_every=milestone_every).run()

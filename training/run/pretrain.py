@@ -60,6 +60,10 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--stop-after-epoch", type=int, metavar="N",
                    help="stop cleanly and save after epoch N (the schedule stays the recipe's: a milestone of a "
                         "longer run); exit status 3, continue with --resume")
+    p.add_argument("--milestone-every", type=int, metavar="N",
+                   help="also write <run>/milestone-<epoch>/ (what export reads) at the end of every N-th epoch and "
+                        "go on: what a run stopped by --time-budget leaves to release (a device window's "
+                        "insurance)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     return p
 
@@ -197,8 +201,9 @@ def main(argv=None, prog: str = "python -m training pretrain", command: str = "p
     try:
         cfg, out = resolve_run(args)
         budget = parse_duration(args.time_budget)
-        if args.stop_after_epoch is not None and args.stop_after_epoch < 1:
-            raise ConfigError(f"--stop-after-epoch must be an epoch >= 1, not {args.stop_after_epoch}")
+        for flag, value in (("--stop-after-epoch", args.stop_after_epoch), ("--milestone-every", args.milestone_every)):
+            if value is not None and value < 1:
+                raise ConfigError(f"{flag} must be an epoch >= 1, not {value}")
         from .device import resolve_device
 
         resolve_device(cfg["engine"]["device"])  # a device asked for but absent: exit 2 before any run folder
@@ -223,7 +228,8 @@ def main(argv=None, prog: str = "python -m training pretrain", command: str = "p
         command = ((resume_from.cfg.get("reproduce") or {}).get("pretrain") if resume_from else None
                    ) or reproduce_command(argv)  # a continued run keeps the command that started it
         return train(cfg, out, resume=args.resume, time_budget_s=budget, command=command,
-                     stop_after_epoch=args.stop_after_epoch, init=init, resume_from=resume_from)
+                     stop_after_epoch=args.stop_after_epoch, init=init, resume_from=resume_from,
+                     milestone_every=args.milestone_every)
     except NonFiniteLossError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 1

@@ -22,7 +22,7 @@ from .campaign_report import page
 from .metrics import read_records
 
 __all__ = ["MILESTONE_EVERY", "stretch_record", "append_record", "read_progress", "epochs_done", "next_method",
-           "NextRun", "next_run", "write_report", "main"]
+           "Standing", "standings", "NextRun", "next_run", "write_report", "main"]
 
 # Epochs between the campaign's milestones (the only state of a run that outlives its machine: a release).
 # 25, not the campaign issue's 50, for a measured reason: of the five machines the gca_uot run was lost with
@@ -163,10 +163,43 @@ def continuable_release(method: str, cfg: dict) -> Optional[tuple]:
     return name, int(budget["epochs"])
 
 
+class Standing(NamedTuple):
+    """Where one method of a campaign stands: its run folder's name (under the runs folder), the epochs that
+    folder has completed (-1: no checkpoint there) and its continuable release ``(name, epochs)`` or None."""
+    folder: str
+    local_epochs: int
+    release: Optional[tuple]
+
+    @property
+    def epochs(self) -> int:
+        """The furthest of the local folder and the release."""
+        return max(self.local_epochs, self.release[1] if self.release else 0)
+
+    @property
+    def how(self) -> str:
+        """``resume`` (the local folder), ``resume-from:NAME`` (its release, further along) or ``start``."""
+        if self.local_epochs >= 0 and (self.release is None or self.local_epochs >= self.release[1]):
+            return "resume"
+        return f"resume-from:{self.release[0]}" if self.release else "start"
+
+
+def standings(runs, recipe: str, methods: list) -> tuple:
+    """``(cfg, {method: Standing})`` of ``methods`` on ``recipe`` with the run folders under ``runs`` and the
+    releases registered here."""
+    from .config import load_config
+
+    cfg = load_config(recipe)
+    stand = {}
+    for m in methods:
+        folder = Path(runs) / f"{Path(recipe).stem}_{m}_{cfg['arch']}"
+        local = epochs_done(folder) if (folder / "checkpoint.pt").is_file() else -1
+        stand[m] = Standing(folder.name, local, continuable_release(m, {**cfg, "method": m}))
+    return cfg, stand
+
+
 class NextRun(NamedTuple):
     """What the campaign trains next: ``method`` up to epoch ``stop``, in run folder ``folder`` (under the runs
-    folder), ``how`` (``resume``: the local folder; ``resume-from:NAME``: its last milestone's release, further
-    along than any local folder; ``start``), with the epochs the local folder and the release have reached."""
+    folder), ``how`` (:attr:`Standing.how`), with the epochs the local folder and the release have reached."""
     method: str
     stop: int
     folder: str
@@ -176,23 +209,14 @@ class NextRun(NamedTuple):
 
 
 def next_run(runs, recipe: str, methods: list, milestone: int = MILESTONE_EVERY) -> Optional[NextRun]:
-    """The :class:`NextRun` of ``methods`` on ``recipe`` with the run folders under ``runs`` and the releases
-    registered here, milestone by milestone (:func:`next_method`); None when every method has completed it."""
-    from .config import load_config
-
-    cfg = load_config(recipe)
-    stem = Path(recipe).stem
-    folders = {m: Path(runs) / f"{stem}_{m}_{cfg['arch']}" for m in methods}
-    local = {m: epochs_done(folders[m]) if (folders[m] / "checkpoint.pt").is_file() else -1 for m in methods}
-    releases = {m: continuable_release(m, {**cfg, "method": m}) for m in methods}
-    done = {m: max(local[m], (releases[m] or (None, 0))[1]) for m in methods}
-    chosen = next_method(done, milestone, cfg["epochs"])
+    """The :class:`NextRun` of ``methods`` on ``recipe`` (:func:`standings`), milestone by milestone
+    (:func:`next_method`); None when every method has completed it."""
+    cfg, stand = standings(runs, recipe, methods)
+    chosen = next_method({m: s.epochs for m, s in stand.items()}, milestone, cfg["epochs"])
     if chosen is None:
         return None
-    m, release = chosen[0], releases[chosen[0]]
-    how = ("resume" if local[m] >= 0 and (release is None or local[m] >= release[1]) else
-           f"resume-from:{release[0]}" if release else "start")
-    return NextRun(m, chosen[1], folders[m].name, how, max(local[m], 0), release)
+    s = stand[chosen[0]]
+    return NextRun(chosen[0], chosen[1], s.folder, s.how, max(s.local_epochs, 0), s.release)
 
 
 def _print_next(runs: Path, recipe: str, methods: list, milestone: int) -> int:

@@ -12,18 +12,19 @@ history keep them, nothing to commit) and brought back after the last call:
 Items of the queue (issue 39), each a prepared call of ``training/gpu_window.sh``:
 
 - ``vit``: ViT-B/16 on Imagenette, gca_uot and simclr side by side (``imagenette_vit_gpu.yaml``);
-- ``campaign``: the CIFAR-10 campaign (issue 36, ``cifar10_long.yaml``): the one of gca_uot and simclr that is
-  behind (``progress --next``, local run folders included) trains towards its next milestone, continued from its
-  last milestone's release with ``--resume-from`` (else from step 0: a local checkpoint is too large to carry),
-  and comes back as a milestone folder (``<run>/milestone-<epoch>/``) that ``export --supersede`` releases here;
+- ``campaign``: the CIFAR-10 campaign (issue 36, ``cifar10_long.yaml``): gca_uot and simclr side by side, each
+  continued from its last milestone's release with ``--resume-from`` (else from step 0: a local checkpoint is too
+  large to carry) for as many epochs as fit (the same for both, so the gap between them stays what the CPU's
+  alternation left: at most one milestone), up to the recipe's end; each keeps a milestone folder every
+  ``MILESTONE_EVERY`` epochs on the way (``--milestone-every``: what a budget stop leaves) and brings back its
+  newest (``<run>/milestone-<epoch>/``), which ``export --supersede`` releases here;
 - ``resnet50``: ResNet-50 on Imagenette, the same pair as ``vit`` (``imagenette_gpu.yaml arch=resnet50``).
 
 The Imagenette items read a 144 px copy of its train and val splits (val for the kNN monitor), packed here once
 as ``.carry/imagenette144.tgz``; the campaign the CIFAR-10 tree as it is (``.carry/cifar10.tgz``, ~19 MiB: the
 small JPEGs' shared headers compress); both kept for the next window (``.carry/`` is ignored by git). The epochs
 are fitted on the device by ``fit-epochs`` (``--together``: the two methods probed side by side, as they train),
-and that probe is the window's device check; the campaign's run stops after the epochs that fit or at its
-milestone, whichever comes first. Printed: what would travel, the ``run`` call (command, carry, timeout_s) and
+and that probe is the window's device check. Printed: what would travel, the ``run`` call (command, carry, timeout_s) and
 the follow-up calls that bring back what one call cannot (a ViT-B/16 pair: ~351 MB in fp16 with its heads). The
 seconds are estimates of this plan (``--start-s``, ``--return-s``), not measurements: the first window replaces them.
 Exit status: 0 the plan fits, 2 it does not (what to hide or shorten is said) or bad arguments.
@@ -39,7 +40,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Dict, Iterable, Optional
 
-from .progress import NextRun, next_run
+from .progress import MILESTONE_EVERY, Standing, standings
 from .resize_data import resize_tree
 
 __all__ = ["WindowItem", "QUEUE", "travelling_bytes", "pack_data", "device_command", "campaign_command",
@@ -57,8 +58,7 @@ SHOW_WEIGHTS = "git sparse-checkout disable"
 
 @dataclass(frozen=True)
 class WindowItem:
-    """One queue item: the recipe and its overrides, the methods trained side by side (the campaign's: the one
-    behind, alone), the data it carries (``splits`` of an ImageFolder root, ``source`` by default, at shorter side
+    """One queue item: the recipe and its overrides, the methods trained side by side, the data it carries (``splits`` of an ImageFolder root, ``source`` by default, at shorter side
     ``size``; None: the files as they are)."""
     recipe: str
     methods: tuple
@@ -68,11 +68,6 @@ class WindowItem:
     splits: tuple = ("train", "val")
     size: Optional[int] = 144
     campaign: bool = False
-
-    @property
-    def trained(self) -> int:
-        """The methods one window trains."""
-        return 1 if self.campaign else len(self.methods)
 
     @cached_property
     def returned_bytes(self) -> int:
@@ -147,7 +142,7 @@ def pack_data(src, dest, size: Optional[int] = 144, splits=("train", "val")) -> 
 def window_seconds(item: WindowItem, start_s: float, return_s: float, margin_s: float = 45.0) -> dict:
     """The device time of a window: the machine's start, the command, the follow-up return calls; the command
     gets what the others leave of :data:`DEVICE_TIME_S`."""
-    back = item.trained * item.returned_bytes
+    back = len(item.methods) * item.returned_bytes
     calls = max(1, math.ceil(back / RETURN_PER_CALL))
     command_s = DEVICE_TIME_S - start_s - (calls - 1) * return_s - margin_s
     return {"return_bytes": back, "return_calls": calls, "start_s": start_s, "return_s": return_s,
@@ -183,41 +178,50 @@ def device_command(item: WindowItem, command_s: int, probe_s: int, pack_s: int) 
             f"{run_s}s {' '.join(item.methods)} -- epochs=$E {_overrides(item)}")
 
 
-def campaign_command(item: WindowItem, run: NextRun, command_s: int, probe_s: int, pack_s: int) -> str:
-    """The campaign's command on the device: ``run.method`` from its release (``--resume-from``; else from step
-    0) for the epochs that fit, up to its milestone ``run.stop`` (the schedule stays the recipe's)."""
+def campaign_command(item: WindowItem, starts: Dict[str, Optional[tuple]], epochs: int, command_s: int,
+                     probe_s: int, pack_s: int) -> str:
+    """The campaign's command on the device: each method of ``starts`` from its release ``(name, epoch)``
+    (``--resume-from``; None: step 0), side by side, for the epochs that fit (the same for each), at most to the
+    recipe's ``epochs`` (its schedule stays the recipe's), keeping a milestone every ``MILESTONE_EVERY`` epochs."""
     run_s = _run_seconds(command_s, probe_s, pack_s)
-    start, resume = (run.release[1], f" --resume-from {run.release[0]}") if run.release else (0, "")
-    return (_fit(item, [run.method], run_s, probe_s, "") +
-            f"S=$(( {start} + E < {run.stop} ? {start} + E : {run.stop} )) && "
-            f"bash training/gpu_window.sh {item.recipe} {run_s}s {run.method} -- --stop-after-epoch $S{resume} "
-            f"{_overrides(item)}")
+    stops, tokens = [], []
+    for i, (method, release) in enumerate(starts.items()):
+        start = release[1] if release else 0
+        stops.append(f"S{i}=$(( {start} + E < {epochs} ? {start} + E : {epochs} )) && ")
+        tokens.append(f"{method}:--stop-after-epoch=$S{i}" + (f",--resume-from={release[0]}" if release else ""))
+    together = "--together " if len(starts) > 1 else ""
+    return (_fit(item, list(starts), run_s, probe_s, together) + "".join(stops) +
+            f"bash training/gpu_window.sh {item.recipe} {run_s}s {' '.join(tokens)} -- "
+            f"--milestone-every {MILESTONE_EVERY} {_overrides(item)}")
 
 
-def hide_weights(keep: Optional[str] = None) -> str:
-    """The sparse checkout that leaves weights/ out of the working tree, but for release ``keep``."""
-    return HIDE_WEIGHTS + (f" '/weights/{keep}/'" if keep else "")
+def hide_weights(*keep: str) -> str:
+    """The sparse checkout that leaves weights/ out of the working tree, but for the releases ``keep``."""
+    return HIDE_WEIGHTS + "".join(f" '/weights/{name}/'" for name in keep)
 
 
-def _campaign_run(item: WindowItem, runs, repo: Path) -> Optional[NextRun]:
-    """The campaign's next run (None for the other items); says where it starts against the local folder."""
+def _campaign_starts(item: WindowItem, runs, repo: Path) -> Optional[tuple]:
+    """``(recipe's epochs, {method: its release or None})`` of the campaign's methods not yet complete (None for
+    the other items); says where each starts against its local folder."""
     if not item.campaign:
         return None
-    run = next_run(runs, str(repo / item.recipe), list(item.methods))
-    if run is None:
+    cfg, stand = standings(runs, str(repo / item.recipe), list(item.methods))
+    todo = {m: s for m, s in stand.items() if s.epochs < cfg["epochs"]}
+    if not todo:
         raise ValueError(f"every method of the campaign has completed {item.recipe}: nothing to train")
-    start = run.release[1] if run.release else 0
-    origin = f"release {run.release[0]} (epoch {start})" if run.release else "step 0"
-    print(f"campaign: {run.method} from {origin} towards its milestone at epoch {run.stop}")
-    if run.local_epochs > start:
-        _print_local_ahead(run, Path(runs) / run.folder)
-    return run
+    for method, s in todo.items():
+        start = s.release[1] if s.release else 0
+        origin = f"release {s.release[0]} (epoch {start})" if s.release else "step 0"
+        print(f"campaign: {method} from {origin}, for the epochs that fit (at most to epoch {cfg['epochs']})")
+        if s.local_epochs > start:
+            _print_local_ahead(s, Path(runs) / s.folder, cfg["epochs"])
+    return cfg["epochs"], {m: s.release for m, s in todo.items()}
 
 
-def _print_local_ahead(run: NextRun, folder: Path) -> None:
+def _print_local_ahead(s: Standing, folder: Path, epochs: int) -> None:
     """The local run is further along than what can travel: how to make it travel (a milestone's release)."""
-    stop = min(run.local_epochs + 1, run.stop)
-    print(f"campaign: the local run {folder} is at epoch {run.local_epochs}: the window pays off only if it passes "
+    stop = min(s.local_epochs + 1, epochs)
+    print(f"campaign: the local run {folder} is at epoch {s.local_epochs}: the window pays off only if it passes "
           f"that epoch. To continue the local run instead: stop the campaign, then, before the window,\n"
           f"  python -m training pretrain --resume --output-dir {folder} --stop-after-epoch {stop}\n"
           f"  python -m training export --run {folder}/milestone-{stop:03d} --supersede\n"
@@ -225,12 +229,13 @@ def _print_local_ahead(run: NextRun, folder: Path) -> None:
           f"it; if the window fails, restore the files export changed: git status lists them).")
 
 
-def _print_campaign_after(item: WindowItem, run: NextRun) -> None:
-    milestone = f"runs/{Path(item.recipe).stem}_{run.method}/milestone-EEE"
-    print("after the window, here (EEE: the milestone's epoch, which the window printed):\n"
-          "  (cd FILES && sha256sum -c SHA256SUMS) && mkdir -p runs && cat FILES/runs.tar.part-* | tar x -C runs\n"
-          f"  python -m training export --run {milestone} --supersede\n"
-          f"  python -m training progress --run {milestone} --out results/campaign/{run.method}.jsonl")
+def _print_campaign_after(item: WindowItem, methods: Iterable[str]) -> None:
+    print("after the window, here (EEE: each milestone's epoch, which the window printed):\n"
+          "  (cd FILES && sha256sum -c SHA256SUMS) && mkdir -p runs && cat FILES/runs.tar.part-* | tar x -C runs")
+    for method in methods:
+        milestone = f"runs/{Path(item.recipe).stem}_{method}/milestone-EEE"
+        print(f"  python -m training export --run {milestone} --supersede\n"
+              f"  python -m training progress --run {milestone} --out results/campaign/{method}.jsonl")
 
 
 def main(argv=None, prog: str = "python -m training window-plan", command: str = "window-plan") -> int:
@@ -250,11 +255,11 @@ def main(argv=None, prog: str = "python -m training window-plan", command: str =
     item, repo = QUEUE[args.item], Path(args.repo)
     carry = f".carry/{item.data}"
     try:
-        run = _campaign_run(item, args.runs, repo)
+        campaign = _campaign_starts(item, args.runs, repo)
         pack_data(args.data or item.source, repo / carry, item.size, item.splits)
         seconds = window_seconds(item, args.start_s, args.return_s)
-        cmd = (campaign_command(item, run, seconds["command_s"], args.probe_s, args.pack_s) if run else
-               device_command(item, seconds["command_s"], args.probe_s, args.pack_s))
+        cmd = (campaign_command(item, campaign[1], campaign[0], seconds["command_s"], args.probe_s, args.pack_s)
+               if campaign else device_command(item, seconds["command_s"], args.probe_s, args.pack_s))
     except (FileNotFoundError, ValueError) as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
@@ -267,18 +272,19 @@ def main(argv=None, prog: str = "python -m training window-plan", command: str =
           f"{seconds['return_calls'] - 1} return calls x {seconds['return_s']:.0f} s + margin {seconds['margin_s']:.0f} s"
           f" of {DEVICE_TIME_S} s; {seconds['return_bytes'] / 1e6:.0f} MB of fp16 backbones and heads come back")
     print(f"run: timeout_s={seconds['command_s']} carry=[\"{carry}\"]\ncommand ({len(cmd)} chars):\n{cmd}")
-    release = run.release[0] if run and run.release else None
-    hide = hide_weights(release)
+    releases = [r[0] for r in (campaign[1].values() if campaign else ()) if r]
+    hide = hide_weights(*releases)
     problems = []
     if total > TRAVEL_LIMIT:
         problems.append(f"{total / MIB:.1f} MiB would travel, over {TRAVEL_LIMIT // MIB} MiB: hide the weights for "
                         f"the window's calls ({hide}; after the last call: {SHOW_WEIGHTS})")
-    if release and not (repo / "weights" / release).is_dir():
-        problems.append(f"the run continues release {release}, which must travel: {hide}")
+    for release in releases:
+        if not (repo / "weights" / release).is_dir():
+            problems.append(f"the run continues release {release}, which must travel: {hide}")
     if len(cmd) > COMMAND_LIMIT:
         problems.append(f"the command is {len(cmd)} characters, over {COMMAND_LIMIT}")
-    if run and not problems:
-        _print_campaign_after(item, run)
+    if campaign and not problems:
+        _print_campaign_after(item, campaign[1])
     for problem in problems:
         print(f"{prog}: error: {problem}", file=sys.stderr)
     return 2 if problems else 0

@@ -29,6 +29,24 @@ def test_stop_after_epoch_saves_and_resumes_to_the_end(tiny, tmp_path, capsys):
     assert pretrain(args[:-2] + ["--output-dir", str(tmp_path / "bad"), "--stop-after-epoch", "0"]) == 2
 
 
+def test_milestones_on_the_way_are_kept_and_the_run_goes_on(tiny, tmp_path, capsys):
+    """--milestone-every: each N-th epoch's end is a milestone folder (a budget stop still leaves the newest),
+    the stop's own epoch written once, the complete run's artifacts at its root."""
+    out = tmp_path / "window"
+    args = ["--config", SMOKE, *TINY, "epochs=4", "--output-dir", str(out), "--milestone-every", "1"]
+    assert pretrain(args + ["--stop-after-epoch", "2"]) == 3
+    assert "milestone written to" in capsys.readouterr().err
+    assert sorted(p.name for p in out.glob("milestone-*")) == ["milestone-001", "milestone-002"]
+    first = json.loads((out / "milestone-001" / "run.json").read_text())
+    assert (first["epochs"], first["steps"], first["schedule"]["epochs"]) == (1, 2, 4)
+    assert pretrain(args + ["--resume"]) == 0
+    assert sorted(p.name for p in out.glob("milestone-*")) == [f"milestone-00{e}" for e in (1, 2, 3)]
+    assert json.loads((out / "milestone-003" / "run.json").read_text())["epochs"] == 3
+    assert json.loads((out / "run.json").read_text())["epochs"] == 4 and not (out / "milestone-004").exists()
+    bad = ["--config", SMOKE, *TINY, "--output-dir", str(tmp_path / "bad"), "--milestone-every", "0"]
+    assert pretrain(bad) == 2 and "--milestone-every must be an epoch >= 1" in capsys.readouterr().err
+
+
 def test_every_start_is_a_session_record(tiny, tmp_path):
     out = tmp_path / "sessions"
     args = ["--config", SMOKE, *TINY, "epochs=2", "--output-dir", str(out)]

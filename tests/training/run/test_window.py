@@ -10,7 +10,7 @@ from safetensors.torch import save
 
 from training.run.config import load_config
 from training.run.methods import build_method
-from training.run.progress import NextRun
+from training.run.progress import MILESTONE_EVERY
 from training.run.window import (COMMAND_LIMIT, HIDE_WEIGHTS, MIB, QUEUE, SHOW_WEIGHTS, campaign_command,
                                  device_command, hide_weights, main, pack_data, travelling_bytes, window_seconds)
 
@@ -83,32 +83,31 @@ def test_the_data_is_packed_once_at_its_size_with_both_splits(imagenette, tmp_pa
 def test_each_item_fits_the_device_time_and_its_command_the_limits(name):
     item = QUEUE[name]
     seconds = window_seconds(item, start_s=120, return_s=30)
-    assert seconds["return_calls"] == -(-item.trained * item.returned_bytes // (60 * MIB))
+    assert seconds["return_calls"] == -(-len(item.methods) * item.returned_bytes // (60 * MIB))
     used = seconds["start_s"] + seconds["command_s"] + (seconds["return_calls"] - 1) * 30 + seconds["margin_s"]
     assert used <= 900 and seconds["command_s"] <= 600
-    run = NextRun(item.methods[0], 50, "folder", "start", 0, None)
-    cmd = (campaign_command(item, run, seconds["command_s"], probe_s=150, pack_s=60) if item.campaign else
+    releases = {m: (f"{m}_resnet18_cifar10", 175) for m in item.methods}  # the longest names it can carry
+    cmd = (campaign_command(item, releases, 200, seconds["command_s"], probe_s=150, pack_s=60) if item.campaign else
            device_command(item, seconds["command_s"], probe_s=150, pack_s=60))
     assert len(cmd) <= COMMAND_LIMIT
     assert f"--config {item.recipe}" in cmd and "OTZOO_WINDOW_CHECK=0" in cmd and f"tar xzf .carry/{item.data}" in cmd
-    trained = item.methods[:item.trained]
-    assert all(f"--method {m}" in cmd for m in trained) and ("--together" in cmd) == (len(trained) > 1)
+    assert all(f"--method {m}" in cmd for m in item.methods) and "--together" in cmd
     run_s = seconds["command_s"] - 150 - 60
-    assert f"--budget {run_s}s" in cmd and f"gpu_window.sh {item.recipe} {run_s}s {' '.join(trained)} --" in cmd
+    assert f"--budget {run_s}s" in cmd and f"gpu_window.sh {item.recipe} {run_s}s {item.methods[0]}" in cmd
 
 
-@pytest.mark.parametrize("release, fitted, stop_after", [(None, 35, 35), (None, 80, 50),
-                                                         (("gca_uot_resnet18_cifar10", 50), 30, 80),
-                                                         (("gca_uot_resnet18_cifar10", 50), 70, 100)])
-def test_the_campaign_continues_its_release_for_the_epochs_that_fit_up_to_its_milestone(release, fitted,
-                                                                                        stop_after):
-    run = NextRun("gca_uot", 50 if release is None else 100, "folder", "start", 0, release)
-    cmd = campaign_command(QUEUE["campaign"], run, 600, probe_s=150, pack_s=60)
-    assert ("--resume-from gca_uot_resnet18_cifar10 " in cmd) == (release is not None)
+@pytest.mark.parametrize("fitted, stops", [(35, (35, 60)), (80, (80, 105)), (170, (170, 195)), (190, (190, 200))])
+def test_the_campaign_trains_both_from_their_releases_for_the_epochs_that_fit_to_the_recipes_end(fitted, stops):
+    """simclr behind gca_uot by one milestone (the CPU's alternation): both get the same epochs, so the gap stays."""
+    starts = {"simclr": None, "gca_uot": ("gca_uot_resnet18_cifar10", 25)}
+    cmd = campaign_command(QUEUE["campaign"], starts, 200, 600, probe_s=150, pack_s=60)
     assert "epochs=" not in cmd  # the schedule stays the recipe's 200 epochs
-    arithmetic = cmd[cmd.index("S=$(("):cmd.index(" && bash training/gpu_window.sh")]
-    shown = subprocess.run(["bash", "-c", f"E={fitted}; {arithmetic}; echo $S"], capture_output=True, text=True)
-    assert int(shown.stdout) == stop_after and "--stop-after-epoch $S" in cmd
+    assert "--together --probe-epochs 2" in cmd and "--method simclr --method gca_uot" in cmd
+    assert (" simclr:--stop-after-epoch=$S0 gca_uot:--stop-after-epoch=$S1,--resume-from=gca_uot_resnet18_cifar10 "
+            f"-- --milestone-every {MILESTONE_EVERY} data.cache_dir=/tmp/c") in cmd
+    arithmetic = cmd[cmd.index("S0=$(("):cmd.index(" && bash training/gpu_window.sh")]
+    shown = subprocess.run(["bash", "-c", f"E={fitted}; {arithmetic}; echo $S0 $S1"], capture_output=True, text=True)
+    assert tuple(map(int, shown.stdout.split())) == stops
 
 
 def test_the_campaign_data_travels_as_it_is(tmp_path):
@@ -183,9 +182,12 @@ def test_the_campaign_plan_starts_the_method_behind_from_step_0_and_says_how_to_
     git(campaign_repo, *shlex.split(HIDE_WEIGHTS)[1:])
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "campaign: gca_uot from step 0 towards its milestone at epoch 25" in out
-    assert "--stop-after-epoch $S data.cache_dir" in out and "--resume-from" not in out
-    assert "export --run runs/cifar10_long_gca_uot/milestone-EEE --supersede" in out
+    for method in ("gca_uot", "simclr"):
+        assert f"campaign: {method} from step 0, for the epochs that fit (at most to epoch 200)" in out
+        assert f"{method}:--stop-after-epoch=$S" in out
+        assert f"export --run runs/cifar10_long_{method}/milestone-EEE --supersede" in out
+        assert f"progress --run runs/cifar10_long_{method}/milestone-EEE --out results/campaign/{method}.jsonl" in out
+    assert "--resume-from" not in out
     assert (campaign_repo / ".carry" / "cifar10.tgz").is_file()
 
 
@@ -198,15 +200,20 @@ def test_a_local_run_ahead_of_the_window_says_how_to_make_it_travel(campaign_rep
     assert main(["campaign", "--data", str(tmp_path / "cifar10"), "--repo", str(campaign_repo), "--runs",
                  str(tmp_path / "runs")]) == 0
     out = capsys.readouterr().out
-    assert "campaign: gca_uot from step 0 towards its milestone at epoch 25" in out
+    assert "campaign: gca_uot from step 0, for the epochs that fit" in out
     assert f"the local run {folder} is at epoch 14: the window pays off only if it passes that epoch" in out
     assert f"pretrain --resume --output-dir {folder} --stop-after-epoch 15\n" in out
     assert f"export --run {folder}/milestone-015 --supersede\n" in out
 
 
-def test_a_campaign_window_from_a_release_carries_that_release_and_no_other_weight(campaign_repo, tmp_path,
-                                                                                   monkeypatch, capsys):
+def test_a_campaign_window_from_releases_carries_those_releases_and_no_other_weight(campaign_repo, tmp_path,
+                                                                                    monkeypatch, capsys):
     import otzoo
+
+    (campaign_repo / "weights" / "simclr_resnet18_cifar10").mkdir()
+    (campaign_repo / "weights" / "simclr_resnet18_cifar10" / "model.safetensors").write_bytes(b"1" * 1000)
+    git(campaign_repo, "add", ".")
+    git(campaign_repo, "commit", "-qm", "simclr's release")
 
     cfg = load_config(str(campaign_repo / QUEUE["campaign"].recipe))
     release = {"heads": {"filename": "heads.safetensors", "sha256": "0" * 64}, "recipe": {"config": cfg},
@@ -219,13 +226,38 @@ def test_a_campaign_window_from_a_release_carries_that_release_and_no_other_weig
     git(campaign_repo, *shlex.split(HIDE_WEIGHTS)[1:])
     assert main(args) == 2
     out, err = capsys.readouterr()
-    assert "gca_uot from release gca_uot_resnet18_cifar10 (epoch 50) towards its milestone at epoch 75" in out
-    keep = hide_weights("gca_uot_resnet18_cifar10")
-    assert f"release gca_uot_resnet18_cifar10, which must travel: {keep}" in err
+    assert "gca_uot from release gca_uot_resnet18_cifar10 (epoch 50), for the epochs that fit" in out
+    keep = hide_weights(*names)
+    assert keep == HIDE_WEIGHTS + " '/weights/gca_uot_resnet18_cifar10/' '/weights/simclr_resnet18_cifar10/'"
+    assert all(f"release {name}, which must travel: {keep}" in err for name in names)
     git(campaign_repo, *shlex.split(keep)[1:])
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "--stop-after-epoch $S --resume-from gca_uot_resnet18_cifar10 " in out and "S=$(( 50 + E < 75" in out
+    assert "gca_uot:--stop-after-epoch=$S0,--resume-from=gca_uot_resnet18_cifar10 " in out
+    assert "simclr:--stop-after-epoch=$S1,--resume-from=simclr_resnet18_cifar10 " in out
+    assert "S0=$(( 50 + E < 200 ? 50 + E : 200 ))" in out
     assert sorted(travelling_bytes(campaign_repo)) == [".gitignore", "code.py", "training", "weights"]
     weights = campaign_repo / "weights"
-    assert (weights / "gca_uot_resnet18_cifar10").is_dir() and not (weights / "w").exists()
+    assert all((weights / name).is_dir() for name in names) and not (weights / "w").exists()
+
+
+def test_a_method_that_has_completed_the_recipe_is_left_out_and_with_both_there_is_no_window(campaign_repo, tmp_path,
+                                                                                             capsys):
+    def complete(method):
+        folder = tmp_path / "runs" / f"cifar10_long_{method}_resnet18_cifar"
+        folder.mkdir(parents=True)
+        (folder / "checkpoint.pt").write_bytes(b"end of epoch 200")
+        (folder / "metrics.jsonl").write_text('{"event": "epoch", "epoch": 200, "step": 19400}\n')
+
+    git(campaign_repo, *shlex.split(HIDE_WEIGHTS)[1:])
+    args = ["campaign", "--data", str(tmp_path / "cifar10"), "--repo", str(campaign_repo), "--runs",
+            str(tmp_path / "runs")]
+    complete("gca_uot")
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "campaign: simclr from step 0" in out and "campaign: gca_uot" not in out
+    assert "--method simclr " in out and "--method gca_uot" not in out and "--together" not in out
+    assert " simclr:--stop-after-epoch=$S0 -- " in out
+    complete("simclr")
+    assert main(args) == 2
+    assert "every method of the campaign has completed training/configs/cifar10_long.yaml" in capsys.readouterr().err
