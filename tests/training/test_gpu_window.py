@@ -51,27 +51,9 @@ def test_window_packs_finished_runs_and_fails_on_the_rest(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_run_stopped_at_its_milestone_comes_back_as_the_milestone_folder_with_its_heads(tmp_path):
-    proc, _, back = smoke_window(tmp_path, "simclr", "--", *TINY, "epochs=2", "--stop-after-epoch", "1",
-                                 OTZOO_WINDOW_CHECK="0")
-    assert proc.returncode == 0 and "[window] simclr: smoke_simclr/milestone-001" in proc.stdout, proc.stdout
-    milestone = back / "smoke_simclr" / "milestone-001"
-    assert [p.relative_to(back) for p in back.glob("*/*")] == [milestone.relative_to(back)]  # not the run's state
-    assert {"backbone.safetensors", "heads.safetensors", "run.json", "metrics.jsonl", "plan.png", "pretrain.log"} <= {
-        p.name for p in milestone.iterdir()}
-    with safe_open(str(milestone / "heads.safetensors"), "pt") as f:
-        assert {f.get_tensor(k).dtype for k in f.keys()} <= {torch.float16, torch.int64}
-    run = json.loads((milestone / "run.json").read_text())
-    assert run["epochs"] == 1 and run["schedule"]["epochs"] == 2  # where in its schedule it stands
-    assert load_run_model(milestone) is not None  # what export reads
-    assert progress.main(["--run", str(milestone), "--out", str(tmp_path / "progress.jsonl")]) == 0
-    assert json.loads((tmp_path / "progress.jsonl").read_text())["run"] == "smoke_simclr"  # the run, not its folder
-
-
-@pytest.mark.slow
-def test_each_method_takes_its_own_arguments_and_brings_back_its_newest_milestone(tmp_path):
-    """The campaign's window: per-method stops (METHOD:ARG,ARG), milestones kept on the way; what comes back of
-    each is its newest milestone only."""
+def test_each_method_brings_back_its_newest_milestone_with_its_heads_and_takes_its_own_arguments(tmp_path):
+    """The campaign's window: per-method stops (METHOD:ARG,ARG), milestones kept on the way (--milestone-every);
+    what comes back of each run is its newest milestone folder, not the run's state."""
     proc, _, back = smoke_window(tmp_path, "simclr:--stop-after-epoch=1", "gca_uot:--stop-after-epoch=2,seed=7", "--",
                                  *TINY, "epochs=3", "--milestone-every", "1", OTZOO_WINDOW_CHECK="0")
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -79,10 +61,19 @@ def test_each_method_takes_its_own_arguments_and_brings_back_its_newest_mileston
     assert "[window] gca_uot: smoke_gca_uot/milestone-002" in proc.stdout
     assert sorted(str(p.relative_to(back)) for p in back.glob("*/*")) == ["smoke_gca_uot/milestone-002",
                                                                         "smoke_simclr/milestone-001"]
-    run = json.loads((back / "smoke_gca_uot" / "milestone-002" / "run.json").read_text())
-    assert (run["epochs"], run["schedule"]["epochs"]) == (2, 3)
+    milestone = back / "smoke_simclr" / "milestone-001"
+    assert {"backbone.safetensors", "heads.safetensors", "run.json", "metrics.jsonl", "plan.png", "pretrain.log"} <= {
+        p.name for p in milestone.iterdir()}
+    with safe_open(str(milestone / "heads.safetensors"), "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} <= {torch.float16, torch.int64}
+    for folder, epochs in ((milestone, 1), (back / "smoke_gca_uot" / "milestone-002", 2)):
+        run = json.loads((folder / "run.json").read_text())
+        assert (run["epochs"], run["schedule"]["epochs"]) == (epochs, 3)  # where in its schedule it stands
     assert "seed: 7" in (back / "smoke_gca_uot" / "milestone-002" / "config.yaml").read_text()
-    assert "seed: 7" not in (back / "smoke_simclr" / "milestone-001" / "config.yaml").read_text()
+    assert "seed: 7" not in (milestone / "config.yaml").read_text()
+    assert load_run_model(milestone) is not None  # what export reads
+    assert progress.main(["--run", str(milestone), "--out", str(tmp_path / "progress.jsonl")]) == 0
+    assert json.loads((tmp_path / "progress.jsonl").read_text())["run"] == "smoke_simclr"  # the run, not its folder
 
 
 def test_runs_beyond_one_call_come_back_in_the_printed_follow_up_calls_and_check_whole(tmp_path):
