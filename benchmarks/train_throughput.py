@@ -27,6 +27,7 @@ import contextlib
 import json
 import os
 import resource
+import shlex
 import statistics
 import subprocess
 import sys
@@ -55,7 +56,8 @@ def extract_revision(rev: str, dest: Path) -> Path:
 
 
 def bench_pretrain(src: Path, method, args, n_images, cache_dir, device_override=True, extra_env=()):
-    """views/s of the log records of ``python -m training pretrain`` run from checkout ``src``."""
+    """(views/s of the log records, peak RSS in MiB) of ``python -m training pretrain`` run from checkout
+    ``src``."""
     with tempfile.TemporaryDirectory() as tmp:
         overrides = [f"method={method}", f"arch={args.arch}", f"batch_size={args.batch}", "epochs=1",
                      f"data.subset={n_images}", f"engine.log_every={args.log_every}", "engine.progress=false",
@@ -67,9 +69,14 @@ def bench_pretrain(src: Path, method, args, n_images, cache_dir, device_override
         cmd = [sys.executable, "-m", "training", "pretrain", "--config", args.recipe, *overrides,
                "--output-dir", str(Path(tmp) / "run")]
         env = {**os.environ, "PYTHONPATH": str(src), **dict(kv.split("=", 1) for kv in extra_env)}
-        subprocess.run(cmd, cwd=src, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(cmd, cwd=src, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        stderr = proc.stderr.read()
+        _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak RSS
+        if os.waitstatus_to_exitcode(status):
+            sys.exit(f"{shlex.join(cmd)} (in {src}) failed:\n{stderr.decode()[-2000:]}")
         recs = [json.loads(l) for l in (Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()]
-    return [r["views_per_s"] for r in recs if r.get("event") == "step"][1:]  # first record: warmup
+    rates = [r["views_per_s"] for r in recs if r.get("event") == "step"][1:]  # first record: warmup
+    return rates, usage.ru_maxrss / 1024
 
 
 def make_raw(args, precision, device):
@@ -230,11 +237,14 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.compile is None:
         args.compile = load_config(str(REPO / args.recipe))["engine"]["compile"]
+    if args.data_dir:
+        args.data_dir = str(Path(args.data_dir).resolve())  # the baseline runs from its own folder
     return args
 
 
-def measure(args, device, precision) -> dict:
-    """``{setting: [views/s per record]}``, the settings run in turn for ``args.rounds`` rounds."""
+def measure(args, device, precision) -> tuple:
+    """``({setting: [views/s per record]}, {pretrain setting: peak RSS in MiB})``, the settings run in turn for
+    ``args.rounds`` rounds."""
     n_images = args.batch * (args.steps + args.log_every)
     runs = {"raw": []}
     runs.update({f"pretrain[{m}]": [] for m in args.methods})
@@ -246,29 +256,36 @@ def measure(args, device, precision) -> dict:
         runs["plain fp32 + PIL"] = []
     if args.lightly:
         runs["lightly simclr"] = []
+    peaks = {}
     raw_state = make_raw(args, precision, device)
     bench_raw(args, raw_state, args.log_every)
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(tmp) / "cache"
         base = extract_revision(args.baseline, Path(tmp) / "baseline") if args.baseline else None
-        has_device = base is not None and "device" in (base / "training" / "config.py").read_text()
+        has_device = base is not None and any("device" in f.read_text() for f in base.glob("training/**/config.py"))
         for _ in range(args.rounds):
             runs["raw"] += bench_raw(args, raw_state, args.steps)
             for m in args.methods:
-                runs[f"pretrain[{m}]"] += bench_pretrain(REPO, m, args, n_images, cache)
+                _add(runs, peaks, f"pretrain[{m}]", bench_pretrain(REPO, m, args, n_images, cache))
                 if args.pretrain_env:
-                    runs[f"pretrain[{m}] +env"] += bench_pretrain(REPO, m, args, n_images, cache,
-                                                                  extra_env=args.pretrain_env)
+                    _add(runs, peaks, f"pretrain[{m}] +env", bench_pretrain(REPO, m, args, n_images, cache,
+                                                                            extra_env=args.pretrain_env))
                 if base is not None:
-                    runs[f"baseline[{m}]"] += bench_pretrain(base, m, args, n_images, cache, has_device)
+                    _add(runs, peaks, f"baseline[{m}]", bench_pretrain(base, m, args, n_images, cache, has_device))
             if not args.skip_plain:
                 runs["plain fp32 + PIL"] += bench_plain(args, n_images)
             if args.lightly:
                 runs["lightly simclr"] += bench_lightly(args, n_images, precision, device)
-    return runs
+    return runs, peaks
 
 
-def report(args, runs: dict) -> None:
+def _add(runs: dict, peaks: dict, setting: str, measured: tuple) -> None:
+    rates, peak = measured
+    runs[setting] += rates
+    peaks[setting] = max(peaks.get(setting, 0.0), peak)
+
+
+def report(args, runs: dict, peaks: dict) -> None:
     results = {k: (statistics.median(v), v) for k, v in runs.items()}
     if args.pretrain_env:
         print(f"+env: {' '.join(args.pretrain_env)}")
@@ -286,7 +303,8 @@ def report(args, runs: dict) -> None:
         if "plain fp32 + PIL" in results:
             line += f";  / plain = {v / results['plain fp32 + PIL'][0]:.2f}x (target >= 3.5x)"
         print(line)
-    print(f"peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    print(f"peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB (this process: raw, plain, "
+          "lightly, with the allocator's defaults); " + ", ".join(f"{k} {v:.0f} MiB" for k, v in peaks.items()))
 
 
 def main(argv=None):
@@ -299,7 +317,7 @@ def main(argv=None):
           f"compile {args.compile}, recipe {args.recipe}, batch {args.batch} ({2 * args.batch} views/step), "
           f"{args.rounds} rounds x {args.steps} measured steps per setting (+1 warmup step per pretrain/plain "
           "block, 1 raw warmup step)")
-    report(args, measure(args, device, precision))
+    report(args, *measure(args, device, precision))
 
 
 if __name__ == "__main__":

@@ -80,6 +80,7 @@ DEFAULTS: Dict[str, Any] = {
         "compile": False,           # torch.compile backbone and heads (Module.compile, in place)
         "deterministic": False,     # torch.use_deterministic_algorithms(warn_only=True)
         "threads": None,            # torch.set_num_threads; None keeps torch's default
+        "reuse_memory": True,       # CPU: malloc keeps freed tensors for the next step (device.reuse_freed_memory)
         "log_every": 10,            # steps between metrics.jsonl records
         "checkpoint_minutes": 10.0,
         "progress": True,           # tqdm progress bar (rank 0)

@@ -4,12 +4,14 @@
 ``resolve_precision("auto", device)`` is bf16 where it is fast (CUDA GPUs with bf16, CPUs
 with AVX-512 bf16 or AMX), fp16 AMP on other GPUs, and fp32 elsewhere: on a CPU without
 bf16 units, bf16 autocast is emulated and many times slower than fp32.
+``reuse_freed_memory()`` keeps a CPU step's freed tensors in the process for the next step.
 """
 import contextlib
+import ctypes
 
 import torch
 
-__all__ = ["resolve_device", "resolve_precision", "autocast", "DEVICE_CHOICES", "PRECISIONS"]
+__all__ = ["resolve_device", "resolve_precision", "autocast", "reuse_freed_memory", "DEVICE_CHOICES", "PRECISIONS"]
 
 DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
@@ -53,3 +55,21 @@ def autocast(device: torch.device, precision: str):
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=dtype)
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc's malloc.h
+
+
+def reuse_freed_memory() -> bool:
+    """glibc's malloc serves every block from its heap and never gives freed memory back (``mallopt``:
+    ``M_MMAP_MAX`` 0, ``M_TRIM_THRESHOLD`` -1), for the rest of the process. By default a block over its mmap
+    threshold (at most 32 MiB, and a CPU step's activations are larger) is mapped fresh and unmapped when freed,
+    so that every step touches new pages: the kernel faults and zeroes them. False where there is no glibc
+    (macOS, musl: nothing changes)."""
+    try:
+        libc = ctypes.CDLL(None)
+    except OSError:
+        return False
+    if not hasattr(libc, "gnu_get_libc_version"):
+        return False
+    return bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, -1))

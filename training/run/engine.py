@@ -48,7 +48,7 @@ from .augment import TwoViewAugment, slice_params
 from .checkpoint import load_checkpoint, rng_state, run_lock, save_checkpoint, set_rng_state
 from .config import dump_config
 from .data import DataError, EpochShuffler, error_line, load_images, shard
-from .device import autocast, resolve_precision
+from .device import autocast, resolve_precision, reuse_freed_memory
 from .distributed import setup_distributed
 from .from_release import apply_release
 from .hardware import add_hardware_span, describe_hardware, hardware_string
@@ -94,6 +94,8 @@ def _configure_backends(e: dict, device: torch.device) -> None:
         torch.backends.cudnn.allow_tf32 = True
     if e["threads"]:
         torch.set_num_threads(int(e["threads"]))
+    if e["reuse_memory"] and device.type == "cpu":
+        reuse_freed_memory()
 
 
 class Trainer:

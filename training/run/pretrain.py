@@ -20,7 +20,8 @@ __all__ = ["main", "build_parser", "resolve_run", "reproduce_command"]
 
 # keys that may differ between a run and its resumption (they do not change the result)
 RESUMABLE = {"engine.device", "engine.progress", "engine.log_every", "engine.checkpoint_minutes", "engine.threads",
-             "engine.knn_every", "output_dir", "data.cache_dir", "data.dir", "data.stream", "data.workers"}
+             "engine.reuse_memory", "engine.knn_every", "output_dir", "data.cache_dir", "data.dir", "data.stream",
+             "data.workers"}
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
