@@ -13,19 +13,20 @@ RECIPE_FREE_KEYS = ("method", "output_dir", "run_name", "loss")
 # where and how the files are read (a streamed run equals an in-memory one), not which data (``data.variant``)
 DATA_ACCESS_KEYS = ("dir", "cache_dir", "stream", "workers")
 MONITOR_KEYS = ("log_every", "checkpoint_minutes", "progress", "knn_every", "knn_train", "knn_test", "knn_k", "knn_t")
+HOST_MEMORY_KEYS = ("reuse_memory",)  # how the host's allocator keeps freed memory: the same arithmetic
 
 
 def recipe_key(cfg: "WeightCfg") -> Optional[tuple]:
     """What makes a recipe: architecture, dataset and the config up to the method, paths (the run's, the
     data's: ``--data-dir`` or ``$OTZOO_DATA``, the decode cache), how the images are read (``data.stream``,
-    ``data.workers``) and the engine's logging / checkpointing /
-    kNN-monitor settings (they watch training, they do not change it); ``None`` for a weight that recorded
-    no config."""
+    ``data.workers``), the engine's logging / checkpointing / kNN-monitor settings (they watch training, they do
+    not change it) and its allocator setting; ``None`` for a weight that recorded no config."""
     conf = (cfg.recipe or {}).get("config")
     if not conf:
         return None
     conf = with_defaults(conf)  # keys added later take their defaults
-    conf = dict(conf, engine={k: v for k, v in conf.get("engine", {}).items() if k not in MONITOR_KEYS},
+    engine = {k: v for k, v in conf.get("engine", {}).items() if k not in MONITOR_KEYS + HOST_MEMORY_KEYS}
+    conf = dict(conf, engine=engine,
                 data={k: v for k, v in conf.get("data", {}).items() if k not in DATA_ACCESS_KEYS})
     return cfg.architecture, cfg.dataset, {k: v for k, v in conf.items() if k not in RECIPE_FREE_KEYS}
 

@@ -36,6 +36,8 @@ def test_same_recipe_siblings_are_listed():
     streamed = with_recipe("rince_resnet18_cifar10", "rince", 60.0, data={"stream": True, "workers": 8})
     assert same_recipe(gca, streamed) and recipes.recipe_id(WeightCfg.from_dict(gca)) == recipes.recipe_id(
         WeightCfg.from_dict(streamed))  # streaming reads the same pixels in the same order
+    heap_off = with_recipe("gca_uot_resnet18_cifar10", "gca_uot", 67.24, engine={"reuse_memory": False})
+    assert recipes.recipe_id(WeightCfg.from_dict(gca)) == recipes.recipe_id(WeightCfg.from_dict(heap_off))
     assert not same_recipe(gca, with_recipe("otco_resnet18_cifar10", "otco", 60.0, data={"variant": "x"}))
     assert not same_recipe(CFG, CFG)  # no recorded config: never claimed comparable
     card = cards.render_card(gca, siblings=[gca, sim, longer])
