@@ -25,6 +25,11 @@ COMMANDS = {
 }
 
 
+# commands whose feature passes run on the CPU: a pass's freed batch is kept for the next (pretrain decides for
+# itself: engine.reuse_memory)
+FEATURE_PASSES = {"knn", "linear", "finetune", "export", "baseline", "measure", "monitor-reference", "verify", "smoke"}
+
+
 def usage() -> str:
     lines = ["usage: python -m training <command> [--help]", "", "commands:"]
     lines += [f"  {name:<17} {doc}" for name, (_, doc) in COMMANDS.items()]
@@ -40,6 +45,10 @@ def main(argv=None) -> int:
     if cmd not in COMMANDS:
         print(f"unknown command {cmd!r}\n\n{usage()}", file=sys.stderr)
         return 2
+    if cmd in FEATURE_PASSES:
+        from training.run.device import reuse_freed_memory
+
+        reuse_freed_memory()
     module = importlib.import_module(COMMANDS[cmd][0])
     return int(module.main(rest, prog=f"python -m training {cmd}", command=cmd) or 0)
 

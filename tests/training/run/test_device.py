@@ -45,3 +45,16 @@ def test_the_engine_reuses_memory_on_the_cpu_unless_the_recipe_says_not_to(monke
     e = load_config(None, [f"engine.reuse_memory={str(setting).lower()}"])["engine"]
     engine._configure_backends(e, torch.device(device))
     assert bool(calls) == applied
+
+
+@pytest.mark.parametrize("command, applied", [("knn", True), ("export", True), ("readme", False),
+                                              ("pretrain", False)])  # pretrain: its recipe's engine.reuse_memory
+def test_the_feature_pass_commands_reuse_memory(monkeypatch, command, applied):
+    from training import __main__ as cli
+    from training.run import device
+
+    calls = []
+    monkeypatch.setattr(device, "reuse_freed_memory", lambda: calls.append(1))
+    with pytest.raises(SystemExit):
+        cli.main([command, "--help"])
+    assert bool(calls) == applied
