@@ -11,7 +11,8 @@
 # On the device machine, from the repository root, with the data in $OTZOO_DATA:
 #   bash training/gpu_window.sh training/configs/cifar10_gpu.yaml 8m gca_uot simclr [-- key=value ...]
 # A METHOD may carry pretrain arguments of its own after a colon, comma-separated (the campaign's window: each
-# method from its own release to its own epoch), e.g. gca_uot:--resume-from=gca_uot_resnet18_cifar10,--stop-after-epoch=75
+# method from its own release to its own epoch), e.g.
+#   gca_uot:--resume-from=gca_uot_resnet18_cifar10,--stop-after-epoch=75
 # Back here (FILES: the folder the tool copied $OUT to; with several return calls, all their files in one folder):
 #   (cd FILES && sha256sum -c SHA256SUMS) && mkdir -p runs && cat FILES/runs.tar.part-* | tar x -C runs
 #   python -m training export --run runs/<recipe>_<method> --data-dir DATA

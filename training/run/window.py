@@ -24,8 +24,8 @@ The Imagenette items read a 144 px copy of its train and val splits (val for the
 as ``.carry/imagenette144.tgz``; the campaign the CIFAR-10 tree as it is (``.carry/cifar10.tgz``, ~19 MiB: the
 small JPEGs' shared headers compress); both kept for the next window (``.carry/`` is ignored by git). The epochs
 are fitted on the device by ``fit-epochs`` (``--together``: the two methods probed side by side, as they train),
-and that probe is the window's device check. Printed: what would travel, the ``run`` call (command, carry, timeout_s) and
-the follow-up calls that bring back what one call cannot (a ViT-B/16 pair: ~351 MB in fp16 with its heads). The
+and that probe is the window's device check. Printed: what would travel, the ``run`` call (command, carry,
+timeout_s) and the follow-up calls that bring back what one call cannot (a ViT-B/16 pair: ~351 MB in fp16 with its heads). The
 seconds are estimates of this plan (``--start-s``, ``--return-s``), not measurements: the first window replaces them.
 Exit status: 0 the plan fits, 2 it does not (what to hide or shorten is said) or bad arguments.
 """
@@ -58,8 +58,9 @@ SHOW_WEIGHTS = "git sparse-checkout disable"
 
 @dataclass(frozen=True)
 class WindowItem:
-    """One queue item: the recipe and its overrides, the methods trained side by side, the data it carries (``splits`` of an ImageFolder root, ``source`` by default, at shorter side
-    ``size``; None: the files as they are)."""
+    """One queue item: the recipe and its overrides, the methods trained side by side, the data it carries
+    (``splits`` of an ImageFolder root, ``source`` by default, at shorter side ``size``; None: the files as they
+    are)."""
     recipe: str
     methods: tuple
     overrides: tuple
