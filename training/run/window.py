@@ -25,8 +25,9 @@ as ``.carry/imagenette144.tgz``; the campaign the CIFAR-10 tree as it is (``.car
 small JPEGs' shared headers compress); both kept for the next window (``.carry/`` is ignored by git). The epochs
 are fitted on the device by ``fit-epochs`` (``--together``: the two methods probed side by side, as they train),
 and that probe is the window's device check. Printed: what would travel, the ``run`` call (command, carry,
-timeout_s) and the follow-up calls that bring back what one call cannot (a ViT-B/16 pair: ~351 MB in fp16 with its heads). The
-seconds are estimates of this plan (``--start-s``, ``--return-s``), not measurements: the first window replaces them.
+timeout_s) and the follow-up calls that bring back what one call cannot (a ViT-B/16 pair: ~351 MB in fp16 with
+its heads). The seconds are estimates of this plan (``--start-s``, ``--return-s``), not measurements: the first
+window replaces them.
 Exit status: 0 the plan fits, 2 it does not (what to hide or shorten is said) or bad arguments.
 """
 import argparse
