@@ -1,4 +1,4 @@
-"""training.run.fit_epochs: costs from a probe's records, the prediction, and a fitted run that keeps its budget."""
+"""training.run.fit_epochs: costs from a probe's records, the prediction, and a real probe's report (timing: benchmarks/fit_epochs.py)."""
 import json
 import os
 import subprocess
@@ -47,25 +47,20 @@ def test_a_probe_of_one_epoch_is_too_short_to_measure():
 
 
 @pytest.mark.slow
-def test_a_fitted_run_finishes_within_its_budget(tmp_path):
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+def test_a_real_probe_reports_its_costs_and_the_epochs_they_fit(tmp_path):
+    # whether a fitted run then keeps its budget is a timing: benchmarks/fit_epochs.py measures it
     cmd = [sys.executable, "-m", "training", "fit-epochs", "--config", "training/configs/smoke.yaml", "--budget",
-           "60s", "--probe-epochs", "4", "--method", "simclr", "--report", str(tmp_path / "fit.json"), *TINY,
+           "10m", "--probe-epochs", "2", "--method", "simclr", "--report", str(tmp_path / "fit.json"), *TINY,
            "engine.knn_every=2"]
-    fit = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    fit = subprocess.run(cmd, cwd=REPO, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True,
+                         timeout=300)
     assert fit.returncode == 0, fit.stderr
-    epochs = int(fit.stdout.strip())
     report = json.loads((tmp_path / "fit.json").read_text())
-    assert report["epochs"] == epochs >= 2 and epochs % 2 == 0
-    assert report["methods"]["simclr"]["epochs_probed"] == 4 and report["methods"]["simclr"]["knn_s"] > 0
-
-    t0 = time.time()
-    run = subprocess.run([sys.executable, "-m", "training", "pretrain", "--config", "training/configs/smoke.yaml",
-                          *TINY, "engine.knn_every=2", f"epochs={epochs}", "--output-dir", str(tmp_path / "run")],
-                         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr
-    assert time.time() - t0 <= 60.0  # a budget a cold decode + compile cannot eat (40 s fitted 1 epoch once)
-    assert json.loads((tmp_path / "run" / "run.json").read_text())["epochs"] == epochs
+    costs = report["methods"]["simclr"]
+    assert costs["epochs_probed"] == 2 and costs["start_s"] > costs["epoch_s"] > 0 and costs["knn_s"] > 0
+    assert costs["views_per_s"] == pytest.approx(2 * 16 * 4 / costs["epoch_s"], rel=0.01)  # 64 images: 4 steps
+    epochs = fit_epochs(costs, budget_s=600.0, knn_every=2)
+    assert int(fit.stdout.strip()) == report["epochs"] == costs["epochs"] == epochs >= 2 and epochs % 2 == 0
 
 
 def test_bad_arguments_say_what_to_do():
