@@ -1,4 +1,4 @@
-"""training.run.fit_epochs: costs from a probe's records, the prediction, and a real probe's report (timing: benchmarks/fit_epochs.py)."""
+"""training.run.fit_epochs: a probe's costs, the prediction, a real probe's report (timing: benchmarks/fit_epochs.py)."""
 import json
 import os
 import subprocess
