@@ -151,7 +151,8 @@ def test_resume_from_a_milestone_on_a_fresh_folder_ends_near_the_uninterrupted_r
 
 
 @pytest.mark.parametrize("name, message", [
-    ("gca_uot_resnet18_cifar10", "ships no pretraining heads"),  # a complete 16-epoch release of before heads
+    # a 16-epoch release from before heads, outside the campaign (whose milestones ship heads: gca_uot's do)
+    ("byol_resnet18_cifar10", "ships no pretraining heads"),
     ("nosuch_resnet18_cifar10", "Unknown otzoo model"),
 ])
 def test_resume_from_what_cannot_be_continued_says_what_to_do(tmp_path, capsys, name, message):
