@@ -158,7 +158,8 @@ def main(argv=None, prog: str = "python -m training evaluate", command: str = "k
     precision = resolve_precision(args.precision, device)
     result = {"command": command, "source": info["source"], "arch": info.get("arch"), "dataset": job.dataset,
               "dataset_variant": dataset_variant(job.dataset, job.data_dir), "num_train": len(job.train_set),
-              "num_test": len(job.test_set), "input_size": int(model.pretrained_cfg["input_size"][-1])}
+              "num_test": len(job.test_set), "input_size": int(model.pretrained_cfg["input_size"][-1]),
+              **{k: info[k] for k in ("weight_sha256", "weight_epochs") if k in info}}
     start = time.time()
     try:
         result.update((_finetune if command == "finetune" else _probe)(job, precision, device))

@@ -20,8 +20,8 @@ from torchvision import transforms as T
 from ..run.device import autocast, resolve_device
 from .linear import balanced_subset
 
-__all__ = ["FinetuneRecipe", "RECIPE_10PCT", "scratch_source", "is_scratch", "finetune_transform", "label_subset", "param_groups", "finetune_optimizer",
-           "finetune"]
+__all__ = ["FinetuneRecipe", "RECIPE_10PCT", "scratch_source", "is_scratch", "init_text", "finetune_transform",
+           "label_subset", "param_groups", "finetune_optimizer", "finetune"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,14 @@ def scratch_source(arch: str) -> str:
 
 def is_scratch(record: dict) -> bool:
     return record["source"].startswith("random init (")
+
+
+def init_text(record: dict, scratch: str = "random init") -> str:
+    """How a fine-tuning record's backbone started: ``scratch``, or the weight and, where it is not the one its
+    name holds now, which release (``release``, from ``training.release.readme.mark_releases``)."""
+    if is_scratch(record):
+        return scratch
+    return f"`{record['source']}`" + (f" ({record['release']})" if record.get("release") else "")
 
 
 def finetune_transform(model: nn.Module):

@@ -14,7 +14,7 @@ from torch.utils.data import Dataset, Subset
 
 import otzoo
 
-__all__ = ["PAPER_DATASET_NAMES", "read_run", "load_run_model", "run_data_cfg", "load_model",
+__all__ = ["PAPER_DATASET_NAMES", "read_run", "load_run_model", "run_data_cfg", "released_weight", "load_model",
            "resolve_eval_data_dir", "dataset_variant", "first_n"]
 
 PAPER_DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "svhn": "SVHN", "stl10": "STL-10",
@@ -54,6 +54,12 @@ def run_data_cfg(info: dict) -> dict:
     return out
 
 
+def released_weight(cfg: dict) -> dict:
+    """Which release of a name was measured: its sha256 and pretraining epochs (a name outlives its releases)."""
+    return {"weight_sha256": cfg["sha256"], "weight_epochs": (cfg.get("budget") or {}).get("epochs")} \
+        if cfg.get("sha256") else {}
+
+
 def load_model(run=None, model_name=None, checkpoint=None, arch=None):
     """Model + info dict from exactly one of a run dir, an otzoo weight name, or a checkpoint."""
     given = [v for v in (run, model_name, checkpoint) if v]
@@ -66,7 +72,8 @@ def load_model(run=None, model_name=None, checkpoint=None, arch=None):
     if model_name:
         model = otzoo.create_model(model_name, pretrained=True)
         cfg = dict(getattr(model, "pretrained_cfg", {}) or {})
-        return model, {"source": model_name, "arch": cfg.get("architecture"), "dataset": cfg.get("dataset")}
+        return model, {"source": model_name, "arch": cfg.get("architecture"), "dataset": cfg.get("dataset"),
+                       **released_weight(cfg)}
     path = Path(checkpoint)
     if arch is None:
         cfg_path = (path if path.is_dir() else path.parent) / "config.json"

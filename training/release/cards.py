@@ -12,7 +12,7 @@ import yaml
 import otzoo
 from otzoo.models import WeightCfg
 
-from training.evaluate.finetune import is_scratch
+from training.evaluate.finetune import init_text, is_scratch
 from training.evaluate.knn import KNN_K, KNN_T
 from training.release.recipes import epochs_text, other_milestone, recipe_id, same_recipe
 from training.release.references import (GCA_PAPER, HF_DATASETS, LIGHTLY_BENCHMARK, METHOD_NAMES, NON_CONTRASTIVE,
@@ -283,10 +283,13 @@ def _finetune_section(cfg: WeightCfg, records: Sequence[dict]) -> list:
              f"({own[0]['num_test']:,} test images), one run each (seed 0: differences of about a point between "
              "weights are within seed noise), beside the same recipe from random initialisation:", "",
              "| Initialisation | Test top-1 | Hardware |", "|---|---:|---|"]
-    for r in sorted(same, key=lambda r: (r["source"] != cfg.name, r["source"])):
-        init = "random init (same recipe)" if is_scratch(r) else f"`{r['source']}`"
-        bold = "**" if r["source"] == cfg.name else ""
-        lines.append(f"| {bold}{init}{bold} | {r['finetune_top1']:.2f} | {r['hardware']} |")
+    for r in sorted(same, key=lambda r: (r["source"] != cfg.name or bool(r.get("release")), r["source"])):
+        bold = "**" if r["source"] == cfg.name and not r.get("release") else ""
+        lines.append(f"| {bold}{init_text(r, 'random init (same recipe)')}{bold} | {r['finetune_top1']:.2f} | "
+                     f"{r['hardware']} |")
+    if all(r.get("release") for r in own):
+        lines += ["", f"This release has not been fine-tuned yet: the `{cfg.name}` row measured the weight it "
+                      "replaced (the command below measures this one)."]
     key = f"linear_top1_{recipe['label_fraction'] * 100:g}pct"
     frozen = (f"The frozen linear probe with {recipe['label_fraction']:.0%} of the labels reaches "
               f"{cfg.metrics[key]:.2f} (Results). " if key in cfg.metrics else "")

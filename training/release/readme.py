@@ -35,7 +35,8 @@ CSV_FIELDS = ["name", "status", "recipe", "architecture", "method", "dataset", "
               "views_seen", "batch_size", "knn_top1", "linear_top1", "linear_top1_1pct", "linear_top1_10pct", "subset_top1",
               *GEOMETRY_FIELDS, "hardware", "wall_time_h", "views_per_s", "otzoo_version", "hf_hub_id", "sha256"]
 FT_FIELDS = ["source", "arch", "dataset", "dataset_variant", "input_size", "label_fraction", "num_labelled", "epochs",
-             "finetune_top1", "num_test", "train_time_min", "hardware", "command_line"]
+             "finetune_top1", "num_test", "train_time_min", "hardware", "command_line", "weight_sha256",
+             "weight_epochs"]
 
 
 def _records(paths) -> dict:
@@ -116,6 +117,24 @@ def finetune_records(root) -> list:
     return sorted((json.loads(p.read_text()) for p in paths), key=lambda r: (r["dataset"], r["source"]))
 
 
+def mark_releases(records: list, cfgs: list, superseded: list = ()) -> list:
+    """``records`` with ``release``: ``None`` where a record measured the weight its name holds now (or random
+    init), else which release it measured ("earlier release, 16 epochs"): a milestone replaces a name's weight,
+    and a number measured on the replaced one must not read as the new one's."""
+    current = {c.name: c.sha256 for c in cfgs}
+    earlier = {c.sha256: c for c in superseded}
+
+    def note(r: dict):
+        sha = r.get("weight_sha256")
+        if r["source"] not in current or sha == current[r["source"]]:
+            return None
+        if sha is None:
+            return "release not recorded"
+        old = earlier.get(sha)
+        return f"earlier release, {budget_epochs(old)} epochs" if old else f"earlier release, sha256 {sha[:12]}"
+    return [{**r, "release": note(r)} for r in records]
+
+
 def _pct(v) -> str:
     return f"{v:.2f}" if isinstance(v, (int, float)) else "n/a"
 
@@ -141,20 +160,16 @@ def render_table(cfgs: list) -> str:
     return "\n".join(rows)
 
 
-def _init(record: dict) -> str:
-    from training.evaluate.finetune import is_scratch
-
-    return "random init" if is_scratch(record) else f"`{record['source']}`"
-
-
 def render_finetune_table(records: list) -> str:
     """Markdown table of fine-tuning results (or a sentence saying there are none)."""
+    from training.evaluate.finetune import init_text
+
     if not records:
         return "No fine-tuning results yet."
     rows = ["| Dataset | Initialisation | Input | Labels | Epochs | Test top-1 | Hardware |",
             "|---|---|---:|---:|---:|---:|---|"]
     for r in records:
-        rows.append(f"| {r['dataset_variant']} | {_init(r)} | {r['input_size']} px | {r['num_labelled']:,} "
+        rows.append(f"| {r['dataset_variant']} | {init_text(r)} | {r['input_size']} px | {r['num_labelled']:,} "
                     f"({r['recipe']['label_fraction']:.0%}) | {r['recipe']['epochs']} | {_pct(r['finetune_top1'])} | "
                     f"{r['hardware']} |")
     return "\n".join(rows)
@@ -220,7 +235,7 @@ def generated_files(root) -> dict:
     for ds in sorted({c.dataset for c in cfgs + superseded} | {"cifar10"}):
         out[root / "results" / f"results-{ds}.csv"] = results_csv([c for c in cfgs if c.dataset == ds],
                                                                   [c for c in superseded if c.dataset == ds])
-    records, baselines = finetune_records(root), baseline_records(root)
+    records, baselines = mark_releases(finetune_records(root), cfgs, superseded), baseline_records(root)
     for ds in sorted({r["dataset"] for r in records}):
         out[root / "results" / f"finetune-{ds}.csv"] = finetune_csv([r for r in records if r["dataset"] == ds])
     for c in cfgs:

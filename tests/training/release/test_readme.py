@@ -58,7 +58,8 @@ def test_finetune_records_make_the_readme_table_csv_and_card_section(tmp_path):
     (tmp_path / "otzoo" / "pretrained" / f"{CFG['name']}.json").write_text(json.dumps(CFG))
     folder = tmp_path / "results" / "finetune" / "cifar10"
     folder.mkdir(parents=True)
-    for rec in (finetune_record(CFG["name"], 71.5), finetune_record("random init (resnet18_cifar)", 48.25)):
+    for rec in (dict(finetune_record(CFG["name"], 71.5), weight_sha256=CFG["sha256"]),
+                finetune_record("random init (resnet18_cifar)", 48.25)):
         (folder / f"{rec['source'][:6]}.json").write_text(json.dumps(rec))
     assert readme.main(["--root", str(tmp_path)]) == 0
     text = (tmp_path / "README.md").read_text()
@@ -68,6 +69,40 @@ def test_finetune_records_make_the_readme_table_csv_and_card_section(tmp_path):
     assert [r["finetune_top1"] for r in rows] == ["71.5", "48.25"] and rows[0]["label_fraction"] == "0.1"
     assert rows[0]["input_size"] == "32"
     assert "## Fine-tuning with 10% of the labels" in (tmp_path / "model_cards" / f"{CFG['name']}.md").read_text()
+
+
+def test_a_fine_tuning_record_of_a_replaced_release_is_labelled_with_it_in_the_readme_and_card(tmp_path):
+    from tests.training.release.test_cards import finetune_record
+
+    old = WeightCfg.from_dict(dict(CFG, sha256="c" * 64, budget=dict(CFG["budget"], epochs=16)))
+    records = [dict(finetune_record(CFG["name"], 72.42), weight_sha256="c" * 64),
+               finetune_record("random init (resnet18_cifar)", 52.18),
+               dict(finetune_record("simclr_resnet18_cifar10", 72.16), weight_sha256="e" * 64),
+               finetune_record("other_resnet18_cifar10", 70.0)]
+    simclr = WeightCfg.from_dict(dict(CFG, name="simclr_resnet18_cifar10", sha256="e" * 64))
+    other = WeightCfg.from_dict(dict(CFG, name="other_resnet18_cifar10", sha256="f" * 64))
+    marked = readme.mark_releases(records, [REC, simclr, other], [old])
+    assert [r["release"] for r in marked] == ["earlier release, 16 epochs", None, None, "release not recorded"]
+    assert readme.mark_releases(records[:1], [REC])[0]["release"] == f"earlier release, sha256 {'c' * 12}"
+    table = readme.render_finetune_table(marked)
+    assert "| `gca_uot_resnet18_cifar10` (earlier release, 16 epochs) | 32 px |" in table
+    assert "| `simclr_resnet18_cifar10` | 32 px |" in table
+    card = cards.render_card(REC, finetune=marked)
+    section = card[card.index("## Fine-tuning"):card.index("## Pretraining recipe")]
+    assert "| `gca_uot_resnet18_cifar10` (earlier release, 16 epochs) | 72.42 |" in section  # not bold: not this file
+    assert "This release has not been fine-tuned yet" in section
+    current = readme.mark_releases([dict(records[0], weight_sha256=REC.sha256)], [REC])
+    section = cards.render_card(REC, finetune=current)
+    assert "| **`gca_uot_resnet18_cifar10`** | 72.42 |" in section and "has not been fine-tuned" not in section
+
+
+def test_every_shipped_fine_tuning_record_names_the_release_it_measured():
+    root = readme.REPO_ROOT
+    cfgs, superseded = readme.cfgs_from_root(root), readme.superseded_from_root(root)
+    known = {c.sha256 for c in cfgs + superseded}
+    for r in readme.mark_releases(readme.finetune_records(root), cfgs, superseded):
+        assert r["release"] in (None, f"earlier release, {r.get('weight_epochs')} epochs"), r["source"]
+        assert r["source"].startswith("random init (") or r["weight_sha256"] in known, r["source"]
 
 
 def test_a_release_from_another_recipe_keeps_the_replaced_one_in_results_and_the_card(tmp_path):
